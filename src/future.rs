@@ -1,0 +1,211 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use futures_core::Stream;
+use pin_project_lite::pin_project;
+
+use crate::{state, Context};
+
+pin_project! {
+    /// A future or stream that runs inside a [`Context`], on any executor.
+    ///
+    /// Made by [`ContextExt::with_context`] and [`ContextExt::with_current_context`]. The
+    /// context is installed around every poll and while the inner future is dropped, so
+    /// destructors (cancellation, `abort`, runtime shutdown) see it too. Installing it swaps a
+    /// pointer in and out: no allocation and no reference-count change per poll.
+    ///
+    /// The wrapper owns its context: what the inner future [`set`](crate::ContextVar::set)s
+    /// persists across its `.await`s and never escapes it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextExt, ContextVar};
+    ///
+    /// static REQUEST_ID: ContextVar<u64> = ContextVar::new("request_id");
+    ///
+    /// let task = async {
+    ///     REQUEST_ID.set(REQUEST_ID.get().unwrap() + 1);
+    ///     std::future::ready(()).await;
+    ///     REQUEST_ID.get() // the set survived the await
+    /// }
+    /// .with_context(Context::new().with_value(&REQUEST_ID, 41));
+    ///
+    /// assert_eq!(futures::executor::block_on(task), Some(42));
+    /// assert_eq!(REQUEST_ID.get(), None); // and never escaped the task
+    /// ```
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct WithContext<F> {
+        context: Context,
+        // `None` only while being dropped or after `into_inner`.
+        #[pin]
+        inner: Option<F>,
+    }
+
+    impl<F> PinnedDrop for WithContext<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            let _frame = state::enter(this.context);
+            this.inner.set(None);
+        }
+    }
+}
+
+impl<F> WithContext<F> {
+    pub(crate) fn new(inner: F, context: Context) -> WithContext<F> {
+        WithContext {
+            context,
+            inner: Some(inner),
+        }
+    }
+
+    /// The context this future runs in (including what it has set so far).
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextExt, ContextVar};
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// let fut = async {}.with_context(Context::new().with_value(&A, 1));
+    /// assert_eq!(fut.context().get(&A), Some(1));
+    /// ```
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
+    /// A reference to the wrapped future.
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextExt};
+    /// let fut = std::future::ready(5).with_context(Context::new());
+    /// let _inner: &std::future::Ready<i32> = fut.inner();
+    /// ```
+    pub fn inner(&self) -> &F {
+        self.inner.as_ref().expect(INNER_PRESENT)
+    }
+
+    /// A mutable reference to the wrapped future.
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextExt};
+    /// let mut fut = std::future::ready(5).with_context(Context::new());
+    /// let _inner: &mut std::future::Ready<i32> = fut.inner_mut();
+    /// ```
+    pub fn inner_mut(&mut self) -> &mut F {
+        self.inner.as_mut().expect(INNER_PRESENT)
+    }
+
+    /// A pinned mutable reference to the wrapped future.
+    ///
+    /// ```
+    /// use std::pin::pin;
+    /// use contextvars::{Context, ContextExt};
+    /// let mut fut = pin!(std::future::ready(5).with_context(Context::new()));
+    /// let _inner = fut.as_mut().inner_pin_mut();
+    /// ```
+    pub fn inner_pin_mut(self: Pin<&mut Self>) -> Pin<&mut F> {
+        self.project().inner.as_pin_mut().expect(INNER_PRESENT)
+    }
+
+    /// Unwraps the future, dropping the context.
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextExt};
+    /// let fut = std::future::ready(5).with_context(Context::new());
+    /// assert_eq!(futures::executor::block_on(fut.into_inner()), 5);
+    /// ```
+    pub fn into_inner(mut self) -> F {
+        self.inner.take().expect(INNER_PRESENT)
+    }
+}
+
+const INNER_PRESENT: &str = "WithContext holds its future until it is dropped";
+
+impl<F: Future> Future for WithContext<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _frame = state::enter(this.context);
+        this.inner.as_pin_mut().expect(INNER_PRESENT).poll(cx)
+    }
+}
+
+impl<S: Stream> Stream for WithContext<S> {
+    type Item = S::Item;
+
+    #[inline]
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
+        let this = self.project();
+        let _frame = state::enter(this.context);
+        this.inner.as_pin_mut().expect(INNER_PRESENT).poll_next(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner().size_hint()
+    }
+}
+
+impl<F: Clone> Clone for WithContext<F> {
+    fn clone(&self) -> Self {
+        WithContext::new(self.inner().clone(), self.context.clone())
+    }
+}
+
+impl<F: fmt::Debug> fmt::Debug for WithContext<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WithContext")
+            .field("context", &self.context)
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+/// Attaches a [`Context`] to any future or stream. Implemented for every type.
+///
+/// # Examples
+///
+/// The context travels with the future to whatever executor runs it:
+///
+/// ```
+/// # mod tokio { pub fn spawn(_: impl std::future::Future) {} }
+/// use contextvars::{ContextExt, ContextVar};
+///
+/// static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
+///
+/// async fn background_work() {
+///     println!("background task for {:?}", REQUEST_ID.get());
+/// }
+///
+/// REQUEST_ID.scope("req-123".into(), || {
+///     tokio::spawn(background_work().with_current_context());
+/// });
+/// ```
+pub trait ContextExt: Sized {
+    /// Runs `self` inside `context` (see [`WithContext`]).
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextExt, ContextVar};
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// let fut = async { A.get() }.with_context(Context::new().with_value(&A, 1));
+    /// assert_eq!(futures::executor::block_on(fut), Some(1));
+    /// ```
+    fn with_context(self, context: Context) -> WithContext<Self> {
+        WithContext::new(self, context)
+    }
+
+    /// Runs `self` inside the context current at this call ([`Context::current`]).
+    ///
+    /// ```
+    /// use contextvars::{ContextExt, ContextVar};
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// let fut = A.scope(1, || async { A.get() }.with_current_context());
+    /// assert_eq!(futures::executor::block_on(fut), Some(1)); // polled outside the scope
+    /// ```
+    fn with_current_context(self) -> WithContext<Self> {
+        WithContext::new(self, Context::current())
+    }
+}
+
+impl<T> ContextExt for T {}

@@ -1,0 +1,140 @@
+//! Context variables that follow your work: request ids, user ids and trace context that survive
+//! `.await`, spawned tasks on any executor, blocking pools and threads.
+//!
+//! Python has [`contextvars`](https://docs.python.org/3/library/contextvars.html); this is the
+//! same idea for Rust, runtime-agnostic and cheap enough to use on every task.
+//!
+//! # Overview
+//!
+//! A [`ContextVar<T>`] is a typed key, usually a `static`. Its value lives in a [`Context`], an
+//! immutable snapshot that is O(1) to capture and clone. Each thread has a current context;
+//! [`ContextVar::get`] reads from it and [`ContextVar::set`] changes it for the current *frame*
+//! only.
+//!
+//! ```
+//! use contextvars::ContextVar;
+//!
+//! static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
+//!
+//! REQUEST_ID.scope("req-123".to_string(), || {
+//!     assert_eq!(REQUEST_ID.get().as_deref(), Some("req-123"));
+//! });
+//! assert_eq!(REQUEST_ID.get(), None);
+//! ```
+//!
+//! A future carries a context with [`ContextExt::with_current_context`]: the context is
+//! installed on every poll, on whichever thread the executor polls it.
+//!
+//! ```
+//! # mod tokio { pub fn spawn(_: impl std::future::Future) {} }
+//! use contextvars::{ContextExt, ContextVar};
+//!
+//! static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
+//!
+//! async fn background_work() {
+//!     assert_eq!(REQUEST_ID.get().as_deref(), Some("req-123"));
+//! }
+//!
+//! REQUEST_ID.scope("req-123".to_string(), || {
+//!     tokio::spawn(background_work().with_current_context());
+//! });
+//! ```
+//!
+//! Threads spawned through [`thread`] see the caller's context; any other pool gets it through
+//! [`Context::wrap`]:
+//!
+//! ```
+//! use contextvars::{thread, ContextVar};
+//!
+//! static USER_ID: ContextVar<u64> = ContextVar::new("user_id");
+//!
+//! USER_ID.scope(789, || {
+//!     let seen = thread::spawn_with_context(|| USER_ID.get()).join().unwrap();
+//!     assert_eq!(seen, Some(789));
+//! });
+//! ```
+//!
+//! Children get a copy: what they set never reaches their parent or their siblings.
+//!
+//! ```
+//! use contextvars::{ContextExt, ContextVar};
+//!
+//! static REQUEST_ID: ContextVar<&'static str> = ContextVar::new("request_id");
+//!
+//! REQUEST_ID.set("parent-value");
+//! let child = async { REQUEST_ID.set("child-override") }.with_current_context();
+//! futures::executor::block_on(child);
+//! assert_eq!(REQUEST_ID.get(), Some("parent-value"));
+//! ```
+//!
+//! # Frames
+//!
+//! [`ContextVar::set`] changes the innermost of: the [`WithContext`] future being polled, the
+//! closure of [`Context::run`] / [`ContextVar::scope`], or else the thread itself. A frame ends by
+//! putting back exactly the context it found, even when it panics.
+//!
+//! # Feature flags
+//!
+//! - `macros` (default): [`#[preserve_context]`](macro@preserve_context) for `async fn`s.
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.82.
+//!
+//! [`thread`]: crate::thread
+
+#![forbid(unsafe_code)]
+#![doc(test(attr(deny(warnings))))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod context;
+mod future;
+mod map;
+mod state;
+mod var;
+
+#[path = "../adapters/thread.rs"]
+pub mod thread;
+
+pub use crate::context::{Context, ContextGuard, Entry, Iter};
+pub use crate::future::{ContextExt, WithContext};
+pub use crate::var::{AccessError, ContextVar};
+
+/// Makes an `async fn` carry the context of its call site.
+///
+/// The function captures [`Context::current`] when it is *called* and runs its body inside that
+/// context, so the future keeps it wherever it is spawned or polled later: the counterpart of
+/// Python's `@preserve_context` decorator. It is the same as calling
+/// [`.with_current_context()`](ContextExt::with_current_context) on every call's future.
+///
+/// It works on free functions and inherent methods (`&self`, `&mut self`, `self`), generic or
+/// not; the future is `Send` whenever the body's future is. Not for `async fn` in traits.
+///
+/// # Examples
+///
+/// ```
+/// # mod tokio { pub fn spawn(_: impl std::future::Future) {} }
+/// use contextvars::{preserve_context, ContextVar};
+///
+/// static USER_ID: ContextVar<String> = ContextVar::new("user_id");
+///
+/// #[preserve_context]
+/// async fn worker() -> Option<String> {
+///     USER_ID.get()
+/// }
+///
+/// let fut = USER_ID.scope("user-789".into(), worker); // called in the scope...
+/// let seen = futures::executor::block_on(fut); // ...polled outside it
+/// assert_eq!(seen.as_deref(), Some("user-789"));
+/// ```
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub use contextvars_macros::preserve_context;
+
+/// Not public API: used by `#[preserve_context]`'s expansion.
+#[doc(hidden)]
+pub mod __private {
+    /// Lets an `impl Trait` return type capture a lifetime without outliving it.
+    pub trait Captures<'a> {}
+    impl<T: ?Sized> Captures<'_> for T {}
+}

@@ -1,0 +1,387 @@
+//! A persistent (immutable, structurally shared) map from variable ids to values.
+//!
+//! It is a hash array mapped trie keyed directly by the variable's id: ids are unique, so the
+//! id is its own perfect hash. Every node holds up to 32 slots addressed by five bits of the id
+//! and compressed by a bitmap. Lookups walk `log32(n)` nodes; an insert or a removal copies one
+//! path of nodes and shares everything else, so a snapshot is a single `Arc` clone.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+const BITS: u32 = 5;
+const MASK: u64 = (1 << BITS) - 1;
+/// Enough levels for every 64-bit id (13 × 5 bits ≥ 64).
+const MAX_DEPTH: usize = 13;
+
+/// A stored value together with what is needed to name and print it.
+pub(crate) trait Erased: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn value(&self) -> &(dyn Any + Send + Sync);
+    /// `None` when the variable offers no `Debug` formatting.
+    fn fmt_debug(&self, f: &mut fmt::Formatter<'_>) -> Option<fmt::Result>;
+    /// `None` when the variable offers no `Display` formatting.
+    fn fmt_display(&self, f: &mut fmt::Formatter<'_>) -> Option<fmt::Result>;
+    fn has_debug(&self) -> bool;
+    fn has_display(&self) -> bool;
+}
+
+pub(crate) type FmtFn<T> = fn(&T, &mut fmt::Formatter<'_>) -> fmt::Result;
+
+pub(crate) struct Stored<T> {
+    pub(crate) name: &'static str,
+    pub(crate) debug: Option<FmtFn<T>>,
+    pub(crate) display: Option<FmtFn<T>>,
+    pub(crate) value: T,
+}
+
+impl<T: Send + Sync + 'static> Erased for Stored<T> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn value(&self) -> &(dyn Any + Send + Sync) {
+        &self.value
+    }
+
+    fn fmt_debug(&self, f: &mut fmt::Formatter<'_>) -> Option<fmt::Result> {
+        self.debug.map(|fmt| fmt(&self.value, f))
+    }
+
+    fn fmt_display(&self, f: &mut fmt::Formatter<'_>) -> Option<fmt::Result> {
+        self.display.map(|fmt| fmt(&self.value, f))
+    }
+
+    fn has_debug(&self) -> bool {
+        self.debug.is_some()
+    }
+
+    fn has_display(&self) -> bool {
+        self.display.is_some()
+    }
+}
+
+pub(crate) type Value = Arc<dyn Erased>;
+
+#[derive(Clone)]
+enum Slot {
+    Leaf(u64, Value),
+    Branch(Node),
+}
+
+#[derive(Clone)]
+struct Node {
+    bitmap: u32,
+    slots: Arc<[Slot]>,
+}
+
+#[derive(Clone, Default)]
+pub(crate) struct Map {
+    root: Option<Node>,
+    len: usize,
+}
+
+#[inline]
+fn bit_of(id: u64, shift: u32) -> u32 {
+    1 << ((id >> shift) & MASK)
+}
+
+#[inline]
+fn index_of(bitmap: u32, bit: u32) -> usize {
+    (bitmap & (bit - 1)).count_ones() as usize
+}
+
+impl Node {
+    fn leaf(id: u64, value: Value, shift: u32) -> Node {
+        Node {
+            bitmap: bit_of(id, shift),
+            slots: Arc::new([Slot::Leaf(id, value)]),
+        }
+    }
+
+    /// A node holding two leaves whose ids agree on every bit below `shift`.
+    fn pair(a: (u64, Value), b: (u64, Value), shift: u32) -> Node {
+        let (bit_a, bit_b) = (bit_of(a.0, shift), bit_of(b.0, shift));
+        if bit_a == bit_b {
+            let child = Node::pair(a, b, shift + BITS);
+            return Node {
+                bitmap: bit_a,
+                slots: Arc::new([Slot::Branch(child)]),
+            };
+        }
+        let (first, second) = if bit_a < bit_b { (a, b) } else { (b, a) };
+        Node {
+            bitmap: bit_a | bit_b,
+            slots: Arc::new([Slot::Leaf(first.0, first.1), Slot::Leaf(second.0, second.1)]),
+        }
+    }
+
+    /// A copy of this node with the slot at `index` replaced: clones one `Arc` per sibling.
+    fn replaced(&self, bitmap: u32, index: usize, slot: Slot) -> Node {
+        let mut slot = Some(slot);
+        let slots = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match i == index {
+                true => slot.take().unwrap_or_else(|| s.clone()),
+                false => s.clone(),
+            })
+            .collect();
+        Node { bitmap, slots }
+    }
+
+    /// Returns the new node and whether the id was new.
+    fn insert(&self, id: u64, value: Value, shift: u32) -> (Node, bool) {
+        let bit = bit_of(id, shift);
+        let index = index_of(self.bitmap, bit);
+        if self.bitmap & bit == 0 {
+            let slots = self.slots[..index]
+                .iter()
+                .cloned()
+                .chain(std::iter::once(Slot::Leaf(id, value)))
+                .chain(self.slots[index..].iter().cloned())
+                .collect();
+            return (
+                Node {
+                    bitmap: self.bitmap | bit,
+                    slots,
+                },
+                true,
+            );
+        }
+        let (slot, added) = match &self.slots[index] {
+            Slot::Leaf(existing, _) if *existing == id => (Slot::Leaf(id, value), false),
+            Slot::Leaf(existing, old) => (
+                Slot::Branch(Node::pair(
+                    (*existing, old.clone()),
+                    (id, value),
+                    shift + BITS,
+                )),
+                true,
+            ),
+            Slot::Branch(child) => {
+                let (child, added) = child.insert(id, value, shift + BITS);
+                (Slot::Branch(child), added)
+            }
+        };
+        (self.replaced(self.bitmap, index, slot), added)
+    }
+
+    /// `None` when the id is absent; `Some(None)` when the node becomes empty.
+    fn remove(&self, id: u64, shift: u32) -> Option<Option<Node>> {
+        let bit = bit_of(id, shift);
+        if self.bitmap & bit == 0 {
+            return None;
+        }
+        let index = index_of(self.bitmap, bit);
+        let replacement = match &self.slots[index] {
+            Slot::Leaf(existing, _) if *existing == id => None,
+            Slot::Leaf(..) => return None,
+            Slot::Branch(child) => match child.remove(id, shift + BITS)? {
+                None => None,
+                // A branch left with one leaf collapses into that leaf, keeping the trie minimal.
+                Some(child) => match &*child.slots {
+                    [Slot::Leaf(k, v)] => Some(Slot::Leaf(*k, v.clone())),
+                    _ => Some(Slot::Branch(child)),
+                },
+            },
+        };
+        Some(match replacement {
+            Some(slot) => Some(self.replaced(self.bitmap, index, slot)),
+            None if self.slots.len() == 1 => None,
+            None => {
+                let slots = self
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| i != index)
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                Some(Node {
+                    bitmap: self.bitmap & !bit,
+                    slots,
+                })
+            }
+        })
+    }
+}
+
+impl Map {
+    pub(crate) const EMPTY: Map = Map { root: None, len: 0 };
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, id: u64) -> Option<&Value> {
+        let mut node = self.root.as_ref()?;
+        let mut shift = 0;
+        loop {
+            let bit = bit_of(id, shift);
+            if node.bitmap & bit == 0 {
+                return None;
+            }
+            match &node.slots[index_of(node.bitmap, bit)] {
+                Slot::Leaf(existing, value) => return (*existing == id).then_some(value),
+                Slot::Branch(child) => {
+                    node = child;
+                    shift += BITS;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn insert(&self, id: u64, value: Value) -> Map {
+        match &self.root {
+            None => Map {
+                root: Some(Node::leaf(id, value, 0)),
+                len: 1,
+            },
+            Some(root) => {
+                let (root, added) = root.insert(id, value, 0);
+                Map {
+                    root: Some(root),
+                    len: self.len + usize::from(added),
+                }
+            }
+        }
+    }
+
+    /// `None` when the id is not in the map (so the caller can keep sharing `self`).
+    pub(crate) fn remove(&self, id: u64) -> Option<Map> {
+        let root = self.root.as_ref()?.remove(id, 0)?;
+        Some(Map {
+            root,
+            len: self.len - 1,
+        })
+    }
+
+    pub(crate) fn ptr_eq(&self, other: &Map) -> bool {
+        match (&self.root, &other.root) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(&a.slots, &b.slots),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn iter(&self) -> Iter<'_> {
+        let mut iter = Iter {
+            stack: Default::default(),
+            depth: 0,
+            remaining: self.len,
+        };
+        if let Some(root) = &self.root {
+            iter.stack[0] = root.slots.iter();
+            iter.depth = 1;
+        }
+        iter
+    }
+}
+
+/// Depth-first walk with a fixed stack: iterating never allocates.
+pub(crate) struct Iter<'a> {
+    stack: [std::slice::Iter<'a, Slot>; MAX_DEPTH + 1],
+    depth: usize,
+    remaining: usize,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (u64, &'a Value);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.depth > 0 {
+            match self.stack[self.depth - 1].next() {
+                Some(Slot::Leaf(id, value)) => {
+                    self.remaining -= 1;
+                    return Some((*id, value));
+                }
+                Some(Slot::Branch(child)) => {
+                    self.stack[self.depth] = child.slots.iter();
+                    self.depth += 1;
+                }
+                None => self.depth -= 1,
+            }
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(n: u64) -> Value {
+        Arc::new(Stored {
+            name: "n",
+            debug: None,
+            display: None,
+            value: n,
+        })
+    }
+
+    fn read(map: &Map, id: u64) -> Option<u64> {
+        map.get(id)
+            .map(|v| *v.value().downcast_ref::<u64>().expect("u64"))
+    }
+
+    #[test]
+    fn insert_get_remove_agree_with_a_btreemap() {
+        use std::collections::BTreeMap;
+        // Ids chosen to collide on low bits, spread over high bits, and include the extremes.
+        let mut ids: Vec<u64> = (0..300).collect();
+        ids.extend((0..40).map(|i| i << 5));
+        ids.extend((0..40).map(|i| (i << 60) | 7));
+        ids.extend([u64::MAX, u64::MAX - 1, 1 << 63]);
+        let mut model = BTreeMap::new();
+        let mut map = Map::EMPTY;
+        for (step, &id) in ids.iter().enumerate() {
+            let before = map.clone();
+            map = map.insert(id, value(step as u64));
+            model.insert(id, step as u64);
+            assert_eq!(map.len(), model.len());
+            // The older snapshot is untouched.
+            assert_eq!(before.len(), model.len() - usize::from(before.get(id).is_none()));
+        }
+        for (&id, &v) in &model {
+            assert_eq!(read(&map, id), Some(v), "id {id}");
+        }
+        assert_eq!(read(&map, 12345), None);
+        let mut seen: Vec<u64> = map.iter().map(|(id, _)| id).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, model.keys().copied().collect::<Vec<_>>());
+        for &id in ids.iter().step_by(3) {
+            if model.remove(&id).is_some() {
+                map = map.remove(id).expect("present");
+            } else {
+                assert!(map.remove(id).is_none());
+            }
+            assert_eq!(map.len(), model.len());
+            assert_eq!(read(&map, id), None);
+        }
+        for (&id, &v) in &model {
+            assert_eq!(read(&map, id), Some(v), "id {id}");
+        }
+        assert_eq!(map.iter().count(), model.len());
+        for &id in model.keys() {
+            map = map.remove(id).expect("present");
+        }
+        assert_eq!(map.len(), 0);
+        assert!(map.root.is_none());
+    }
+
+    #[test]
+    fn replacing_keeps_the_length() {
+        let map = Map::EMPTY.insert(3, value(1)).insert(3, value(2));
+        assert_eq!(map.len(), 1);
+        assert_eq!(read(&map, 3), Some(2));
+    }
+}

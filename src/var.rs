@@ -1,0 +1,420 @@
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::map::{FmtFn, Stored, Value};
+use crate::{state, Context, ContextExt, WithContext};
+
+/// A typed context variable: a key into every [`Context`].
+///
+/// Declare one as a `static` (or create one at run time; each variable is distinct, even when two
+/// share a name and a type). Its value lives in the current context, so it follows the work it
+/// belongs to: across `.await` inside a [`WithContext`] future, into tasks and threads spawned
+/// through this crate's adapters, and into closures wrapped with [`Context::wrap`].
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::ContextVar;
+///
+/// static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
+///
+/// assert_eq!(REQUEST_ID.get(), None);
+/// REQUEST_ID.scope("req-123".to_string(), || {
+///     assert_eq!(REQUEST_ID.get().as_deref(), Some("req-123"));
+///     assert_eq!(REQUEST_ID.with(|id| id.map(String::len)), Some(7));
+/// });
+/// assert_eq!(REQUEST_ID.get(), None);
+/// ```
+pub struct ContextVar<T> {
+    name: &'static str,
+    /// Assigned on first use, so that `new` can be `const`; 0 means "not yet".
+    id: AtomicU64,
+    default: Option<fn() -> T>,
+    debug: Option<FmtFn<T>>,
+    display: Option<FmtFn<T>>,
+}
+
+fn debug_fmt<T: fmt::Debug>(value: &T, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fmt::Debug::fmt(value, f)
+}
+
+fn display_fmt<T: fmt::Display>(value: &T, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fmt::Display::fmt(value, f)
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl<T: fmt::Debug> ContextVar<T> {
+    /// A new variable called `name`, with no default. Its values print with `Debug` in
+    /// [`Context`]'s `Debug` output and in logging integrations.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static USER_ID: ContextVar<u64> = ContextVar::new("user_id");
+    ///
+    /// // Variables made at run time work the same way.
+    /// let local: ContextVar<u64> = ContextVar::new("user_id");
+    /// local.scope(1, || assert_eq!(USER_ID.get(), None)); // distinct from USER_ID
+    /// ```
+    pub const fn new(name: &'static str) -> ContextVar<T> {
+        ContextVar {
+            name,
+            id: AtomicU64::new(0),
+            default: None,
+            debug: Some(debug_fmt::<T>),
+            display: None,
+        }
+    }
+}
+
+impl<T: fmt::Display> ContextVar<T> {
+    /// Makes logging integrations print this variable with `Display` instead of `Debug`
+    /// (for example `request_id=abc` rather than `request_id="abc"`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextVar};
+    ///
+    /// static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id").with_display();
+    ///
+    /// let ctx = Context::new().with_value(&REQUEST_ID, "abc".to_string());
+    /// assert_eq!(ctx.iter().next().unwrap().display().to_string(), "abc");
+    /// ```
+    pub const fn with_display(self) -> ContextVar<T> {
+        ContextVar {
+            display: Some(display_fmt::<T>),
+            ..self
+        }
+    }
+}
+
+impl<T> ContextVar<T> {
+    /// A new variable whose values cannot be printed (no `Debug` needed): they show as
+    /// `<opaque>` in [`Context`]'s `Debug` output and are skipped by logging integrations.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextVar};
+    ///
+    /// struct ApiKey(String); // deliberately not Debug
+    ///
+    /// static API_KEY: ContextVar<ApiKey> = ContextVar::opaque("api_key");
+    ///
+    /// let ctx = Context::new().with_value(&API_KEY, ApiKey("secret".into()));
+    /// assert_eq!(format!("{ctx:?}"), "{\"api_key\": <opaque>}");
+    /// ```
+    pub const fn opaque(name: &'static str) -> ContextVar<T> {
+        ContextVar {
+            name,
+            id: AtomicU64::new(0),
+            default: None,
+            debug: None,
+            display: None,
+        }
+    }
+
+    /// Gives the variable a default: what [`get`](ContextVar::get) returns in a context where
+    /// it is not set. The default is computed on each such read and never stored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static LOCALE: ContextVar<&'static str> = ContextVar::new("locale").with_default(|| "en");
+    ///
+    /// assert_eq!(LOCALE.get(), Some("en"));
+    /// assert!(!LOCALE.is_set());
+    /// LOCALE.scope("fr", || assert_eq!(LOCALE.get(), Some("fr")));
+    /// ```
+    pub const fn with_default(self, default: fn() -> T) -> ContextVar<T> {
+        ContextVar {
+            default: Some(default),
+            ..self
+        }
+    }
+
+    /// The name this variable was declared with.
+    ///
+    /// ```
+    /// static A: contextvars::ContextVar<u8> = contextvars::ContextVar::new("a");
+    /// assert_eq!(A.name(), "a");
+    /// ```
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The variable's unique id, assigned on first use.
+    #[inline]
+    pub(crate) fn id(&self) -> u64 {
+        match self.id.load(Ordering::Relaxed) {
+            0 => self.assign_id(),
+            id => id,
+        }
+    }
+
+    #[cold]
+    fn assign_id(&self) -> u64 {
+        let fresh = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        match self
+            .id
+            .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => fresh,
+            // Another thread assigned one first; `fresh` is simply never used.
+            Err(id) => id,
+        }
+    }
+
+    pub(crate) fn default_value(&self) -> Option<T> {
+        self.default.map(|default| default())
+    }
+}
+
+impl<T: Send + Sync + 'static> ContextVar<T> {
+    pub(crate) fn store(&self, value: T) -> Value {
+        Arc::new(Stored {
+            name: self.name,
+            debug: self.debug,
+            display: self.display,
+            value,
+        })
+    }
+
+    /// The variable's value in the current context (a clone), or its default, or `None`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
+    ///
+    /// assert_eq!(REQUEST_ID.get(), None);
+    /// REQUEST_ID.scope("r-1".into(), || assert_eq!(REQUEST_ID.get().as_deref(), Some("r-1")));
+    /// ```
+    #[inline]
+    pub fn get(&self) -> Option<T>
+    where
+        T: Clone,
+    {
+        match state::with_current(|current| current.get_ref(self).cloned()).flatten() {
+            Some(value) => Some(value),
+            None => self.default_value(),
+        }
+    }
+
+    /// Calls `f` with a reference to the variable's value in the current context (or to its
+    /// default), without cloning the value.
+    ///
+    /// `f` may freely read and set context variables itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static PATH: ContextVar<Vec<&'static str>> = ContextVar::new("path");
+    ///
+    /// PATH.scope(vec!["api", "orders"], || {
+    ///     assert_eq!(PATH.with(|path| path.map(|p| p.join("/"))).as_deref(), Some("api/orders"));
+    /// });
+    /// ```
+    pub fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
+        // Hold the snapshot, not the thread's state, while `f` runs, so that `f` can set.
+        match Context::current().get_ref(self) {
+            Some(value) => f(Some(value)),
+            None => match self.default_value() {
+                Some(default) => f(Some(&default)),
+                None => f(None),
+            },
+        }
+    }
+
+    /// Whether the variable is set in the current context (a default does not count).
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static FLAG: ContextVar<bool> = ContextVar::new("flag").with_default(|| false);
+    /// assert!(!FLAG.is_set());
+    /// FLAG.scope(true, || assert!(FLAG.is_set()));
+    /// ```
+    pub fn is_set(&self) -> bool {
+        state::with_current(|current| current.contains(self)).unwrap_or(false)
+    }
+
+    /// Sets the variable in the current *frame*: the enclosing [`WithContext`] task, the
+    /// closure of [`Context::run`] or [`ContextVar::scope`], or else the thread itself.
+    ///
+    /// The change is invisible to contexts captured before it, to the parent of the frame and
+    /// to its siblings, and it ends with the frame. From a thread-local destructor, once this
+    /// thread's context storage is gone, the value is dropped; use
+    /// [`try_set`](ContextVar::try_set) to find out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextVar};
+    ///
+    /// static STEP: ContextVar<u32> = ContextVar::new("step");
+    ///
+    /// let before = Context::current();
+    /// Context::new().run(|| {
+    ///     STEP.set(1);
+    ///     STEP.set(2);
+    ///     assert_eq!(STEP.get(), Some(2));
+    /// });
+    /// assert_eq!(STEP.get(), None); // the closure's frame ended
+    /// assert_eq!(before.get(&STEP), None);
+    /// ```
+    pub fn set(&self, value: T) {
+        let _ = self.try_set(value);
+    }
+
+    /// Like [`set`](ContextVar::set), but reports when the value could not be stored because
+    /// this thread's context storage is gone (in a thread-local destructor at thread exit).
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static STEP: ContextVar<u32> = ContextVar::new("step");
+    /// std::thread::spawn(|| {
+    ///     assert!(STEP.try_set(1).is_ok());
+    ///     assert_eq!(STEP.get(), Some(1));
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// ```
+    pub fn try_set(&self, value: T) -> Result<(), AccessError> {
+        let value = self.store(value);
+        let id = self.id();
+        if state::update_current(move |current| Some(current.with_stored(id, value))) {
+            Ok(())
+        } else {
+            Err(AccessError { _private: () })
+        }
+    }
+
+    /// Removes the variable from the current frame (see [`set`](ContextVar::set)).
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static STEP: ContextVar<u32> = ContextVar::new("step");
+    /// STEP.scope(1, || {
+    ///     STEP.remove();
+    ///     assert_eq!(STEP.get(), None);
+    /// });
+    /// ```
+    pub fn remove(&self) {
+        state::update_current(|current| {
+            current
+                .contains(self)
+                .then(|| current.without(self))
+        });
+    }
+
+    /// Runs `f` with the variable set to `value`, then restores the previous context (also on
+    /// panic). Like [`Context::run`], what `f` sets stays inside `f`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static USER: ContextVar<&'static str> = ContextVar::new("user");
+    ///
+    /// let greeting = USER.scope("ada", || format!("hello {}", USER.get().unwrap()));
+    /// assert_eq!(greeting, "hello ada");
+    /// assert_eq!(USER.get(), None);
+    /// ```
+    pub fn scope<R>(&self, value: T, f: impl FnOnce() -> R) -> R {
+        let context = Context::current().with_value(self, value);
+        state::run_in(context, f)
+    }
+
+    /// Wraps `future` so that it runs (and is dropped) in the current context with this
+    /// variable set to `value`: the async counterpart of [`scope`](ContextVar::scope).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static USER: ContextVar<&'static str> = ContextVar::new("user");
+    ///
+    /// let seen = futures::executor::block_on(USER.scope_future("ada", async { USER.get() }));
+    /// assert_eq!(seen, Some("ada"));
+    /// ```
+    pub fn scope_future<F: Future>(&self, value: T, future: F) -> WithContext<F> {
+        future.with_context(Context::current().with_value(self, value))
+    }
+}
+
+impl<T> fmt::Debug for ContextVar<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContextVar")
+            .field("name", &self.name)
+            .field("type", &std::any::type_name::<T>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The thread's context storage is gone: the call came from a thread-local destructor while
+/// the thread was exiting. Returned by [`ContextVar::try_set`].
+///
+/// # Examples
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::sync::mpsc;
+/// use contextvars::{AccessError, ContextVar};
+///
+/// static STEP: ContextVar<u32> = ContextVar::new("step");
+///
+/// struct OnExit(mpsc::Sender<Result<(), AccessError>>);
+/// impl Drop for OnExit {
+///     fn drop(&mut self) {
+///         // Runs while the thread exits: never panics, whatever the destructor order.
+///         let _ = self.0.send(STEP.try_set(1));
+///     }
+/// }
+/// thread_local! {
+///     static ON_EXIT: RefCell<Option<OnExit>> = const { RefCell::new(None) };
+/// }
+///
+/// let (tx, rx) = mpsc::channel();
+/// std::thread::spawn(move || ON_EXIT.with(|slot| *slot.borrow_mut() = Some(OnExit(tx))))
+///     .join()
+///     .unwrap();
+/// if let Err(error) = rx.recv().unwrap() {
+///     assert!(error.to_string().contains("destroyed"));
+/// }
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessError {
+    _private: (),
+}
+
+impl fmt::Debug for AccessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessError").finish()
+    }
+}
+
+impl fmt::Display for AccessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the thread's context storage has already been destroyed")
+    }
+}
+
+impl Error for AccessError {}
