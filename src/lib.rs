@@ -79,7 +79,7 @@
 //!
 //! # Minimum supported Rust version
 //!
-//! Rust 1.82.
+//! Rust 1.86.
 //!
 //! [`thread`]: crate::thread
 
@@ -95,6 +95,11 @@ mod var;
 
 #[path = "../adapters/thread.rs"]
 pub mod thread;
+
+#[cfg(feature = "rayon")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rayon")))]
+#[path = "../adapters/rayon.rs"]
+pub mod rayon;
 
 pub use crate::context::{Context, ContextGuard, Entry, Iter};
 pub use crate::future::{ContextExt, WithContext};
@@ -113,7 +118,6 @@ pub use crate::var::{AccessError, ContextVar};
 /// # Examples
 ///
 /// ```
-/// # mod tokio { pub fn spawn(_: impl std::future::Future) {} }
 /// use contextvars::{preserve_context, ContextVar};
 ///
 /// static USER_ID: ContextVar<String> = ContextVar::new("user_id");

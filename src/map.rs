@@ -15,7 +15,7 @@ const MASK: u64 = (1 << BITS) - 1;
 const MAX_DEPTH: usize = 13;
 
 /// A stored value together with what is needed to name and print it.
-pub(crate) trait Erased: Send + Sync {
+pub(crate) trait Erased: Any + Send + Sync {
     fn name(&self) -> &'static str;
     fn value(&self) -> &(dyn Any + Send + Sync);
     /// `None` when the variable offers no `Debug` formatting.
@@ -75,10 +75,15 @@ struct Node {
     slots: Arc<[Slot]>,
 }
 
+/// One thin pointer, so that installing a context swaps a single word.
 #[derive(Clone, Default)]
 pub(crate) struct Map {
-    root: Option<Node>,
+    root: Option<Arc<Root>>,
+}
+
+struct Root {
     len: usize,
+    node: Node,
 }
 
 #[inline]
@@ -208,16 +213,16 @@ impl Node {
 }
 
 impl Map {
-    pub(crate) const EMPTY: Map = Map { root: None, len: 0 };
+    pub(crate) const EMPTY: Map = Map { root: None };
 
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.root.as_ref().map_or(0, |root| root.len)
     }
 
     #[inline]
     pub(crate) fn get(&self, id: u64) -> Option<&Value> {
-        let mut node = self.root.as_ref()?;
+        let mut node = &self.root.as_ref()?.node;
         let mut shift = 0;
         loop {
             let bit = bit_of(id, shift);
@@ -235,34 +240,36 @@ impl Map {
     }
 
     pub(crate) fn insert(&self, id: u64, value: Value) -> Map {
-        match &self.root {
-            None => Map {
-                root: Some(Node::leaf(id, value, 0)),
-                len: 1,
-            },
+        let (node, len) = match &self.root {
+            None => (Node::leaf(id, value, 0), 1),
             Some(root) => {
-                let (root, added) = root.insert(id, value, 0);
-                Map {
-                    root: Some(root),
-                    len: self.len + usize::from(added),
-                }
+                let (node, added) = root.node.insert(id, value, 0);
+                (node, root.len + usize::from(added))
             }
+        };
+        Map {
+            root: Some(Arc::new(Root { len, node })),
         }
     }
 
     /// `None` when the id is not in the map (so the caller can keep sharing `self`).
     pub(crate) fn remove(&self, id: u64) -> Option<Map> {
-        let root = self.root.as_ref()?.remove(id, 0)?;
+        let root = self.root.as_ref()?;
+        let node = root.node.remove(id, 0)?;
         Some(Map {
-            root,
-            len: self.len - 1,
+            root: node.map(|node| {
+                Arc::new(Root {
+                    len: root.len - 1,
+                    node,
+                })
+            }),
         })
     }
 
     pub(crate) fn ptr_eq(&self, other: &Map) -> bool {
         match (&self.root, &other.root) {
             (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(&a.slots, &b.slots),
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
@@ -271,10 +278,10 @@ impl Map {
         let mut iter = Iter {
             stack: Default::default(),
             depth: 0,
-            remaining: self.len,
+            remaining: self.len(),
         };
         if let Some(root) = &self.root {
-            iter.stack[0] = root.slots.iter();
+            iter.stack[0] = root.node.slots.iter();
             iter.depth = 1;
         }
         iter
@@ -349,7 +356,10 @@ mod tests {
             model.insert(id, step as u64);
             assert_eq!(map.len(), model.len());
             // The older snapshot is untouched.
-            assert_eq!(before.len(), model.len() - usize::from(before.get(id).is_none()));
+            assert_eq!(
+                before.len(),
+                model.len() - usize::from(before.get(id).is_none())
+            );
         }
         for (&id, &v) in &model {
             assert_eq!(read(&map, id), Some(v), "id {id}");

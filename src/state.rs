@@ -9,19 +9,10 @@
 //! context is ever dropped while the state is borrowed: every function here moves the old
 //! context out first and lets it drop after the borrow ends.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::mem;
 
 use crate::Context;
-
-struct State {
-    current: Context,
-    /// Id of the innermost active frame; 0 is the thread's own top-level frame.
-    frame: u64,
-    next_frame: u64,
-    next_guard: u64,
-    guards: Vec<GuardSlot>,
-}
 
 struct GuardSlot {
     id: u64,
@@ -30,39 +21,37 @@ struct GuardSlot {
 }
 
 thread_local! {
-    static STATE: RefCell<State> = const {
-        RefCell::new(State {
-            current: Context::new(),
-            frame: 0,
-            next_frame: 1,
-            next_guard: 0,
-            guards: Vec::new(),
-        })
-    };
+    static CURRENT: RefCell<Context> = const { RefCell::new(Context::new()) };
+    // Plain integers have no destructor: reading them needs no liveness check.
+    /// Id of the innermost active frame; 0 is the thread's own top-level frame.
+    static FRAME: Cell<u64> = const { Cell::new(0) };
+    static NEXT_FRAME: Cell<u64> = const { Cell::new(1) };
+    static NEXT_GUARD: Cell<u64> = const { Cell::new(0) };
+    static GUARDS: RefCell<Vec<GuardSlot>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with the current context; `None` once the thread's storage is gone.
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
-    STATE
-        .try_with(|state| state.try_borrow().ok().map(|state| f(&state.current)))
+    CURRENT
+        .try_with(|current| current.try_borrow().ok().map(|current| f(&current)))
         .ok()
         .flatten()
 }
 
-/// Replaces the current context by `f(current)`. Returns `false` when the thread's storage is
-/// gone (or, pathologically, when called from inside a value's `Clone` during a read).
+/// Replaces the current context by `f(current)` (no change when `f` returns `None`). Returns
+/// `false` when the thread's storage is gone (or, pathologically, when called from inside a
+/// value's `Clone` during a read).
 pub(crate) fn update_current(f: impl FnOnce(&Context) -> Option<Context>) -> bool {
-    let replaced = STATE.try_with(|state| {
-        let new = {
-            let state = state.try_borrow().ok()?;
-            f(&state.current)
-        };
-        let Some(new) = new else {
-            return Some(None);
-        };
-        let mut state = state.try_borrow_mut().ok()?;
-        Some(Some(mem::replace(&mut state.current, new)))
+    let replaced = CURRENT.try_with(|current| {
+        let new = f(&*current.try_borrow().ok()?);
+        match new {
+            Some(new) => Some(Some(mem::replace(
+                &mut *current.try_borrow_mut().ok()?,
+                new,
+            ))),
+            None => Some(None),
+        }
     });
     match replaced {
         // The old context drops here, after the borrow.
@@ -86,28 +75,24 @@ pub(crate) struct Frame<'a> {
 /// case nothing is installed.
 #[inline]
 pub(crate) fn enter(slot: &mut Context) -> Option<Frame<'_>> {
-    let outer_frame = STATE
-        .try_with(|state| {
-            let mut state = state.try_borrow_mut().ok()?;
-            let state = &mut *state;
-            mem::swap(&mut state.current, slot);
-            let outer = state.frame;
-            state.frame = state.next_frame;
-            state.next_frame = state.next_frame.wrapping_add(1);
-            Some(outer)
-        })
+    CURRENT
+        .try_with(|current| Some(mem::swap(&mut *current.try_borrow_mut().ok()?, slot)))
         .ok()
         .flatten()?;
+    let outer_frame = FRAME.get();
+    let frame = NEXT_FRAME.get();
+    NEXT_FRAME.set(frame.wrapping_add(1));
+    FRAME.set(frame);
     Some(Frame { slot, outer_frame })
 }
 
 impl Drop for Frame<'_> {
     #[inline]
     fn drop(&mut self) {
-        let _ = STATE.try_with(|state| {
-            if let Ok(mut state) = state.try_borrow_mut() {
-                mem::swap(&mut state.current, self.slot);
-                state.frame = self.outer_frame;
+        FRAME.set(self.outer_frame);
+        let _ = CURRENT.try_with(|current| {
+            if let Ok(mut current) = current.try_borrow_mut() {
+                mem::swap(&mut *current, self.slot);
             }
         });
     }
@@ -123,53 +108,58 @@ pub(crate) fn run_in<R>(mut context: Context, f: impl FnOnce() -> R) -> R {
 
 /// Attaches `context` as current and returns the guard's id.
 pub(crate) fn attach(context: Context) -> Option<u64> {
-    let result = STATE.try_with(|state| {
-        let Ok(mut state) = state.try_borrow_mut() else {
-            return Err(context);
-        };
-        let state = &mut *state;
-        let id = state.next_guard;
-        state.next_guard = state.next_guard.wrapping_add(1);
-        let previous = mem::replace(&mut state.current, context);
-        let frame = state.frame;
-        state.guards.push(GuardSlot {
+    let previous = CURRENT.try_with(|current| match current.try_borrow_mut() {
+        Ok(mut current) => Ok(mem::replace(&mut *current, context)),
+        Err(_) => Err(context),
+    });
+    let previous = match previous {
+        Ok(Ok(previous)) => previous,
+        // Dropped here, outside any borrow.
+        Ok(Err(_)) | Err(_) => return None,
+    };
+    let id = NEXT_GUARD.get();
+    NEXT_GUARD.set(id.wrapping_add(1));
+    let frame = FRAME.get();
+    let pushed = GUARDS.try_with(|guards| {
+        guards.borrow_mut().push(GuardSlot {
             id,
             frame,
             previous,
-        });
-        Ok(id)
+        })
     });
-    match result {
-        Ok(Ok(id)) => Some(id),
-        // Dropped outside the borrow.
-        Ok(Err(context)) => {
-            drop(context);
-            None
-        }
-        Err(_) => None,
-    }
+    pushed.ok().map(|()| id)
 }
 
-/// Detaches the guard `id` following the rule documented on `ContextGuard`.
+/// Detaches the guard `id` following the rule documented on `Context::attach`.
 pub(crate) fn detach(id: u64) {
-    let dropped = STATE.try_with(|state| {
-        let mut state = state.try_borrow_mut().ok()?;
-        let state = &mut *state;
-        let position = state.guards.iter().rposition(|slot| slot.id == id)?;
-        let slot = state.guards.remove(position);
-        if slot.frame != state.frame {
+    let frame = FRAME.get();
+    let to_restore = GUARDS.try_with(|guards| {
+        let mut guards = guards.borrow_mut();
+        let position = guards.iter().rposition(|slot| slot.id == id)?;
+        let slot = guards.remove(position);
+        if slot.frame != frame {
             // Dropped in another frame than the one it was attached in: leave this frame alone.
-            return Some(slot.previous);
+            return Some(Err(slot.previous));
         }
-        match state.guards[position..]
+        match guards[position..]
             .iter_mut()
             .find(|above| above.frame == slot.frame)
         {
             // Out of order: the guard attached after this one will restore what this one saved.
-            Some(above) => Some(mem::replace(&mut above.previous, slot.previous)),
+            Some(above) => Some(Err(mem::replace(&mut above.previous, slot.previous))),
             // The newest guard of this frame: restore.
-            None => Some(mem::replace(&mut state.current, slot.previous)),
+            None => Some(Ok(slot.previous)),
         }
     });
-    drop(dropped);
+    // Every context replaced here is dropped after the borrows end.
+    match to_restore {
+        Ok(Some(Ok(previous))) => {
+            let replaced = CURRENT.try_with(|current| match current.try_borrow_mut() {
+                Ok(mut current) => Ok(mem::replace(&mut *current, previous)),
+                Err(_) => Err(previous),
+            });
+            drop(replaced);
+        }
+        other => drop(other),
+    }
 }

@@ -110,6 +110,7 @@ impl<T> ContextVar<T> {
     ///
     /// let ctx = Context::new().with_value(&API_KEY, ApiKey("secret".into()));
     /// assert_eq!(format!("{ctx:?}"), "{\"api_key\": <opaque>}");
+    /// assert_eq!(ctx.get_ref(&API_KEY).map(|key| key.0.len()), Some(6));
     /// ```
     pub const fn opaque(name: &'static str) -> ContextVar<T> {
         ContextVar {
@@ -316,11 +317,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// });
     /// ```
     pub fn remove(&self) {
-        state::update_current(|current| {
-            current
-                .contains(self)
-                .then(|| current.without(self))
-        });
+        state::update_current(|current| current.contains(self).then(|| current.without(self)));
     }
 
     /// Runs `f` with the variable set to `value`, then restores the previous context (also on

@@ -15,7 +15,10 @@ fn with_value_and_without_return_new_contexts() {
     let removed = replaced.without(&REQUEST_ID);
 
     assert!(empty.is_empty());
-    assert_eq!((one.len(), two.len(), replaced.len(), removed.len()), (1, 2, 2, 1));
+    assert_eq!(
+        (one.len(), two.len(), replaced.len(), removed.len()),
+        (1, 2, 2, 1)
+    );
     assert_eq!(one.get(&REQUEST_ID).as_deref(), Some("a"));
     assert_eq!(two.get(&REQUEST_ID).as_deref(), Some("a"));
     assert_eq!(replaced.get(&REQUEST_ID).as_deref(), Some("b"));
@@ -68,7 +71,12 @@ fn vars_with_the_same_name_and_type_never_collide() {
         .with_value(&runtime_b, 4);
     assert_eq!(ctx.len(), 4);
     assert_eq!(
-        [ctx.get(&A), ctx.get(&B), ctx.get(&runtime_a), ctx.get(&runtime_b)],
+        [
+            ctx.get(&A),
+            ctx.get(&B),
+            ctx.get(&runtime_a),
+            ctx.get(&runtime_b)
+        ],
         [Some(1), Some(2), Some(3), Some(4)]
     );
 }
@@ -81,7 +89,10 @@ fn many_vars_created_at_run_time() {
         ctx = ctx.with_value(var, i);
     }
     assert_eq!(ctx.len(), vars.len());
-    assert!(vars.iter().enumerate().all(|(i, var)| ctx.get(var) == Some(i)));
+    assert!(vars
+        .iter()
+        .enumerate()
+        .all(|(i, var)| ctx.get(var) == Some(i)));
     for var in vars.iter().step_by(2) {
         ctx = ctx.without(var);
     }
@@ -120,5 +131,8 @@ fn debug_lists_names_and_iteration_sees_every_entry() {
     );
     assert_eq!(ctx.iter().len(), 3);
     let entry = ctx.iter().find(|e| e.is(&REQUEST_ID)).unwrap();
-    assert_eq!(entry.value().downcast_ref::<String>().map(String::as_str), Some("r-1"));
+    assert_eq!(
+        entry.value().downcast_ref::<String>().map(String::as_str),
+        Some("r-1")
+    );
 }

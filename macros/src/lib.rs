@@ -17,7 +17,10 @@ use syn::{
 pub fn preserve_context(attr: TokenStream, item: TokenStream) -> TokenStream {
     if !attr.is_empty() {
         return syn::Error::new(
-            proc_macro2::TokenStream::from(attr).into_iter().next().map_or_else(Span::call_site, |t| t.span()),
+            proc_macro2::TokenStream::from(attr)
+                .into_iter()
+                .next()
+                .map_or_else(Span::call_site, |t| t.span()),
             "#[preserve_context] takes no arguments",
         )
         .to_compile_error()
@@ -72,12 +75,15 @@ fn expand(mut function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
     let signature = &mut function.sig;
     if signature.asyncness.is_none() {
         return Err(syn::Error::new_spanned(
-            &signature.fn_token,
+            signature.fn_token,
             "#[preserve_context] goes on an `async fn`",
         ));
     }
     if let Some(constness) = &signature.constness {
-        return Err(syn::Error::new_spanned(constness, "an `async fn` cannot be `const`"));
+        return Err(syn::Error::new_spanned(
+            constness,
+            "an `async fn` cannot be `const`",
+        ));
     }
     signature.asyncness = None;
 

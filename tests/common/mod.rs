@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 /// Polls `future` once with a no-op waker.
-pub fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> Poll<F::Output> {
+pub(crate) fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> Poll<F::Output> {
     future.poll(&mut TaskContext::from_waker(futures::task::noop_waker_ref()))
 }
 
 /// A future that returns `Pending` `n` times (waking itself) before completing.
-pub struct Yield(pub usize);
+pub(crate) struct Yield(pub usize);
 
 impl Future for Yield {
     type Output = ();
@@ -30,7 +30,7 @@ impl Future for Yield {
 
 /// Counts how many of its clones have been dropped.
 #[derive(Debug)]
-pub struct DropCounter(pub Arc<AtomicUsize>);
+pub(crate) struct DropCounter(pub Arc<AtomicUsize>);
 
 impl Drop for DropCounter {
     fn drop(&mut self) {

@@ -1,0 +1,1 @@
+//! Rayon with context: see issue 4 (in progress).

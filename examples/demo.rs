@@ -1,0 +1,61 @@
+//! The main demo: one request id surviving every kind of boundary this build supports.
+//!
+//! Run it with `cargo run --example demo --all-features`.
+
+use contextvars::thread::{self, ScopeExt};
+use contextvars::{preserve_context, Context, ContextExt, ContextVar};
+
+static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id").with_display();
+
+/// A log line carrying the current context, the way a logging integration prints it.
+fn log(place: &str, message: &str) {
+    let fields: Vec<String> = Context::current()
+        .iter()
+        .map(|entry| format!("{}={}", entry.name(), entry.display()))
+        .collect();
+    println!("[{place:<28}] {message:<34} {}", fields.join(" "));
+}
+
+#[preserve_context]
+async fn decorated_worker() {
+    log("#[preserve_context] fn", "decorated function");
+}
+
+fn main() {
+    REQUEST_ID.scope("req-123".into(), || {
+        log("main thread", "handling request");
+
+        // Futures polled on another thread, by an executor that knows nothing about us.
+        let with_helper =
+            async { log("futures executor", "task with the helper") }.with_current_context();
+        let without_helper = async { log("futures executor", "task WITHOUT the helper") };
+        let decorated = decorated_worker(); // captures the context here, runs below
+        std::thread::spawn(move || {
+            futures::executor::block_on(async {
+                with_helper.await;
+                without_helper.await;
+                decorated.await;
+            })
+        })
+        .join()
+        .unwrap();
+
+        // Plain threads and scoped threads.
+        thread::spawn_with_context(|| log("std thread", "sync work in a thread"))
+            .join()
+            .unwrap();
+        std::thread::scope(|s| {
+            s.spawn_with_context(|| log("scoped thread", "borrowing work"));
+        });
+
+        // Isolation: the child's change stays in the child.
+        thread::spawn_with_context(|| {
+            REQUEST_ID.set("child-override".into());
+            log("std thread", "child overrides its copy");
+        })
+        .join()
+        .unwrap();
+        log("main thread", "parent keeps its value");
+    });
+    log("main thread", "after the request");
+}
