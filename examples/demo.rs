@@ -21,6 +21,52 @@ async fn decorated_worker() {
     log("#[preserve_context] fn", "decorated function");
 }
 
+/// Tasks and blocking pools of every async runtime this build has an adapter for.
+fn runtimes() {
+    #[cfg(feature = "tokio")]
+    {
+        use contextvars::tokio::{spawn_blocking_with_context, spawn_with_context};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            spawn_with_context(async { log("tokio task", "spawn_with_context") })
+                .await
+                .unwrap();
+            tokio::spawn(async { log("tokio task", "tokio::spawn WITHOUT the helper") })
+                .await
+                .unwrap();
+            spawn_blocking_with_context(|| {
+                log("tokio blocking pool", "spawn_blocking_with_context")
+            })
+            .await
+            .unwrap();
+        });
+    }
+    #[cfg(feature = "async-std")]
+    {
+        use contextvars::async_std::{spawn_blocking_with_context, spawn_with_context};
+        async_std::task::block_on(async {
+            spawn_with_context(async { log("async-std task", "spawn_with_context") }).await;
+            spawn_blocking_with_context(|| {
+                log("async-std blocking pool", "spawn_blocking_with_context")
+            })
+            .await;
+        });
+    }
+    #[cfg(feature = "smol")]
+    {
+        use contextvars::smol::{spawn_with_context, unblock_with_context};
+        smol::block_on(async {
+            spawn_with_context(async { log("smol task", "spawn_with_context") }).await;
+            unblock_with_context(|| log("smol blocking pool", "unblock_with_context")).await;
+        });
+    }
+    #[cfg(not(all(feature = "tokio", feature = "async-std", feature = "smol")))]
+    log("main thread", "(build with --all-features for runtimes)");
+}
+
 fn main() {
     REQUEST_ID.scope("req-123".into(), || {
         log("main thread", "handling request");
@@ -56,6 +102,8 @@ fn main() {
         .join()
         .unwrap();
         log("main thread", "parent keeps its value");
+
+        runtimes();
     });
     log("main thread", "after the request");
 }

@@ -96,6 +96,31 @@ mod var;
 #[path = "../adapters/thread.rs"]
 pub mod thread;
 
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+#[path = "../adapters/tokio.rs"]
+pub mod tokio;
+
+#[cfg(feature = "async-std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async-std")))]
+#[path = "../adapters/async_std.rs"]
+pub mod async_std;
+
+#[cfg(feature = "smol")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smol")))]
+#[path = "../adapters/smol.rs"]
+pub mod smol;
+
+#[cfg(feature = "futures")]
+#[cfg_attr(docsrs, doc(cfg(feature = "futures")))]
+#[path = "../adapters/futures.rs"]
+pub mod futures;
+
+#[cfg(feature = "async-task")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async-task")))]
+#[path = "../adapters/async_task.rs"]
+pub mod async_task;
+
 #[cfg(feature = "rayon")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rayon")))]
 #[path = "../adapters/rayon.rs"]

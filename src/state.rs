@@ -75,10 +75,16 @@ pub(crate) struct Frame<'a> {
 /// case nothing is installed.
 #[inline]
 pub(crate) fn enter(slot: &mut Context) -> Option<Frame<'_>> {
-    CURRENT
-        .try_with(|current| Some(mem::swap(&mut *current.try_borrow_mut().ok()?, slot)))
-        .ok()
-        .flatten()?;
+    let swapped = CURRENT.try_with(|current| match current.try_borrow_mut() {
+        Ok(mut current) => {
+            mem::swap(&mut *current, slot);
+            true
+        }
+        Err(_) => false,
+    });
+    if swapped != Ok(true) {
+        return None;
+    }
     let outer_frame = FRAME.get();
     let frame = NEXT_FRAME.get();
     NEXT_FRAME.set(frame.wrapping_add(1));
