@@ -47,7 +47,7 @@ use ::async_std::task::{Builder, JoinHandle};
 
 use crate::{Context, ContextExt};
 
-/// [`async_std::task::spawn`](::async_std::task::spawn) inside a copy of the caller's context.
+/// [`async_std::task::spawn`] inside a copy of the caller's context.
 ///
 /// ```
 /// use contextvars::async_std::spawn_with_context;
@@ -66,7 +66,7 @@ where
     ::async_std::task::spawn(future.with_current_context())
 }
 
-/// [`async_std::task::spawn_local`](::async_std::task::spawn_local) (a `!Send` task on the
+/// [`async_std::task::spawn_local`] (a `!Send` task on the
 /// current thread) inside a copy of the caller's context.
 ///
 /// ```
@@ -90,7 +90,7 @@ where
     ::async_std::task::spawn_local(future.with_current_context())
 }
 
-/// [`async_std::task::spawn_blocking`](::async_std::task::spawn_blocking) inside a copy of the
+/// [`async_std::task::spawn_blocking`] inside a copy of the
 /// caller's context: Python's `run_in_executor_with_context`.
 ///
 /// ```
@@ -110,7 +110,7 @@ where
     ::async_std::task::spawn_blocking(Context::current().wrap(f))
 }
 
-/// Named tasks through [`async_std::task::Builder`](Builder), inside a copy of the caller's
+/// Named tasks through [`async_std::task::Builder`], inside a copy of the caller's
 /// context.
 ///
 /// ```

@@ -41,7 +41,7 @@ use ::async_task::{Runnable, Schedule, Task};
 
 use crate::ContextExt;
 
-/// [`async_task::spawn`](::async_task::spawn) whose task runs inside a copy of the caller's
+/// [`async_task::spawn`] whose task runs inside a copy of the caller's
 /// context.
 ///
 /// ```
@@ -63,7 +63,7 @@ where
     ::async_task::spawn(future.with_current_context(), schedule)
 }
 
-/// [`async_task::spawn_local`](::async_task::spawn_local) whose `!Send` task runs inside a copy of
+/// [`async_task::spawn_local`] whose `!Send` task runs inside a copy of
 /// the caller's context.
 ///
 /// ```

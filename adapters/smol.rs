@@ -41,7 +41,7 @@ use ::smol::{Executor, LocalExecutor, Task};
 
 use crate::{Context, ContextExt};
 
-/// [`smol::spawn`](::smol::spawn) (the global executor) inside a copy of the caller's context.
+/// [`smol::spawn`] (the global executor) inside a copy of the caller's context.
 ///
 /// ```
 /// use contextvars::smol::spawn_with_context;
@@ -60,7 +60,7 @@ where
     ::smol::spawn(future.with_current_context())
 }
 
-/// [`smol::unblock`](::smol::unblock) (the blocking pool) inside a copy of the caller's context:
+/// [`smol::unblock`] (the blocking pool) inside a copy of the caller's context:
 /// Python's `run_in_executor_with_context`.
 ///
 /// ```

@@ -14,7 +14,7 @@
 //! - [`spawn_blocking_with_context`] and [`RuntimeExt::spawn_blocking_with_context`] run the closure
 //!   on the blocking pool inside the context: the counterpart of Python's
 //!   `run_in_executor_with_context`. Await the returned [`JoinHandle`] for its result.
-//! - [`spawn_named_with_context`] names the task through `tokio::task::Builder`, which tokio only
+//! - `spawn_named_with_context` names the task through `tokio::task::Builder`, which tokio only
 //!   offers when built with `RUSTFLAGS="--cfg tokio_unstable"`; without that flag the function
 //!   does not exist. Task names are a tokio-console feature.
 //!
@@ -63,7 +63,7 @@ use ::tokio::task::{AbortHandle, JoinHandle, JoinSet};
 
 use crate::{Context, ContextExt};
 
-/// [`tokio::spawn`](::tokio::spawn) that runs the task inside a copy of the caller's context.
+/// [`tokio::spawn`] that runs the task inside a copy of the caller's context.
 ///
 /// # Panics
 ///
@@ -94,7 +94,7 @@ where
     ::tokio::spawn(future.with_current_context())
 }
 
-/// [`tokio::task::spawn_local`](::tokio::task::spawn_local) that runs the `!Send` task inside a
+/// [`tokio::task::spawn_local`] that runs the `!Send` task inside a
 /// copy of the caller's context.
 ///
 /// # Panics
@@ -132,7 +132,7 @@ where
     ::tokio::task::spawn_local(future.with_current_context())
 }
 
-/// [`tokio::task::spawn_blocking`](::tokio::task::spawn_blocking) that runs the closure inside a
+/// [`tokio::task::spawn_blocking`] that runs the closure inside a
 /// copy of the caller's context: Python's `run_in_executor_with_context`.
 ///
 /// Pass arguments by capturing them; the closure's return value comes back through the
