@@ -6,12 +6,16 @@
 //!
 //! # What it propagates
 //!
-//! Every function here captures [`Context::current`] at the call and runs the task or closure in
+//! Every function here captures [`Context::current`](crate::Context::current) at the call and runs the task or closure in
 //! a copy of it. Tasks are wrapped in a [`WithContext`](crate::WithContext): the context is
 //! installed around every poll and while the task's future is dropped (completion,
 //! `JoinHandle::cancel`, executor shutdown). [`spawn_blocking_with_context`] runs the closure on
 //! async-std's blocking pool inside the context. [`BuilderExt`] names tasks through
 //! `async_std::task::Builder`.
+//!
+//! With the `tracing` feature, the child also runs inside the `tracing::Span` that was current
+//! at the call, as if `.in_current_span()` had been written by hand; see
+//! [`crate::tracing`] for how to opt out for one spawn.
 //!
 //! # What bypasses it
 //!
@@ -45,8 +49,6 @@ use std::io;
 
 use ::async_std::task::{Builder, JoinHandle};
 
-use crate::{Context, ContextExt};
-
 /// [`async_std::task::spawn`] inside a copy of the caller's context.
 ///
 /// ```
@@ -63,7 +65,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    ::async_std::task::spawn(future.with_current_context())
+    ::async_std::task::spawn(crate::propagate::task(future))
 }
 
 /// [`async_std::task::spawn_local`] (a `!Send` task on the
@@ -87,7 +89,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    ::async_std::task::spawn_local(future.with_current_context())
+    ::async_std::task::spawn_local(crate::propagate::task(future))
 }
 
 /// [`async_std::task::spawn_blocking`] inside a copy of the
@@ -107,7 +109,7 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    ::async_std::task::spawn_blocking(Context::current().wrap(f))
+    ::async_std::task::spawn_blocking(crate::propagate::job(f))
 }
 
 /// Named tasks through [`async_std::task::Builder`], inside a copy of the caller's
@@ -166,7 +168,7 @@ impl BuilderExt for Builder {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.spawn(future.with_current_context())
+        self.spawn(crate::propagate::task(future))
     }
 
     fn local_with_context<F>(self, future: F) -> io::Result<JoinHandle<F::Output>>
@@ -174,6 +176,6 @@ impl BuilderExt for Builder {
         F: Future + 'static,
         F::Output: 'static,
     {
-        self.local(future.with_current_context())
+        self.local(crate::propagate::task(future))
     }
 }

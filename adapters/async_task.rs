@@ -8,6 +8,10 @@
 //! inside a copy of it: installed around every poll (every `Runnable::run`) and while the future
 //! is dropped (completion, `Task::cancel`, dropping the `Task` or an unrun `Runnable`).
 //!
+//! With the `tracing` feature, the child also runs inside the `tracing::Span` that was current
+//! at the call, as if `.in_current_span()` had been written by hand; see
+//! [`crate::tracing`] for how to opt out for one spawn.
+//!
 //! # What bypasses it
 //!
 //! `async_task::spawn`, `spawn_local`, `spawn_unchecked` and `async_task::Builder` know nothing of
@@ -39,8 +43,6 @@ use std::future::Future;
 
 use ::async_task::{Runnable, Schedule, Task};
 
-use crate::ContextExt;
-
 /// [`async_task::spawn`] whose task runs inside a copy of the caller's
 /// context.
 ///
@@ -60,7 +62,7 @@ where
     F::Output: Send + 'static,
     S: Schedule + Send + Sync + 'static,
 {
-    ::async_task::spawn(future.with_current_context(), schedule)
+    ::async_task::spawn(crate::propagate::task(future), schedule)
 }
 
 /// [`async_task::spawn_local`] whose `!Send` task runs inside a copy of
@@ -84,5 +86,5 @@ where
     F::Output: 'static,
     S: Schedule + Send + Sync + 'static,
 {
-    ::async_task::spawn_local(future.with_current_context(), schedule)
+    ::async_task::spawn_local(crate::propagate::task(future), schedule)
 }

@@ -11,6 +11,10 @@
 //! and [`LocalSpawnExt::spawn_local_with_context`] do the same for a single spawn on an
 //! unwrapped spawner.
 //!
+//! With the `tracing` feature, the child also runs inside the `tracing::Span` that was current
+//! at the call, as if `.in_current_span()` had been written by hand; see
+//! [`crate::tracing`] for how to opt out for one spawn.
+//!
 //! # What bypasses it
 //!
 //! Spawning on the unwrapped spawner (`pool.spawn_ok(..)`, `futures::task::SpawnExt::spawn`),
@@ -40,8 +44,6 @@
 use std::future::Future;
 
 use ::futures_task::{FutureObj, LocalFutureObj, LocalSpawn, Spawn, SpawnError};
-
-use crate::ContextExt;
 
 /// A [`Spawn`] / [`LocalSpawn`] wrapper whose spawns run inside a copy of the spawner's caller's
 /// context. See the [module docs](self).
@@ -103,7 +105,7 @@ impl<S> ContextSpawner<S> {
 impl<S: Spawn> Spawn for ContextSpawner<S> {
     fn spawn_obj(&self, future: FutureObj<'static, ()>) -> Result<(), SpawnError> {
         self.inner
-            .spawn_obj(FutureObj::new(Box::new(future.with_current_context())))
+            .spawn_obj(FutureObj::new(Box::new(crate::propagate::task(future))))
     }
 
     fn status(&self) -> Result<(), SpawnError> {
@@ -114,7 +116,9 @@ impl<S: Spawn> Spawn for ContextSpawner<S> {
 impl<S: LocalSpawn> LocalSpawn for ContextSpawner<S> {
     fn spawn_local_obj(&self, future: LocalFutureObj<'static, ()>) -> Result<(), SpawnError> {
         self.inner
-            .spawn_local_obj(LocalFutureObj::new(Box::new(future.with_current_context())))
+            .spawn_local_obj(LocalFutureObj::new(Box::new(crate::propagate::task(
+                future,
+            ))))
     }
 
     fn status_local(&self) -> Result<(), SpawnError> {
@@ -148,7 +152,7 @@ pub trait SpawnExt: Spawn {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.spawn_obj(FutureObj::new(Box::new(future.with_current_context())))
+        self.spawn_obj(FutureObj::new(Box::new(crate::propagate::task(future))))
     }
 }
 
@@ -182,7 +186,9 @@ pub trait LocalSpawnExt: LocalSpawn {
     where
         F: Future<Output = ()> + 'static,
     {
-        self.spawn_local_obj(LocalFutureObj::new(Box::new(future.with_current_context())))
+        self.spawn_local_obj(LocalFutureObj::new(Box::new(crate::propagate::task(
+            future,
+        ))))
     }
 }
 

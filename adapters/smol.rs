@@ -2,12 +2,16 @@
 //!
 //! # What it propagates
 //!
-//! Every function here captures [`Context::current`] at the call and runs the task or closure in
+//! Every function here captures [`Context::current`](crate::Context::current) at the call and runs the task or closure in
 //! a copy of it. Tasks are wrapped in a [`WithContext`](crate::WithContext): the context is
 //! installed around every poll and while the task's future is dropped (completion,
 //! `Task::cancel`, dropping the `Task`, dropping the executor). This covers smol's global
 //! executor ([`spawn_with_context`]), any [`Executor`] or [`LocalExecutor`] ([`ExecutorExt`]),
 //! and the blocking pool ([`unblock_with_context`]).
+//!
+//! With the `tracing` feature, the child also runs inside the `tracing::Span` that was current
+//! at the call, as if `.in_current_span()` had been written by hand; see
+//! [`crate::tracing`] for how to opt out for one spawn.
 //!
 //! # What bypasses it
 //!
@@ -39,8 +43,6 @@ use std::future::Future;
 
 use ::smol::{Executor, LocalExecutor, Task};
 
-use crate::{Context, ContextExt};
-
 /// [`smol::spawn`] (the global executor) inside a copy of the caller's context.
 ///
 /// ```
@@ -57,7 +59,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    ::smol::spawn(future.with_current_context())
+    ::smol::spawn(crate::propagate::task(future))
 }
 
 /// [`smol::unblock`] (the blocking pool) inside a copy of the caller's context:
@@ -77,7 +79,7 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    ::smol::unblock(Context::current().wrap(f))
+    ::smol::unblock(crate::propagate::job(f))
 }
 
 /// Context-keeping spawns on an [`Executor`] or a [`LocalExecutor`].
@@ -119,7 +121,7 @@ impl<'a> ExecutorExt<'a> for Executor<'a> {
         F: Future + Send + 'a,
         F::Output: Send + 'a,
     {
-        self.spawn(future.with_current_context())
+        self.spawn(crate::propagate::task(future))
     }
 }
 
@@ -158,7 +160,7 @@ impl<'a> LocalExecutorExt<'a> for LocalExecutor<'a> {
         F: Future + 'a,
         F::Output: 'a,
     {
-        self.spawn(future.with_current_context())
+        self.spawn(crate::propagate::task(future))
     }
 }
 
@@ -168,6 +170,6 @@ impl<'a> ExecutorExt<'a> for LocalExecutor<'a> {
         F: Future + Send + 'a,
         F::Output: Send + 'a,
     {
-        self.spawn(future.with_current_context())
+        self.spawn(crate::propagate::task(future))
     }
 }

@@ -1,13 +1,23 @@
 //! Standard library threads that see the caller's context.
 //!
-//! No feature is needed. What this module propagates: the [`Context`] current where the thread
+//! No feature is needed. What this module propagates: the [`Context`](crate::Context) current where the thread
 //! is spawned; the new thread runs its closure inside a copy of it, and when the closure returns
 //! the thread's context is empty again.
+//!
+//! [`run_in_pool_with_context`] is the counterpart of Python's `run_in_executor_with_context`:
+//! it runs a closure on a new thread and gives back a [`JobHandle`] that a synchronous caller
+//! [`join`](JobHandle::join)s and an `async` caller `.await`s, on any executor, without blocking
+//! a thread of its own. Arguments are captured by the closure; the return value can be any
+//! `Send` type. For many small jobs, prefer a pool (`contextvars::rayon`, feature `rayon`): each
+//! job here costs a thread spawn.
+//!
+//! With the `tracing` feature, the thread also runs inside the `tracing::Span` that was current
+//! at the spawn (see [`crate::tracing`]).
 //!
 //! What bypasses it: a thread started with a plain [`std::thread::spawn`],
 //! [`std::thread::Builder::spawn`] or [`Scope::spawn`](std::thread::Scope::spawn) starts with an
 //! empty context (as every new thread does). Use the functions and extension traits here
-//! instead, or [`Context::wrap`] for any other thread pool.
+//! instead, or [`Context::wrap`](crate::Context::wrap) for any other thread pool.
 //!
 //! # Examples
 //!
@@ -31,6 +41,10 @@
 //!         .unwrap();
 //!     assert_eq!(named, (Some("worker-1".into()), Some("req-456".into())));
 //!
+//!     // A job whose result is waited for (or awaited), like `run_in_executor_with_context`.
+//!     let status = thread::run_in_pool_with_context(|| format!("done for {:?}", REQUEST_ID.get()));
+//!     assert_eq!(status.join().unwrap(), r#"done for Some("req-456")"#);
+//!
 //!     // Scoped threads, borrowing from the caller.
 //!     let items = [1, 2, 3];
 //!     std::thread::scope(|s| {
@@ -46,7 +60,7 @@
 use std::io;
 use std::thread::{Builder, JoinHandle, Scope, ScopedJoinHandle};
 
-use crate::Context;
+use crate::{job, JobHandle};
 
 /// Spawns a thread that runs `f` inside a copy of the caller's context.
 ///
@@ -74,7 +88,67 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    std::thread::spawn(Context::current().wrap(f))
+    std::thread::spawn(crate::propagate::job(f))
+}
+
+/// Runs `f` on a new thread inside a copy of the caller's context; the result comes back
+/// through a [`JobHandle`], to [`join`](JobHandle::join) or to `.await`.
+///
+/// This is Python's `run_in_executor_with_context` for std threads. The closure captures the
+/// arguments (`move || process_item(item_id, 1)`) and may return any `Send` type. A panic in
+/// `f` is caught on its thread and reported by the handle as `Err(payload)`, as
+/// [`JoinHandle::join`] does. Use [`BuilderExt::run_in_pool_with_context`] for a named thread.
+///
+/// # Panics
+///
+/// Like [`std::thread::spawn`], if the operating system cannot create a thread.
+///
+/// # Examples
+///
+/// From synchronous code:
+///
+/// ```
+/// use contextvars::{thread, ContextVar};
+///
+/// static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
+///
+/// fn process_item(item_id: &str, priority: u8) -> String {
+///     format!("{item_id}/{priority} for {}", REQUEST_ID.get().unwrap_or_default())
+/// }
+///
+/// REQUEST_ID.scope("req-456".into(), || {
+///     let item_id = String::from("item-123");
+///     let handle = thread::run_in_pool_with_context(move || process_item(&item_id, 1));
+///     assert_eq!(handle.join().unwrap(), "item-123/1 for req-456");
+/// });
+/// ```
+///
+/// From async code, on any executor (here `futures`' `block_on`; tokio, async-std and smol
+/// work the same):
+///
+/// ```
+/// use contextvars::{thread, ContextExt, ContextVar};
+///
+/// static REQUEST_ID: ContextVar<&'static str> = ContextVar::new("request_id");
+///
+/// async fn handler() -> Option<&'static str> {
+///     // The handler's task does not block while the job runs.
+///     thread::run_in_pool_with_context(|| REQUEST_ID.get()).await.unwrap()
+/// }
+///
+/// let task = REQUEST_ID.scope("req-789", || handler().with_current_context());
+/// assert_eq!(futures::executor::block_on(task), Some("req-789"));
+/// ```
+#[track_caller]
+pub fn run_in_pool_with_context<F, T>(f: F) -> JobHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (job, handle) = job::new_job(crate::propagate::Captured::now(), f);
+    // Detached: the handle, not the thread's `JoinHandle`, carries the result.
+    drop(std::thread::spawn(job));
+    handle
 }
 
 /// Context-keeping spawns for [`std::thread::Builder`] (named threads, stack sizes).
@@ -128,6 +202,38 @@ pub trait BuilderExt {
     where
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope;
+
+    /// [`run_in_pool_with_context`] on a thread made by this builder: named threads
+    /// (Python's `run_in_executor_with_context` with a named worker), custom stack sizes.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error if it cannot create the thread; the job is then dropped
+    /// without running.
+    ///
+    /// ```
+    /// use contextvars::thread::BuilderExt;
+    /// use contextvars::ContextVar;
+    ///
+    /// static ORDER: ContextVar<u32> = ContextVar::new("order");
+    ///
+    /// ORDER.scope(123, || {
+    ///     let handle = std::thread::Builder::new()
+    ///         .name("process-order-123".into())
+    ///         .run_in_pool_with_context(|| {
+    ///             (std::thread::current().name().map(String::from), ORDER.get())
+    ///         })
+    ///         .expect("spawn");
+    ///     assert_eq!(
+    ///         handle.join().unwrap(),
+    ///         (Some("process-order-123".into()), Some(123))
+    ///     );
+    /// });
+    /// ```
+    fn run_in_pool_with_context<F, T>(self, f: F) -> io::Result<JobHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static;
 }
 
 impl BuilderExt for Builder {
@@ -136,7 +242,7 @@ impl BuilderExt for Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.spawn(Context::current().wrap(f))
+        self.spawn(crate::propagate::job(f))
     }
 
     fn spawn_scoped_with_context<'scope, 'env, F, T>(
@@ -148,7 +254,18 @@ impl BuilderExt for Builder {
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
     {
-        self.spawn_scoped(scope, Context::current().wrap(f))
+        self.spawn_scoped(scope, crate::propagate::job(f))
+    }
+
+    fn run_in_pool_with_context<F, T>(self, f: F) -> io::Result<JobHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let (job, handle) = job::new_job(crate::propagate::Captured::now(), f);
+        // Detached: the handle, not the thread's `JoinHandle`, carries the result.
+        drop(self.spawn(job)?);
+        Ok(handle)
     }
 }
 
@@ -191,6 +308,6 @@ impl<'scope> ScopeExt<'scope> for Scope<'scope, '_> {
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
     {
-        self.spawn(Context::current().wrap(f))
+        self.spawn(crate::propagate::job(f))
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! # What it propagates
 //!
-//! Every function here captures [`Context::current`] at the call and runs the task (or the
+//! Every function here captures [`Context::current`](crate::Context::current) at the call and runs the task (or the
 //! blocking closure) inside a copy of it:
 //!
 //! - [`spawn_with_context`], [`spawn_local_with_context`] (inside a [`LocalSet`]) and
@@ -15,12 +15,17 @@
 //!   on the blocking pool inside the context: the counterpart of Python's
 //!   `run_in_executor_with_context`. Await the returned [`JoinHandle`] for its result.
 //! - `spawn_named_with_context` names the task through `tokio::task::Builder`, which tokio only
-//!   offers when built with `RUSTFLAGS="--cfg tokio_unstable"`; without that flag the function
-//!   does not exist. Task names are a tokio-console feature.
+//!   offers when built with `RUSTFLAGS="--cfg tokio_unstable"` and its `tracing` feature (this
+//!   crate's `tracing` feature turns that on); otherwise the function does not exist. Task names
+//!   are a tokio-console feature.
 //!
 //! What a task sets stays in that task. Panics surface through the [`JoinHandle`] exactly as
 //! with tokio's own functions, and the worker thread's context is restored before tokio catches
 //! the panic.
+//!
+//! With the `tracing` feature, the child also runs inside the `tracing::Span` that was current
+//! at the call, as if `.in_current_span()` had been written by hand; see
+//! [`crate::tracing`] for how to opt out for one spawn.
 //!
 //! # What bypasses it
 //!
@@ -30,7 +35,7 @@
 //! the worker thread has when it polls, which is normally the empty context (a worker thread
 //! never keeps one between tasks). Wrap such a future yourself with
 //! [`with_current_context`](crate::ContextExt::with_current_context), or a closure with
-//! [`Context::wrap`]. The future given to `block_on` runs in the calling thread's context.
+//! [`Context::wrap`](crate::Context::wrap). The future given to `block_on` runs in the calling thread's context.
 //!
 //! # Examples
 //!
@@ -61,8 +66,6 @@ use std::future::Future;
 use ::tokio::runtime::{Handle, Runtime};
 use ::tokio::task::{AbortHandle, JoinHandle, JoinSet};
 
-use crate::{Context, ContextExt};
-
 /// [`tokio::spawn`] that runs the task inside a copy of the caller's context.
 ///
 /// # Panics
@@ -91,7 +94,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    ::tokio::spawn(future.with_current_context())
+    ::tokio::spawn(crate::propagate::task(future))
 }
 
 /// [`tokio::task::spawn_local`] that runs the `!Send` task inside a
@@ -129,7 +132,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    ::tokio::task::spawn_local(future.with_current_context())
+    ::tokio::task::spawn_local(crate::propagate::task(future))
 }
 
 /// [`tokio::task::spawn_blocking`] that runs the closure inside a
@@ -168,18 +171,19 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    ::tokio::task::spawn_blocking(Context::current().wrap(f))
+    ::tokio::task::spawn_blocking(crate::propagate::job(f))
 }
 
 /// Names the task (as seen by tokio-console) and runs it inside a copy of the caller's context.
 ///
-/// Only available when tokio is built with `RUSTFLAGS="--cfg tokio_unstable"`, the only way
-/// tokio offers named tasks (`tokio::task::Builder`). Fails only as the builder does.
+/// Only available when tokio is built with `RUSTFLAGS="--cfg tokio_unstable"` and this crate's
+/// `tracing` feature is on (it turns on tokio's own `tracing` feature): that is when tokio offers
+/// named tasks (`tokio::task::Builder`). Fails only as the builder does.
 ///
 /// ```ignore
 /// let task = contextvars::tokio::spawn_named_with_context("process-order-123", work())?;
 /// ```
-#[cfg(tokio_unstable)]
+#[cfg(all(tokio_unstable, feature = "tracing"))]
 #[track_caller]
 pub fn spawn_named_with_context<F>(name: &str, future: F) -> std::io::Result<JoinHandle<F::Output>>
 where
@@ -188,7 +192,7 @@ where
 {
     ::tokio::task::Builder::new()
         .name(name)
-        .spawn(future.with_current_context())
+        .spawn(crate::propagate::task(future))
 }
 
 /// Context-keeping spawns on a given [`Runtime`] or runtime [`Handle`] (for example from outside
@@ -252,7 +256,7 @@ macro_rules! impl_runtime_ext {
                 F: Future + Send + 'static,
                 F::Output: Send + 'static,
             {
-                self.spawn(future.with_current_context())
+                self.spawn(crate::propagate::task(future))
             }
 
             #[track_caller]
@@ -261,7 +265,7 @@ macro_rules! impl_runtime_ext {
                 F: FnOnce() -> R + Send + 'static,
                 R: Send + 'static,
             {
-                self.spawn_blocking(Context::current().wrap(f))
+                self.spawn_blocking(crate::propagate::job(f))
             }
         }
     )*};
@@ -350,7 +354,7 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
         F: Future<Output = T> + Send + 'static,
         T: Send,
     {
-        self.spawn(future.with_current_context())
+        self.spawn(crate::propagate::task(future))
     }
 
     #[track_caller]
@@ -359,7 +363,7 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
         F: FnOnce() -> T + Send + 'static,
         T: Send,
     {
-        self.spawn_blocking(Context::current().wrap(f))
+        self.spawn_blocking(crate::propagate::job(f))
     }
 
     #[track_caller]
@@ -367,6 +371,6 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
     where
         F: Future<Output = T> + 'static,
     {
-        self.spawn_local(future.with_current_context())
+        self.spawn_local(crate::propagate::task(future))
     }
 }

@@ -1,11 +1,11 @@
 //! The guide's "With Task Names", on tokio.
 //!
-//! tokio names tasks only when built with `RUSTFLAGS="--cfg tokio_unstable"` (its
-//! `task::Builder`); then this example uses `spawn_named_with_context`. Either way, a name that
+//! tokio names tasks only when built with `RUSTFLAGS="--cfg tokio_unstable"` and its `tracing`
+//! feature (its `task::Builder`); then this example uses `spawn_named_with_context`. Either way, a name that
 //! your logs can carry is just one more context variable.
 //!
 //! `cargo run --example task_names --features tokio`
-//! `RUSTFLAGS="--cfg tokio_unstable" cargo run --example task_names --features tokio`
+//! `RUSTFLAGS="--cfg tokio_unstable" cargo run --example task_names --features tokio,tracing`
 
 use contextvars::tokio::spawn_with_context;
 use contextvars::ContextVar;
@@ -31,7 +31,7 @@ async fn main() {
     });
     task.await.unwrap();
 
-    #[cfg(tokio_unstable)]
+    #[cfg(all(tokio_unstable, feature = "tracing"))]
     {
         let named = REQUEST_ID.scope("req-124".into(), || {
             contextvars::tokio::spawn_named_with_context("process-order-124", background_work())

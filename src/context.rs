@@ -472,6 +472,18 @@ impl<'a> Entry<'a> {
         self.stored.value()
     }
 
+    /// The key of the variable this entry belongs to.
+    ///
+    /// ```
+    /// # use contextvars::{Context, ContextVar};
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// let ctx = Context::new().with_value(&A, 1);
+    /// assert_eq!(ctx.iter().next().unwrap().key(), A.key());
+    /// ```
+    pub fn key(&self) -> crate::VarKey {
+        crate::VarKey::from_id(self.id)
+    }
+
     /// Whether this entry belongs to `var` (two variables never share an entry, even with the
     /// same name and type).
     ///

@@ -9,7 +9,8 @@ use pin_project_lite::pin_project;
 use crate::{state, Context};
 
 pin_project! {
-    /// A future or stream that runs inside a [`Context`], on any executor.
+    /// A future or stream that runs inside a [`Context`], on any executor. With the `rayon`
+    /// feature, a parallel iterator too (see `contextvars::rayon`).
     ///
     /// Made by [`ContextExt::with_context`] and [`ContextExt::with_current_context`]. The
     /// context is installed around every poll and while the inner future is dropped, so

@@ -76,6 +76,12 @@
 //! # Feature flags
 //!
 //! - `macros` (default): [`#[preserve_context]`](macro@preserve_context) for `async fn`s.
+//! - `tokio`, `async-std`, `smol`, `futures`, `async-task`: spawn with context on those runtimes
+//!   and executors (modules of the same names, `async_std` and `async_task` with underscores).
+//! - `rayon`: rayon pools, entry points and parallel iterators with context
+//!   (`run_in_pool_with_context`, `join_with_context`, `par_iter().with_current_context()`).
+//! - `tracing`: context fields on every log line, and spans that travel with the context into
+//!   every spawn of every adapter.
 //!
 //! # Minimum supported Rust version
 //!
@@ -89,7 +95,9 @@
 
 mod context;
 mod future;
+mod job;
 mod map;
+mod propagate;
 mod state;
 mod var;
 
@@ -121,6 +129,11 @@ pub mod futures;
 #[path = "../adapters/async_task.rs"]
 pub mod async_task;
 
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+#[path = "../adapters/tracing.rs"]
+pub mod tracing;
+
 #[cfg(feature = "rayon")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rayon")))]
 #[path = "../adapters/rayon.rs"]
@@ -128,14 +141,16 @@ pub mod rayon;
 
 pub use crate::context::{Context, ContextGuard, Entry, Iter};
 pub use crate::future::{ContextExt, WithContext};
-pub use crate::var::{AccessError, ContextVar};
+pub use crate::job::JobHandle;
+pub use crate::var::{AccessError, ContextVar, VarKey};
 
 /// Makes an `async fn` carry the context of its call site.
 ///
 /// The function captures [`Context::current`] when it is *called* and runs its body inside that
 /// context, so the future keeps it wherever it is spawned or polled later: the counterpart of
 /// Python's `@preserve_context` decorator. It is the same as calling
-/// [`.with_current_context()`](ContextExt::with_current_context) on every call's future.
+/// [`.with_current_context()`](ContextExt::with_current_context) on every call's future (and,
+/// with the `tracing` feature, entering the span current at the call, like the adapters do).
 ///
 /// It works on free functions and inherent methods (`&self`, `&mut self`, `self`), generic or
 /// not; the future is `Send` whenever the body's future is. Not for `async fn` in traits.
@@ -163,6 +178,14 @@ pub use contextvars_macros::preserve_context;
 /// Not public API: used by `#[preserve_context]`'s expansion.
 #[doc(hidden)]
 pub mod __private {
+    /// The call site's context (and, with the `tracing` feature, its span) for the future.
+    #[inline]
+    pub fn preserve<F: std::future::Future>(
+        future: F,
+    ) -> impl std::future::Future<Output = F::Output> {
+        crate::propagate::task(future)
+    }
+
     /// Lets an `impl Trait` return type capture a lifetime without outliving it.
     pub trait Captures<'a> {}
     impl<T: ?Sized> Captures<'_> for T {}

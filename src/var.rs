@@ -153,6 +153,23 @@ impl<T> ContextVar<T> {
         self.name
     }
 
+    /// A copyable key naming this variable, whatever its value type: to select variables in
+    /// configurations (for example which ones a logging integration prints).
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextVar};
+    ///
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// static B: ContextVar<String> = ContextVar::new("b");
+    ///
+    /// let wanted = [A.key(), B.key()];
+    /// let ctx = Context::new().with_value(&A, 1);
+    /// assert!(ctx.iter().all(|entry| wanted.contains(&entry.key())));
+    /// ```
+    pub fn key(&self) -> VarKey {
+        VarKey(self.id())
+    }
+
     /// The variable's unique id, assigned on first use.
     #[inline]
     pub(crate) fn id(&self) -> u64 {
@@ -354,6 +371,22 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// ```
     pub fn scope_future<F: Future>(&self, value: T, future: F) -> WithContext<F> {
         future.with_context(Context::current().with_value(self, value))
+    }
+}
+
+/// Names one [`ContextVar`] whatever its value type; see [`ContextVar::key`].
+///
+/// ```
+/// use contextvars::ContextVar;
+/// static A: ContextVar<u8> = ContextVar::new("a");
+/// assert_eq!(A.key(), A.key());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VarKey(u64);
+
+impl VarKey {
+    pub(crate) fn from_id(id: u64) -> VarKey {
+        VarKey(id)
     }
 }
 

@@ -248,8 +248,8 @@ fn runtime_shutdown_drops_pending_tasks_inside_their_context() {
     assert_eq!(rx.recv().unwrap().as_deref(), Some("req-shutdown"));
 }
 
-/// Runs only in the CI step built with `RUSTFLAGS="--cfg tokio_unstable"`.
-#[cfg(tokio_unstable)]
+/// Runs only in the CI step built with `RUSTFLAGS="--cfg tokio_unstable"` and `tracing`.
+#[cfg(all(tokio_unstable, feature = "tracing"))]
 #[test]
 fn named_tasks_keep_the_context() {
     multi_thread(2).block_on(async {

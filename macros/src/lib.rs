@@ -168,7 +168,7 @@ fn expand(mut function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
         None => quote!(#body),
     };
     function.block = parse_quote! {{
-        ::contextvars::ContextExt::with_current_context(async move {
+        ::contextvars::__private::preserve(async move {
             #(#rebind)*
             #body
         })

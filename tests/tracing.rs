@@ -1,0 +1,375 @@
+//! Context fields on every log line, and spans that travel with the context.
+#![cfg(all(feature = "tracing", feature = "tokio", feature = "rayon"))]
+
+use std::io;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use contextvars::tracing::{ContextFieldsConfig, FmtContextExt};
+use contextvars::{Context, ContextVar};
+use tracing::{info, info_span, Instrument};
+use tracing_subscriber::fmt::MakeWriter;
+
+static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id").with_display();
+static USER_ID: ContextVar<u64> = ContextVar::new("user_id");
+
+/// Collects formatted output; the fmt subscriber writes each event with one `write`.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// The process-wide text subscriber (worker threads of every runtime log through it).
+fn global() -> &'static Captured {
+    static GLOBAL: OnceLock<Captured> = OnceLock::new();
+    GLOBAL.get_or_init(|| {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_context_fields()
+            .with_writer(captured.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        captured
+    })
+}
+
+/// The value of `name=` in a text line (up to the next space).
+fn field<'a>(line: &'a str, name: &str) -> Vec<&'a str> {
+    let key = format!(" {name}=");
+    line.match_indices(&key)
+        .map(|(at, _)| {
+            let rest = &line[at + key.len()..];
+            rest.split(' ').next().unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_thousand_concurrent_requests_log_their_own_id_from_every_kind_of_child() {
+    let captured = global();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .build()
+        .unwrap();
+    const REQUESTS: usize = 1000;
+    runtime.block_on(async {
+        let mut handles = Vec::new();
+        for n in 0..REQUESTS {
+            let span = info_span!("request", n);
+            let request = async move {
+                info!(origin = "parent", "stress event");
+                let child = contextvars::tokio::spawn_with_context(async {
+                    tokio::task::yield_now().await;
+                    info!(origin = "child", "stress event");
+                });
+                let blocking = contextvars::tokio::spawn_blocking_with_context(|| {
+                    info!(origin = "blocking", "stress event");
+                });
+                let rayon = contextvars::rayon::run_in_global_pool_with_context(|| {
+                    info!(origin = "rayon", "stress event");
+                });
+                // Without the helper: neither the request id nor the span.
+                let plain = tokio::spawn(async {
+                    info!(origin = "plain", "stress event");
+                });
+                child.await.unwrap();
+                blocking.await.unwrap();
+                rayon.await.unwrap();
+                plain.await.unwrap();
+            }
+            .instrument(span);
+            handles.push(REQUEST_ID.scope(format!("req-{n}"), || {
+                contextvars::tokio::spawn_with_context(request)
+            }));
+        }
+        for handle in handles {
+            handle.await.unwrap();
+        }
+    });
+
+    let lines: Vec<String> = captured
+        .lines()
+        .into_iter()
+        .filter(|line| line.contains("stress event"))
+        .collect();
+    assert_eq!(lines.len(), REQUESTS * 5);
+    let mut seen = vec![[0usize; 4]; REQUESTS];
+    let mut plain = 0;
+    for line in &lines {
+        let origin = field(line, "origin");
+        assert_eq!(origin.len(), 1, "{line}");
+        if origin[0] == "\"plain\"" {
+            assert!(field(line, "request_id").is_empty(), "leaked: {line}");
+            assert!(!line.contains("request{"), "span leaked: {line}");
+            plain += 1;
+            continue;
+        }
+        let ids = field(line, "request_id");
+        assert_eq!(ids.len(), 1, "exactly one request id: {line}");
+        let n: usize = ids[0].strip_prefix("req-").unwrap().parse().unwrap();
+        assert!(
+            line.contains(&format!("request{{n={n}}}")),
+            "the parent's span, for request {n}: {line}"
+        );
+        let slot = ["\"parent\"", "\"child\"", "\"blocking\"", "\"rayon\""]
+            .iter()
+            .position(|o| *o == origin[0])
+            .unwrap_or_else(|| panic!("unexpected origin: {line}"));
+        seen[n][slot] += 1;
+    }
+    assert_eq!(plain, REQUESTS);
+    assert!(seen.iter().all(|counts| *counts == [1, 1, 1, 1]));
+}
+
+#[test]
+fn events_outside_a_context_print_no_context_fields() {
+    let captured = global();
+    std::thread::spawn(|| info!("outside any context marker"))
+        .join()
+        .unwrap();
+    Context::new().run(|| info!("empty context marker"));
+    let lines = captured.lines();
+    for marker in ["outside any context marker", "empty context marker"] {
+        let line = lines.iter().find(|l| l.contains(marker)).unwrap();
+        assert!(!line.contains("request_id"), "{line}");
+    }
+}
+
+fn with_local_subscriber<S>(subscriber: S, f: impl FnOnce()) -> Vec<String>
+where
+    S: tracing::Subscriber + Send + Sync + 'static,
+{
+    tracing::subscriber::with_default(subscriber, f);
+    Vec::new()
+}
+
+#[test]
+fn json_lines_parse_and_hold_the_context_fields() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_context_fields()
+        .with_writer(captured.clone())
+        .finish();
+    with_local_subscriber(subscriber, || {
+        REQUEST_ID.scope("req-\"quoted\"\n".into(), || {
+            USER_ID.scope(7, || info!(answer = 42, "in context"));
+        });
+        info!("outside");
+    });
+    let lines = captured.lines();
+    assert_eq!(lines.len(), 2);
+    let inside: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(inside["context"]["request_id"], "req-\"quoted\"\n");
+    assert_eq!(inside["context"]["user_id"], 7);
+    assert_eq!(inside["fields"]["answer"], 42);
+    assert_eq!(inside["fields"]["message"], "in context");
+    let outside: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert!(outside.get("context").is_none());
+}
+
+struct PanicsOnDebug;
+
+impl std::fmt::Debug for PanicsOnDebug {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("Debug of PanicsOnDebug")
+    }
+}
+
+#[test]
+fn a_panicking_value_and_a_huge_value_do_not_break_other_fields() {
+    static BAD: ContextVar<PanicsOnDebug> = ContextVar::new("bad");
+    static HUGE: ContextVar<String> = ContextVar::new("huge").with_display();
+    for json in [false, true] {
+        let captured = Captured::default();
+        let config = ContextFieldsConfig::new().max_value_len(100);
+        let ctx = Context::new()
+            .with_value(&REQUEST_ID, "req-1".into())
+            .with_value(&BAD, PanicsOnDebug)
+            .with_value(&HUGE, "é".repeat(100_000));
+        if json {
+            let subscriber = tracing_subscriber::fmt()
+                .json()
+                .with_context_fields_config(config)
+                .with_writer(captured.clone())
+                .finish();
+            with_local_subscriber(subscriber, || ctx.run(|| info!("survives")));
+            let line: serde_json::Value = serde_json::from_str(&captured.lines()[0]).unwrap();
+            assert_eq!(line["context"]["request_id"], "req-1");
+            assert!(line["context"].get("bad").is_none());
+            let huge = line["context"]["huge"].as_str().unwrap();
+            assert!(huge.len() <= 100 + 'é'.len_utf8() * 2 + 3 && huge.ends_with('…'));
+        } else {
+            let subscriber = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_context_fields_config(config)
+                .with_writer(captured.clone())
+                .finish();
+            with_local_subscriber(subscriber, || ctx.run(|| info!("survives")));
+            let line = &captured.lines()[0];
+            assert!(line.contains("survives"), "{line}");
+            assert_eq!(field(line, "request_id"), ["req-1"]);
+            assert!(field(line, "bad").is_empty(), "{line}");
+            assert!(line.len() < 400, "{line}");
+        }
+    }
+}
+
+#[test]
+fn a_subset_of_variables_and_debug_values() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_context_fields_config(
+            ContextFieldsConfig::new()
+                .only([REQUEST_ID.key()])
+                .debug_values(),
+        )
+        .with_writer(captured.clone())
+        .finish();
+    with_local_subscriber(subscriber, || {
+        REQUEST_ID.scope("req-2".into(), || USER_ID.scope(9, || info!("subset")));
+    });
+    let line = &captured.lines()[0];
+    assert_eq!(field(line, "request_id"), ["\"req-2\""]); // Debug, by request
+    assert!(field(line, "user_id").is_empty(), "{line}");
+}
+
+#[test]
+fn context_fields_are_not_added_to_span_fields() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_context_fields()
+        .with_writer(captured.clone())
+        .finish();
+    with_local_subscriber(subscriber, || {
+        REQUEST_ID.scope("req-3".into(), || {
+            let span = info_span!("handler", route = "/orders");
+            span.in_scope(|| info!("inside span"));
+        });
+    });
+    let line = &captured.lines()[0];
+    assert_eq!(
+        field(line, "request_id"),
+        ["req-3"],
+        "once, on the event: {line}"
+    );
+    assert!(line.contains("handler{route=\"/orders\"}"), "{line}");
+}
+
+#[test]
+fn record_in_span_copies_context_fields_into_declared_span_fields() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(captured.clone())
+        .finish();
+    with_local_subscriber(subscriber, || {
+        REQUEST_ID.scope("req-4".into(), || {
+            let span = info_span!("handler", request_id = tracing::field::Empty);
+            contextvars::tracing::record_in_span(&span);
+            span.in_scope(|| info!("plain subscriber"));
+        });
+    });
+    let line = &captured.lines()[0];
+    assert!(line.contains("handler{request_id=req-4}"), "{line}");
+}
+
+#[test]
+fn fields_are_formatted_once_per_snapshot_unless_asked_otherwise() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: ContextVar<Arc<AtomicU64>> = ContextVar::new("counter");
+    for each_event in [false, true] {
+        let captured = Captured::default();
+        let config = match each_event {
+            true => ContextFieldsConfig::new().format_each_event(),
+            false => ContextFieldsConfig::new(),
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_context_fields_config(config)
+            .with_writer(captured.clone())
+            .finish();
+        let counter = Arc::new(AtomicU64::new(1));
+        with_local_subscriber(subscriber, || {
+            COUNTER.scope(counter.clone(), || {
+                info!("first");
+                counter.store(2, Ordering::SeqCst);
+                info!("second");
+                COUNTER.set(Arc::new(AtomicU64::new(3))); // a new snapshot is formatted anew
+                info!("third");
+            });
+        });
+        let values: Vec<Vec<String>> = captured
+            .lines()
+            .iter()
+            .map(|l| field(l, "counter").into_iter().map(String::from).collect())
+            .collect();
+        let second = if each_event { "2" } else { "1" };
+        assert_eq!(values, [vec!["1"], vec![second], vec!["3"]]);
+    }
+}
+
+#[test]
+fn parallel_iterator_closures_log_with_the_context_and_the_span() {
+    use contextvars::rayon::ThreadPoolExt;
+    use contextvars::ContextExt;
+    use rayon::prelude::*;
+    let captured = global();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    let span = info_span!("par_request");
+    span.in_scope(|| {
+        REQUEST_ID.scope("req-par".into(), || {
+            // A plain `install` would run this closure in the pool thread's empty context.
+            pool.install_with_context(|| {
+                (0..200)
+                    .into_par_iter()
+                    .with_current_context()
+                    .for_each(|i| {
+                        info!(i, "par item event");
+                    });
+            });
+        });
+    });
+    let lines: Vec<String> = captured
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("par item event"))
+        .collect();
+    assert_eq!(lines.len(), 200);
+    for line in &lines {
+        assert_eq!(field(line, "request_id"), ["req-par"], "{line}");
+        assert!(line.contains("par_request:"), "{line}");
+    }
+}
