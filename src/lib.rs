@@ -134,6 +134,11 @@ pub mod async_task;
 #[path = "../adapters/tracing.rs"]
 pub mod tracing;
 
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+#[path = "../adapters/tower.rs"]
+pub mod tower;
+
 #[cfg(feature = "rayon")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rayon")))]
 #[path = "../adapters/rayon.rs"]

@@ -1,0 +1,1359 @@
+//! HTTP services on [tower](https://docs.rs/tower) (axum, hyper, tonic): a fresh context for
+//! every request, its request id, and W3C Baggage across services (feature `tower`).
+//!
+//! # What it propagates
+//!
+//! On the server, [`ContextLayer`] runs each request's service (its `call` and the whole
+//! response future, including its drop) inside a context built from nothing but that request:
+//!
+//! - **A fresh context.** Nothing from the connection task, the runtime's worker thread or an
+//!   earlier request on the same connection is visible: the context starts from
+//!   [`Context::new`], never from [`Context::current`].
+//! - **The request id**, read from the `x-request-id` header (the name is configurable with
+//!   [`PropagationBuilder::request_id_header`]) or generated when the header is missing or
+//!   invalid, is set into [`REQUEST_ID`] (or the variable given to
+//!   [`PropagationBuilder::request_id_var`]). It is also written back into the request's header,
+//!   stored as tower-http's [`RequestId`] in the request's extensions (so tower-http's
+//!   `PropagateRequestIdLayer` and handlers that extract `RequestId` see it), and echoed on the
+//!   response unless the inner service already set that header. Generation goes through
+//!   tower-http's [`MakeRequestId`]: [`MakeUniqueRequestId`] by default, any other
+//!   (`MakeRequestUuid`, your own) with [`ContextLayer::make_request_id`].
+//! - **W3C Baggage.** The `baggage` header is parsed by the
+//!   [W3C Baggage](https://www.w3.org/TR/baggage/) rules. Members whose keys were registered
+//!   with [`PropagationBuilder::baggage`] (or `baggage_str`, `baggage_with`) set their context
+//!   variables, parsed by the function given at registration; the other members are kept in
+//!   the context untouched ([`Baggage::forwarded`]) so the client side sends them on.
+//!
+//! Background work keeps all of it when it is started with this crate's spawn helpers
+//! ([`spawn_with_context`](crate::tokio::spawn_with_context) and its relatives), even after the
+//! response has been sent.
+//!
+//! On the client, [`ClientContextLayer`] (for any `tower::Service<http::Request<B>>`, such as
+//! hyper-util's client) and [`inject_headers`] / [`inject_headers_with`] (for clients that are
+//! not tower, such as reqwest) write the current context into the outgoing headers: the request
+//! id header, and `baggage` with the registered variables that are set plus the forwarded
+//! members. The registration is a [`Propagation`], shared by both sides.
+//!
+//! # What bypasses it
+//!
+//! - Routes and services outside the layer (for axum: routes added after `.layer(...)`, or a
+//!   fallback service not wrapped by it) run in whatever context the connection task has, which
+//!   is normally empty.
+//! - Work the handler starts with plain `tokio::spawn`, `tokio::task::spawn_blocking` or
+//!   `std::thread::spawn` runs in the empty context: use this crate's spawn helpers.
+//! - Outgoing requests made without [`ClientContextLayer`] or [`inject_headers`] carry nothing.
+//! - `poll_ready` of the inner service runs in the caller's context, not the request's: no
+//!   request exists yet.
+//!
+//! # Bad input
+//!
+//! Bad input never fails the request and never panics. Exactly:
+//!
+//! | Input | What happens |
+//! |---|---|
+//! | request id header missing | a new id is generated |
+//! | request id empty, longer than [`PropagationBuilder::max_request_id_len`] (128 bytes by default), or with a byte that is not visible ASCII (`!`..=`~`; this covers spaces and non-UTF-8 bytes) | the header is ignored and replaced by a generated id; the bad value is never echoed |
+//! | several request id headers | the first is read; if it is valid the others are left alone, if not they are all replaced by the generated id |
+//! | the generator returns `None` or an id that is empty or not visible ASCII | the request runs with no request id set and no response header |
+//! | a `baggage` header line with bytes that are not visible ASCII, space or tab (for example non-UTF-8) | that line is ignored whole; other `baggage` lines are still read |
+//! | several `baggage` lines | read in order, as one list joined by `,` |
+//! | an empty member (`a=1,,b=2`, trailing `,`) | skipped |
+//! | a malformed member: no `=`, a key that is not an HTTP token, a value with a character outside the spec's `baggage-octet`s, a bad `%` escape, a value that decodes to invalid UTF-8, a malformed property | that member is dropped, the others are kept |
+//! | a registered member whose value the parse function rejects (`None`) | that member is dropped: the variable stays unset and the member is not forwarded |
+//! | the same key twice | the last value wins (at the position of the first) |
+//! | more than 64 members ([`MAX_BAGGAGE_MEMBERS`]) | the first 64 valid ones are kept, the rest dropped |
+//! | more than 8,192 bytes ([`MAX_BAGGAGE_BYTES`], all lines and their joining `,` counted) | members that end past byte 8,192 are dropped, those before kept |
+//!
+//! On output the same limits apply: members are written registered variables first (in
+//! registration order), then the forwarded ones, and a member that would take the header past
+//! 64 members or 8,192 bytes is left out.
+//!
+//! # Examples
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use contextvars::tower::{ContextLayer, Propagation, REQUEST_ID};
+//! use contextvars::ContextVar;
+//! use tower::ServiceExt;
+//!
+//! static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
+//! let app = Router::new()
+//!     .route("/", get(|| async { format!("{:?} {:?}", REQUEST_ID.get(), TENANT.get()) }))
+//!     .layer(ContextLayer::new(propagation));
+//!
+//! let request = http::Request::get("/")
+//!     .header("x-request-id", "req-1")
+//!     .header("baggage", "tenant=acme,other=kept")
+//!     .body(axum::body::Body::empty())
+//!     .unwrap();
+//! let response = app.oneshot(request).await.unwrap();
+//! assert_eq!(response.headers()["x-request-id"], "req-1");
+//! let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+//! assert_eq!(body, r#"Some("req-1") Some("acme")"#);
+//! # }
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context as TaskContext, Poll};
+
+use ::http::header::{HeaderMap, HeaderName, HeaderValue};
+use ::http::{Request, Response};
+use ::tower::{Layer, Service};
+use ::tower_http::request_id::{MakeRequestId, RequestId};
+use pin_project_lite::pin_project;
+
+use crate::{Context, ContextExt, ContextVar, WithContext};
+
+/// The request id of the current request, set by [`ContextLayer`] unless another variable was
+/// chosen with [`PropagationBuilder::request_id_var`]. Printed with `Display` by logging
+/// integrations.
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::tower::REQUEST_ID;
+///
+/// REQUEST_ID.scope("req-1".into(), || assert_eq!(REQUEST_ID.get().as_deref(), Some("req-1")));
+/// ```
+pub static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id").with_display();
+
+/// The baggage members received and not registered, kept to be forwarded. Opaque: logging
+/// integrations do not print it.
+static FORWARDED: ContextVar<Baggage> = ContextVar::opaque("baggage");
+
+/// The header the request id travels in unless configured otherwise: `x-request-id`.
+///
+/// ```
+/// assert_eq!(contextvars::tower::DEFAULT_REQUEST_ID_HEADER, "x-request-id");
+/// ```
+pub const DEFAULT_REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The longest request id accepted from a request unless configured otherwise, in bytes.
+///
+/// ```
+/// assert_eq!(contextvars::tower::DEFAULT_MAX_REQUEST_ID_LEN, 128);
+/// ```
+pub const DEFAULT_MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The W3C Baggage limit on list-members, applied when reading and when writing.
+///
+/// ```
+/// use contextvars::tower::{Baggage, MAX_BAGGAGE_MEMBERS};
+///
+/// let header: Vec<String> = (0..100).map(|i| format!("k{i}=v")).collect();
+/// assert_eq!(Baggage::parse(&header.join(",")).len(), MAX_BAGGAGE_MEMBERS);
+/// ```
+pub const MAX_BAGGAGE_MEMBERS: usize = 64;
+
+/// The W3C Baggage limit on the header's size in bytes, applied when reading and when writing.
+///
+/// ```
+/// use contextvars::tower::{Baggage, MAX_BAGGAGE_BYTES};
+///
+/// let big = format!("a=1,b={},c=3", "x".repeat(MAX_BAGGAGE_BYTES));
+/// let baggage = Baggage::parse(&big);
+/// assert_eq!(baggage.get("a"), Some("1"));
+/// assert_eq!(baggage.get("b"), None); // ends past the limit, like everything after it
+/// assert_eq!(baggage.get("c"), None);
+/// ```
+pub const MAX_BAGGAGE_BYTES: usize = 8192;
+
+const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+
+// ---------------------------------------------------------------------------------------------
+// Baggage: parse and format.
+
+/// One list-member of a [`Baggage`]: a key, its decoded value and its properties.
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::tower::Baggage;
+///
+/// let baggage = Baggage::parse("user=J%C3%B6rg;secure;ttl=60");
+/// let member = baggage.iter().next().unwrap();
+/// assert_eq!((member.key(), member.value(), member.properties()), ("user", "Jörg", "secure;ttl=60"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaggageMember {
+    key: Box<str>,
+    value: Box<str>,
+    properties: Box<str>,
+}
+
+impl BaggageMember {
+    /// The member's key, as received (keys are case-sensitive).
+    ///
+    /// ```
+    /// let baggage = contextvars::tower::Baggage::parse("Tenant=acme");
+    /// assert_eq!(baggage.iter().next().unwrap().key(), "Tenant");
+    /// ```
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The member's value, percent-decoded.
+    ///
+    /// ```
+    /// let baggage = contextvars::tower::Baggage::parse("city=S%C3%A3o%20Paulo");
+    /// assert_eq!(baggage.iter().next().unwrap().value(), "São Paulo");
+    /// ```
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// The member's properties, exactly as received apart from the spaces around them, without
+    /// the first `;` (empty when there are none). They are forwarded untouched.
+    ///
+    /// ```
+    /// let baggage = contextvars::tower::Baggage::parse("a=1 ; p1 ; p2=x");
+    /// assert_eq!(baggage.iter().next().unwrap().properties(), "p1 ; p2=x");
+    /// ```
+    pub fn properties(&self) -> &str {
+        &self.properties
+    }
+}
+
+/// A W3C Baggage list: what a `baggage` header carries, parsed.
+///
+/// Parsing never fails: malformed members are dropped and the others kept, and the spec's limits
+/// ([`MAX_BAGGAGE_MEMBERS`], [`MAX_BAGGAGE_BYTES`]) are applied; see the
+/// [module docs](self#bad-input) for each case. Duplicate keys: the last value wins. Formatting
+/// (`Display`, [`to_header_value`](Baggage::to_header_value)) percent-encodes the values and
+/// applies the same limits.
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::tower::Baggage;
+///
+/// let mut baggage = Baggage::parse("tenant=acme, bad key=1, user=J%C3%B6rg;secure");
+/// assert_eq!(baggage.get("tenant"), Some("acme"));
+/// assert_eq!(baggage.get("user"), Some("Jörg"));
+/// assert_eq!(baggage.len(), 2); // the malformed member was dropped
+/// baggage.insert("region", "eu west");
+/// assert_eq!(baggage.to_string(), "tenant=acme,user=J%C3%B6rg;secure,region=eu%20west");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Baggage {
+    members: Vec<BaggageMember>,
+}
+
+impl Baggage {
+    /// An empty list.
+    ///
+    /// ```
+    /// assert!(contextvars::tower::Baggage::new().is_empty());
+    /// ```
+    pub const fn new() -> Baggage {
+        Baggage {
+            members: Vec::new(),
+        }
+    }
+
+    /// Parses one `baggage` header value. Never fails; see the type's docs.
+    ///
+    /// ```
+    /// use contextvars::tower::Baggage;
+    ///
+    /// let baggage = Baggage::parse("a=1,,a=2,b=%ZZ");
+    /// assert_eq!(baggage.get("a"), Some("2"));
+    /// assert_eq!(baggage.get("b"), None);
+    /// ```
+    pub fn parse(header: &str) -> Baggage {
+        let mut baggage = Baggage::new();
+        let mut budget = Budget::default();
+        parse_line(header, &mut budget, |member| {
+            baggage.push(member.key, member.value.into_owned(), member.properties);
+            baggage.members.len() < MAX_BAGGAGE_MEMBERS
+        });
+        baggage
+    }
+
+    /// Parses every `baggage` header in `headers`, in order, as one list. Lines that are not
+    /// visible ASCII (with spaces and tabs) are ignored.
+    ///
+    /// ```
+    /// use contextvars::tower::Baggage;
+    /// use http::{HeaderMap, HeaderValue};
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.append("baggage", HeaderValue::from_static("a=1"));
+    /// headers.append("baggage", HeaderValue::from_bytes(b"b=\xff").unwrap());
+    /// headers.append("baggage", HeaderValue::from_static("c=3"));
+    /// let baggage = Baggage::from_headers(&headers);
+    /// assert_eq!((baggage.get("a"), baggage.get("b"), baggage.get("c")), (Some("1"), None, Some("3")));
+    /// ```
+    pub fn from_headers(headers: &HeaderMap) -> Baggage {
+        let mut baggage = Baggage::new();
+        parse_headers(headers, |member| {
+            baggage.push(member.key, member.value.into_owned(), member.properties);
+            baggage.members.len() < MAX_BAGGAGE_MEMBERS
+        });
+        baggage
+    }
+
+    /// The unregistered members that arrived with the current request and will be forwarded by
+    /// the client side (empty outside a request).
+    ///
+    /// ```
+    /// use axum::{routing::get, Router};
+    /// use contextvars::tower::{Baggage, ContextLayer};
+    /// use tower::ServiceExt;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let app = Router::new()
+    ///     .route("/", get(|| async { Baggage::forwarded().to_string() }))
+    ///     .layer(ContextLayer::default());
+    /// let request = http::Request::get("/").header("baggage", "k=v;p").body(axum::body::Body::empty()).unwrap();
+    /// let body = axum::body::to_bytes(app.oneshot(request).await.unwrap().into_body(), 64).await.unwrap();
+    /// assert_eq!(body, "k=v;p");
+    /// # }
+    /// ```
+    pub fn forwarded() -> Baggage {
+        FORWARDED.get().unwrap_or_default()
+    }
+
+    /// The decoded value of `key`, if present.
+    ///
+    /// ```
+    /// assert_eq!(contextvars::tower::Baggage::parse("a=%2C").get("a"), Some(","));
+    /// ```
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.members
+            .iter()
+            .find(|member| &*member.key == key)
+            .map(|member| &*member.value)
+    }
+
+    /// Sets `key` to `value` (any string: it is percent-encoded on output), without properties.
+    /// An existing member of that key keeps its position and gets the new value.
+    ///
+    /// # Panics
+    ///
+    /// When `key` is not an HTTP token (empty, or with spaces, `=`, `,`, `;` and the like).
+    ///
+    /// ```
+    /// let mut baggage = contextvars::tower::Baggage::parse("a=1;p");
+    /// baggage.insert("a", "x y");
+    /// assert_eq!(baggage.to_string(), "a=x%20y");
+    /// ```
+    #[track_caller]
+    pub fn insert(&mut self, key: &str, value: impl Into<String>) {
+        assert!(is_token(key), "baggage key {key:?} is not an HTTP token");
+        self.push(key, value.into(), "");
+    }
+
+    /// Removes `key`, returning its value.
+    ///
+    /// ```
+    /// let mut baggage = contextvars::tower::Baggage::parse("a=1,b=2");
+    /// assert_eq!(baggage.remove("a").as_deref(), Some("1"));
+    /// assert_eq!(baggage.to_string(), "b=2");
+    /// ```
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let index = self.members.iter().position(|m| &*m.key == key)?;
+        Some(self.members.remove(index).value.into())
+    }
+
+    /// The members, in order.
+    ///
+    /// ```
+    /// let baggage = contextvars::tower::Baggage::parse("a=1,b=2");
+    /// let keys: Vec<&str> = baggage.iter().map(|m| m.key()).collect();
+    /// assert_eq!(keys, ["a", "b"]);
+    /// ```
+    pub fn iter(&self) -> std::slice::Iter<'_, BaggageMember> {
+        self.members.iter()
+    }
+
+    /// The number of members.
+    ///
+    /// ```
+    /// assert_eq!(contextvars::tower::Baggage::parse("a=1,b=2").len(), 2);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether there are no members.
+    ///
+    /// ```
+    /// assert!(contextvars::tower::Baggage::parse(",,").is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The header value, or `None` when there is nothing to send.
+    ///
+    /// ```
+    /// let baggage = contextvars::tower::Baggage::parse("a=1");
+    /// assert_eq!(baggage.to_header_value().unwrap(), "a=1");
+    /// ```
+    pub fn to_header_value(&self) -> Option<HeaderValue> {
+        let mut out = Writer::default();
+        for m in &self.members {
+            out.member(&m.key, &m.value, &m.properties);
+        }
+        out.finish()
+    }
+
+    fn push(&mut self, key: &str, value: String, properties: &str) {
+        match self.members.iter_mut().find(|m| &*m.key == key) {
+            Some(member) => {
+                member.value = value.into();
+                member.properties = properties.into();
+            }
+            None => self.members.push(BaggageMember {
+                key: key.into(),
+                value: value.into(),
+                properties: properties.into(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Baggage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = Writer::default();
+        for m in &self.members {
+            out.member(&m.key, &m.value, &m.properties);
+        }
+        f.write_str(&out.text)
+    }
+}
+
+impl<'a> IntoIterator for &'a Baggage {
+    type Item = &'a BaggageMember;
+    type IntoIter = std::slice::Iter<'a, BaggageMember>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.members.iter()
+    }
+}
+
+/// A member as found in the header: slices of it, the value decoded.
+struct RawMember<'a> {
+    key: &'a str,
+    value: Cow<'a, str>,
+    properties: &'a str,
+}
+
+/// How much of the byte limit the lines read so far have used.
+#[derive(Default)]
+struct Budget {
+    bytes: usize,
+    done: bool,
+}
+
+/// Calls `f` on every valid member of every `baggage` line, within the byte limit, until `f`
+/// returns `false`.
+fn parse_headers(headers: &HeaderMap, mut f: impl FnMut(RawMember<'_>) -> bool) {
+    let mut budget = Budget::default();
+    for line in headers.get_all(BAGGAGE) {
+        if budget.done {
+            return;
+        }
+        // `to_str` accepts exactly visible ASCII, space and tab: anything else (non-UTF-8
+        // included) makes the whole line unreadable, and it is skipped.
+        if let Ok(line) = line.to_str() {
+            parse_line(line, &mut budget, &mut f);
+        }
+    }
+}
+
+fn parse_line(line: &str, budget: &mut Budget, mut f: impl FnMut(RawMember<'_>) -> bool) {
+    // Lines are joined by one `,`.
+    let start = if budget.bytes == 0 {
+        0
+    } else {
+        budget.bytes + 1
+    };
+    let mut offset = start;
+    for piece in line.split(',') {
+        let end = offset + piece.len();
+        if end > MAX_BAGGAGE_BYTES {
+            budget.done = true;
+            return;
+        }
+        offset = end + 1;
+        budget.bytes = end;
+        if let Some(member) = parse_member(piece) {
+            if !f(member) {
+                budget.done = true;
+                return;
+            }
+        }
+    }
+}
+
+fn parse_member(piece: &str) -> Option<RawMember<'_>> {
+    let piece = trim_ows(piece);
+    if piece.is_empty() {
+        return None;
+    }
+    let (pair, properties) = match piece.split_once(';') {
+        Some((pair, properties)) => (pair, trim_ows(properties)),
+        None => (piece, ""),
+    };
+    let (key, value) = pair.split_once('=')?;
+    let (key, value) = (trim_ows(key), trim_ows(value));
+    if !is_token(key) || !value.bytes().all(is_baggage_octet) {
+        return None;
+    }
+    if !properties.is_empty() && !properties.split(';').all(is_property) {
+        return None;
+    }
+    Some(RawMember {
+        key,
+        value: percent_decode(value)?,
+        properties,
+    })
+}
+
+fn is_property(property: &str) -> bool {
+    let property = trim_ows(property);
+    match property.split_once('=') {
+        Some((key, value)) => {
+            is_token(trim_ows(key)) && trim_ows(value).bytes().all(is_baggage_octet)
+        }
+        None => is_token(property),
+    }
+}
+
+fn trim_ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
+/// An HTTP token (RFC 9110 `tchar`s), non-empty.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// The W3C Baggage `baggage-octet`: visible ASCII but `"`, `,`, `;` and `\`.
+fn is_baggage_octet(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+}
+
+fn percent_decode(value: &str) -> Option<Cow<'_, str>> {
+    if !value.contains('%') {
+        return Some(Cow::Borrowed(value));
+    }
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hi = (hex[0] as char).to_digit(16)?;
+            let lo = (hex[1] as char).to_digit(16)?;
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
+fn percent_encode_into(out: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in value.as_bytes() {
+        // `%` so decoding is unambiguous, `=` because OpenTelemetry's parser cuts values at it.
+        if is_baggage_octet(b) && b != b'%' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
+        }
+    }
+}
+
+/// Builds a `baggage` header value within the limits, skipping keys already written.
+#[derive(Default)]
+struct Writer {
+    text: String,
+    members: usize,
+    keys: Vec<Box<str>>,
+}
+
+impl Writer {
+    fn member(&mut self, key: &str, value: &str, properties: &str) {
+        if self.members >= MAX_BAGGAGE_MEMBERS || self.keys.iter().any(|k| &**k == key) {
+            return;
+        }
+        let before = self.text.len();
+        if before > 0 {
+            self.text.push(',');
+        }
+        self.text.push_str(key);
+        self.text.push('=');
+        percent_encode_into(&mut self.text, value);
+        if !properties.is_empty() {
+            self.text.push(';');
+            self.text.push_str(properties);
+        }
+        if self.text.len() > MAX_BAGGAGE_BYTES {
+            self.text.truncate(before);
+            return;
+        }
+        self.members += 1;
+        self.keys.push(key.into());
+    }
+
+    fn finish(self) -> Option<HeaderValue> {
+        if self.text.is_empty() {
+            return None;
+        }
+        // Only visible ASCII, spaces and tabs were written: this cannot fail.
+        HeaderValue::from_str(&self.text).ok()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Propagation: what travels, shared by both sides.
+
+type Extract = dyn Fn(&str, Context) -> Result<Context, Context> + Send + Sync;
+type Inject = dyn Fn(&Context, &mut dyn FnMut(&str)) + Send + Sync;
+
+struct Registered {
+    key: Box<str>,
+    extract: Box<Extract>,
+    inject: Box<Inject>,
+}
+
+struct Config {
+    request_id_header: HeaderName,
+    request_id_var: &'static ContextVar<String>,
+    max_request_id_len: usize,
+    registered: Vec<Registered>,
+}
+
+/// What crosses the network: the request id's header and variable, and which context variables
+/// travel as which baggage keys. Built once with [`Propagation::builder`], cheap to clone, and
+/// shared by the server ([`ContextLayer`]) and the client ([`ClientContextLayer`],
+/// [`inject_headers_with`]) so both sides agree.
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::tower::{ClientContextLayer, ContextLayer, Propagation};
+/// use contextvars::ContextVar;
+///
+/// static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
+/// static USER_ID: ContextVar<u64> = ContextVar::new("user_id").with_display();
+///
+/// let propagation = Propagation::builder()
+///     .baggage_str(&TENANT, "tenant")
+///     .baggage(&USER_ID, "user.id", |s| s.parse().ok())
+///     .build();
+/// let server = ContextLayer::new(propagation.clone());
+/// let client = ClientContextLayer::new(propagation);
+/// # let _ = (server, client);
+/// ```
+#[derive(Clone)]
+pub struct Propagation {
+    config: Arc<Config>,
+}
+
+impl fmt::Debug for Propagation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<&str> = self.config.registered.iter().map(|r| &*r.key).collect();
+        f.debug_struct("Propagation")
+            .field("request_id_header", &self.config.request_id_header)
+            .field("request_id_var", &self.config.request_id_var.name())
+            .field("max_request_id_len", &self.config.max_request_id_len)
+            .field("baggage_keys", &keys)
+            .finish()
+    }
+}
+
+impl Default for Propagation {
+    /// `x-request-id` into [`REQUEST_ID`], no registered baggage keys (all members forwarded).
+    fn default() -> Propagation {
+        Propagation::builder().build()
+    }
+}
+
+impl Propagation {
+    /// Starts a configuration: `x-request-id` into [`REQUEST_ID`], ids up to 128 bytes, no
+    /// registered baggage keys.
+    ///
+    /// ```
+    /// let propagation = contextvars::tower::Propagation::builder().build();
+    /// # let _ = propagation;
+    /// ```
+    pub fn builder() -> PropagationBuilder {
+        PropagationBuilder {
+            config: Config {
+                request_id_header: HeaderName::from_static(DEFAULT_REQUEST_ID_HEADER),
+                request_id_var: &REQUEST_ID,
+                max_request_id_len: DEFAULT_MAX_REQUEST_ID_LEN,
+                registered: Vec::new(),
+            },
+        }
+    }
+
+    /// The context a request brings: a fresh context with the request id (from the header if
+    /// valid, else from `make_id`) and the baggage. Also normalizes the request: the id is
+    /// written into its header and extensions. Returns the id to echo.
+    fn extract<B, M: MakeRequestId>(
+        &self,
+        request: &mut Request<B>,
+        make_id: &mut M,
+    ) -> (Context, Option<HeaderValue>) {
+        let config = &*self.config;
+        let mut ctx = Context::new();
+
+        let mut id = request
+            .headers()
+            .get(&config.request_id_header)
+            .filter(|v| v.len() <= config.max_request_id_len && visible_ascii(v))
+            .cloned();
+        if id.is_none() {
+            id = make_id
+                .make_request_id(request)
+                .map(RequestId::into_header_value)
+                .filter(visible_ascii);
+            if let Some(id) = &id {
+                request
+                    .headers_mut()
+                    .insert(config.request_id_header.clone(), id.clone());
+            } else {
+                request.headers_mut().remove(&config.request_id_header);
+            }
+        }
+        if let Some(id) = &id {
+            if let Ok(text) = id.to_str() {
+                ctx = ctx.with_value(config.request_id_var, text.to_owned());
+            }
+            request.extensions_mut().insert(RequestId::new(id.clone()));
+        }
+
+        let mut forwarded = Baggage::new();
+        let mut kept = 0;
+        parse_headers(request.headers(), |member| {
+            match config.registered.iter().find(|r| *r.key == *member.key) {
+                Some(registered) => {
+                    let (Ok(next) | Err(next)) = (registered.extract)(&member.value, ctx.clone());
+                    ctx = next;
+                }
+                None => forwarded.push(member.key, member.value.into_owned(), member.properties),
+            }
+            kept += 1;
+            kept < MAX_BAGGAGE_MEMBERS
+        });
+        if !forwarded.is_empty() {
+            ctx = ctx.with_value(&FORWARDED, forwarded);
+        }
+        (ctx, id)
+    }
+
+    /// Writes `ctx` into outgoing headers.
+    fn inject(&self, ctx: &Context, headers: &mut HeaderMap) {
+        let config = &*self.config;
+        if let Some(id) = ctx.get_ref(config.request_id_var) {
+            if let Ok(value) = HeaderValue::from_str(id) {
+                headers.insert(config.request_id_header.clone(), value);
+            }
+        }
+        let mut out = Writer::default();
+        for registered in &config.registered {
+            (registered.inject)(ctx, &mut |value| {
+                out.member(&registered.key, value, "");
+            });
+        }
+        if let Some(forwarded) = ctx.get_ref(&FORWARDED) {
+            for m in forwarded {
+                out.member(&m.key, &m.value, &m.properties);
+            }
+        }
+        if out.text.is_empty() {
+            return;
+        }
+        // Members the caller put there themselves are kept after ours.
+        if headers.contains_key(BAGGAGE) {
+            parse_headers(headers, |m| {
+                out.member(m.key, &m.value, m.properties);
+                true
+            });
+        }
+        if let Some(value) = out.finish() {
+            headers.insert(BAGGAGE, value);
+        }
+    }
+}
+
+/// Configures a [`Propagation`]; see [`Propagation::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::tower::Propagation;
+/// use contextvars::ContextVar;
+///
+/// static CORRELATION_ID: ContextVar<String> = ContextVar::new("correlation_id").with_display();
+///
+/// let propagation = Propagation::builder()
+///     .request_id_header(http::HeaderName::from_static("x-correlation-id"))
+///     .request_id_var(&CORRELATION_ID)
+///     .max_request_id_len(64)
+///     .build();
+/// # let _ = propagation;
+/// ```
+pub struct PropagationBuilder {
+    config: Config,
+}
+
+impl fmt::Debug for PropagationBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PropagationBuilder").finish_non_exhaustive()
+    }
+}
+
+impl PropagationBuilder {
+    /// The header the request id is read from, echoed on and sent in (default `x-request-id`).
+    ///
+    /// ```
+    /// let propagation = contextvars::tower::Propagation::builder()
+    ///     .request_id_header(http::HeaderName::from_static("x-correlation-id"))
+    ///     .build();
+    /// # let _ = propagation;
+    /// ```
+    pub fn request_id_header(mut self, name: HeaderName) -> PropagationBuilder {
+        self.config.request_id_header = name;
+        self
+    }
+
+    /// The variable the request id is set into and sent from (default [`REQUEST_ID`]).
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static TRACE_ID: ContextVar<String> = ContextVar::new("trace_id").with_display();
+    ///
+    /// let propagation = contextvars::tower::Propagation::builder().request_id_var(&TRACE_ID).build();
+    /// # let _ = propagation;
+    /// ```
+    pub fn request_id_var(mut self, var: &'static ContextVar<String>) -> PropagationBuilder {
+        self.config.request_id_var = var;
+        self
+    }
+
+    /// The longest request id accepted from a request, in bytes (default 128); a longer one is
+    /// replaced by a generated id. Generated ids are not held to it (only to being visible
+    /// ASCII), so a short limit cannot leave requests without an id.
+    ///
+    /// ```
+    /// let propagation = contextvars::tower::Propagation::builder().max_request_id_len(36).build();
+    /// # let _ = propagation;
+    /// ```
+    pub fn max_request_id_len(mut self, len: usize) -> PropagationBuilder {
+        self.config.max_request_id_len = len;
+        self
+    }
+
+    /// Carries `var` as the baggage member `key`: received values are parsed with `parse`
+    /// (`None` drops the member), sent values are formatted with `Display`.
+    ///
+    /// Registering a key again replaces the earlier registration.
+    ///
+    /// # Panics
+    ///
+    /// When `key` is not an HTTP token (the W3C Baggage key syntax).
+    ///
+    /// ```
+    /// use contextvars::tower::Propagation;
+    /// use contextvars::ContextVar;
+    ///
+    /// static USER_ID: ContextVar<u64> = ContextVar::new("user_id");
+    ///
+    /// let propagation = Propagation::builder().baggage(&USER_ID, "user.id", |s| s.parse().ok()).build();
+    /// # let _ = propagation;
+    /// ```
+    #[track_caller]
+    pub fn baggage<T>(
+        self,
+        var: &'static ContextVar<T>,
+        key: &str,
+        parse: impl Fn(&str) -> Option<T> + Send + Sync + 'static,
+    ) -> PropagationBuilder
+    where
+        T: fmt::Display + Send + Sync + 'static,
+    {
+        self.baggage_with(var, key, parse, |value: &T| value.to_string())
+    }
+
+    /// Carries a `String` variable as the baggage member `key`, as is.
+    ///
+    /// # Panics
+    ///
+    /// When `key` is not an HTTP token.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static TENANT: ContextVar<String> = ContextVar::new("tenant");
+    ///
+    /// let propagation = contextvars::tower::Propagation::builder().baggage_str(&TENANT, "tenant").build();
+    /// # let _ = propagation;
+    /// ```
+    #[track_caller]
+    pub fn baggage_str(self, var: &'static ContextVar<String>, key: &str) -> PropagationBuilder {
+        self.baggage_with(
+            var,
+            key,
+            |s| Some(s.to_owned()),
+            |value: &String| value.clone(),
+        )
+    }
+
+    /// Carries `var` as the baggage member `key`, with your own `parse` and `format` (for types
+    /// without `Display`, or a wire format of your own).
+    ///
+    /// # Panics
+    ///
+    /// When `key` is not an HTTP token.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// #[derive(Debug, Clone, Copy, PartialEq)]
+    /// enum Plan { Free, Pro }
+    ///
+    /// static PLAN: ContextVar<Plan> = ContextVar::new("plan");
+    ///
+    /// let propagation = contextvars::tower::Propagation::builder()
+    ///     .baggage_with(
+    ///         &PLAN,
+    ///         "plan",
+    ///         |s| match s { "free" => Some(Plan::Free), "pro" => Some(Plan::Pro), _ => None },
+    ///         |plan| match plan { Plan::Free => "free".into(), Plan::Pro => "pro".into() },
+    ///     )
+    ///     .build();
+    /// # let _ = propagation;
+    /// ```
+    #[track_caller]
+    pub fn baggage_with<T>(
+        mut self,
+        var: &'static ContextVar<T>,
+        key: &str,
+        parse: impl Fn(&str) -> Option<T> + Send + Sync + 'static,
+        format: impl Fn(&T) -> String + Send + Sync + 'static,
+    ) -> PropagationBuilder
+    where
+        T: Send + Sync + 'static,
+    {
+        assert!(is_token(key), "baggage key {key:?} is not an HTTP token");
+        self.config.registered.retain(|r| &*r.key != key);
+        self.config.registered.push(Registered {
+            key: key.into(),
+            extract: Box::new(move |value, ctx| match parse(value) {
+                Some(parsed) => Ok(ctx.with_value(var, parsed)),
+                None => Err(ctx),
+            }),
+            inject: Box::new(move |ctx, write| {
+                if let Some(value) = ctx.get_ref(var) {
+                    write(&format(value));
+                }
+            }),
+        });
+        self
+    }
+
+    /// The finished configuration.
+    ///
+    /// ```
+    /// let propagation = contextvars::tower::Propagation::builder().build();
+    /// # let _ = propagation;
+    /// ```
+    pub fn build(self) -> Propagation {
+        Propagation {
+            config: Arc::new(self.config),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request ids.
+
+/// A usable request id: non-empty, visible ASCII only.
+fn visible_ascii(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty() && bytes.iter().all(|b| (0x21..=0x7E).contains(b))
+}
+
+/// The default request id generator: a random 64-bit prefix chosen once per process, then a
+/// counter, as 32 lowercase hex digits. Unique within the process and, with overwhelming
+/// likelihood, across processes; cheaper than a UUID (no system call per request). Not a
+/// secret: ids are predictable from one another.
+///
+/// Any other tower-http [`MakeRequestId`] can replace it ([`ContextLayer::make_request_id`]).
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::tower::MakeUniqueRequestId;
+/// use tower_http::request_id::MakeRequestId;
+///
+/// let request = http::Request::new(());
+/// let a = MakeUniqueRequestId.make_request_id(&request).unwrap();
+/// let b = MakeUniqueRequestId.make_request_id(&request).unwrap();
+/// assert_eq!(a.header_value().len(), 32);
+/// assert_ne!(a.header_value(), b.header_value());
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MakeUniqueRequestId;
+
+impl MakeRequestId for MakeUniqueRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        static PREFIX: OnceLock<u64> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let prefix = *PREFIX.get_or_init(|| RandomState::new().hash_one(std::process::id()));
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let text = format!("{prefix:016x}{n:016x}");
+        HeaderValue::from_str(&text).ok().map(RequestId::new)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server side.
+
+/// A tower [`Layer`] that runs every request in a fresh context with its
+/// request id and baggage; see the [module docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use contextvars::tower::{ContextLayer, REQUEST_ID};
+///
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { REQUEST_ID.get().unwrap_or_default() }))
+///     .layer(ContextLayer::default());
+/// # let _ = app;
+/// ```
+#[derive(Clone, Debug)]
+pub struct ContextLayer<M = MakeUniqueRequestId> {
+    propagation: Propagation,
+    make_id: M,
+}
+
+impl Default for ContextLayer {
+    fn default() -> ContextLayer {
+        ContextLayer::new(Propagation::default())
+    }
+}
+
+impl ContextLayer {
+    /// A layer with this configuration and the default id generator, [`MakeUniqueRequestId`].
+    ///
+    /// ```
+    /// use contextvars::tower::{ContextLayer, Propagation};
+    ///
+    /// let layer = ContextLayer::new(Propagation::builder().max_request_id_len(64).build());
+    /// # let _ = layer;
+    /// ```
+    pub fn new(propagation: Propagation) -> ContextLayer {
+        ContextLayer {
+            propagation,
+            make_id: MakeUniqueRequestId,
+        }
+    }
+}
+
+impl<M> ContextLayer<M> {
+    /// Generates missing or invalid request ids with `make_id`, any tower-http
+    /// [`MakeRequestId`] (such as its `MakeRequestUuid`).
+    ///
+    /// ```
+    /// use contextvars::tower::ContextLayer;
+    /// use tower_http::request_id::MakeRequestUuid;
+    ///
+    /// let layer = ContextLayer::default().make_request_id(MakeRequestUuid);
+    /// # let _ = layer;
+    /// ```
+    pub fn make_request_id<N: MakeRequestId>(self, make_id: N) -> ContextLayer<N> {
+        ContextLayer {
+            propagation: self.propagation,
+            make_id,
+        }
+    }
+
+    /// The configuration this layer uses.
+    ///
+    /// ```
+    /// let layer = contextvars::tower::ContextLayer::default();
+    /// let client = contextvars::tower::ClientContextLayer::new(layer.propagation().clone());
+    /// # let _ = client;
+    /// ```
+    pub fn propagation(&self) -> &Propagation {
+        &self.propagation
+    }
+}
+
+impl<S, M: Clone> Layer<S> for ContextLayer<M> {
+    type Service = ContextService<S, M>;
+
+    fn layer(&self, inner: S) -> ContextService<S, M> {
+        ContextService {
+            inner,
+            propagation: self.propagation.clone(),
+            make_id: self.make_id.clone(),
+        }
+    }
+}
+
+/// The service made by [`ContextLayer`].
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::tower::{ContextLayer, REQUEST_ID};
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let service = ContextLayer::default().layer(service_fn(|_: http::Request<()>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(REQUEST_ID.get().unwrap()))
+/// }));
+/// let request = http::Request::builder().header("x-request-id", "abc").body(()).unwrap();
+/// assert_eq!(service.oneshot(request).await.unwrap().into_body(), "abc");
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ContextService<S, M = MakeUniqueRequestId> {
+    inner: S,
+    propagation: Propagation,
+    make_id: M,
+}
+
+impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for ContextService<S, M>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    M: MakeRequestId,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> ResponseFuture<S::Future> {
+        let (ctx, id) = self.propagation.extract(&mut request, &mut self.make_id);
+        let inner = &mut self.inner;
+        let future = ctx.run(|| inner.call(request));
+        ResponseFuture {
+            inner: future.with_context(ctx),
+            echo: id.map(|id| (self.propagation.config.request_id_header.clone(), id)),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`ContextService`]: the inner service's future, polled and dropped
+    /// inside the request's context, which echoes the request id on the response.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::tower::{ContextLayer, ResponseFuture};
+    /// use tower::{service_fn, Layer, Service};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut service = ContextLayer::default().layer(service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// }));
+    /// let future: ResponseFuture<_> = service.call(http::Request::new(()));
+    /// assert!(future.await.unwrap().headers().contains_key("x-request-id"));
+    /// # }
+    /// ```
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: WithContext<F>,
+        echo: Option<(HeaderName, HeaderValue)>,
+    }
+}
+
+impl<F: fmt::Debug> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut result = match this.inner.poll(cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => return Poll::Pending,
+        };
+        if let (Ok(response), Some((name, id))) = (&mut result, this.echo.take()) {
+            if !response.headers().contains_key(&name) {
+                response.headers_mut().insert(name, id);
+            }
+        }
+        Poll::Ready(result)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client side.
+
+/// Writes the current context into outgoing headers with the default [`Propagation`]: the
+/// request id from [`REQUEST_ID`] into `x-request-id`, and the forwarded baggage into `baggage`.
+/// For clients that are not tower services (reqwest, ureq...).
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::tower::{inject_headers, REQUEST_ID};
+///
+/// let mut headers = http::HeaderMap::new();
+/// REQUEST_ID.scope("req-7".into(), || inject_headers(&mut headers));
+/// assert_eq!(headers["x-request-id"], "req-7");
+/// ```
+pub fn inject_headers(headers: &mut HeaderMap) {
+    static DEFAULT: OnceLock<Propagation> = OnceLock::new();
+    inject_headers_with(DEFAULT.get_or_init(Propagation::default), headers);
+}
+
+/// Writes the current context into outgoing headers: the request id header, and `baggage` with
+/// the registered variables that are set, then the forwarded members, then members already in
+/// `headers` under other keys (within the limits). Nothing is written for what is not set.
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::tower::{inject_headers_with, Propagation};
+/// use contextvars::ContextVar;
+///
+/// static TENANT: ContextVar<String> = ContextVar::new("tenant");
+///
+/// let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
+/// let mut headers = http::HeaderMap::new();
+/// TENANT.scope("acme corp".into(), || inject_headers_with(&propagation, &mut headers));
+/// assert_eq!(headers["baggage"], "tenant=acme%20corp");
+/// ```
+pub fn inject_headers_with(propagation: &Propagation, headers: &mut HeaderMap) {
+    propagation.inject(&Context::current(), headers);
+}
+
+/// A tower [`Layer`] for HTTP clients (any `Service<http::Request<B>>`, such
+/// as hyper-util's client) that writes the caller's context into every outgoing request; see
+/// [`inject_headers_with`] for what is written.
+///
+/// The context is the one current when the request is *called* (`Service::call`), which for
+/// `ServiceExt::oneshot` is when the returned future is first polled.
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::tower::{ClientContextLayer, REQUEST_ID};
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // A stand-in for a real HTTP client: returns the request's headers.
+/// let client = ClientContextLayer::default().layer(service_fn(|request: http::Request<()>| async move {
+///     Ok::<_, std::convert::Infallible>(request.headers().clone())
+/// }));
+/// let call = client.oneshot(http::Request::new(()));
+/// let headers = REQUEST_ID.scope_future("req-9".into(), call).await.unwrap();
+/// assert_eq!(headers["x-request-id"], "req-9");
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ClientContextLayer {
+    propagation: Propagation,
+}
+
+impl ClientContextLayer {
+    /// A client layer with this configuration.
+    ///
+    /// ```
+    /// use contextvars::tower::{ClientContextLayer, Propagation};
+    ///
+    /// let layer = ClientContextLayer::new(Propagation::default());
+    /// # let _ = layer;
+    /// ```
+    pub fn new(propagation: Propagation) -> ClientContextLayer {
+        ClientContextLayer { propagation }
+    }
+}
+
+impl<S> Layer<S> for ClientContextLayer {
+    type Service = ClientContextService<S>;
+
+    fn layer(&self, inner: S) -> ClientContextService<S> {
+        ClientContextService {
+            inner,
+            propagation: self.propagation.clone(),
+        }
+    }
+}
+
+/// The service made by [`ClientContextLayer`].
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::tower::{ClientContextLayer, ClientContextService};
+/// use tower::{service_fn, Layer};
+///
+/// let client: ClientContextService<_> = ClientContextLayer::default().layer(service_fn(|_: http::Request<()>| async {
+///     Ok::<_, std::convert::Infallible>(())
+/// }));
+/// # let _ = client;
+/// ```
+#[derive(Clone, Debug)]
+pub struct ClientContextService<S> {
+    inner: S,
+    propagation: Propagation,
+}
+
+impl<S, B> Service<Request<B>> for ClientContextService<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> S::Future {
+        self.propagation
+            .inject(&Context::current(), request.headers_mut());
+        self.inner.call(request)
+    }
+}

@@ -1,0 +1,53 @@
+//! The guide's FastAPI section in Rust: `POST /orders` creates an order and starts a background
+//! notification that runs after the response is sent; both log lines carry the request id.
+//!
+//! `cargo run --example axum_orders --features tower,tokio,tracing`, then
+//! `curl -si -X POST -H 'x-request-id: req-abc' http://127.0.0.1:3000/orders`
+//! (set `PORT` to listen elsewhere; without the header, an id is generated).
+
+use std::time::Duration;
+
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::Router;
+use contextvars::tokio::spawn_with_context;
+use contextvars::tower::ContextLayer;
+use contextvars::tracing::FmtContextExt;
+use tracing::info;
+
+async fn send_notification(user_id: &str) {
+    tokio::time::sleep(Duration::from_millis(100)).await; // the response is long gone
+                                                          // `request_id` from the request's context is available here.
+    info!(user_id, "sending notification");
+}
+
+async fn create_order() -> impl IntoResponse {
+    info!("creating order");
+    // The counterpart of `create_task_with_context`.
+    spawn_with_context(send_notification("user-123"));
+    (
+        [(CONTENT_TYPE, "application/json")],
+        r#"{"status":"created"}"#,
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_context_fields() // every line prints request_id=...
+        .init();
+
+    let app = Router::new()
+        .route("/orders", post(create_order))
+        .layer(ContextLayer::default()); // a fresh context and a request id per request
+
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
+    let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    info!("listening on http://{}", listener.local_addr().unwrap());
+    axum::serve(listener, app).await.unwrap();
+}
