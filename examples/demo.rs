@@ -21,7 +21,7 @@ async fn decorated_worker() {
     log("#[preserve_context] fn", "decorated function");
 }
 
-/// Tasks and blocking pools of every async runtime this build has an adapter for.
+/// Tasks and blocking pools of every async runtime this build has an adapter for, and rayon.
 fn runtimes() {
     #[cfg(feature = "tokio")]
     {
@@ -63,7 +63,31 @@ fn runtimes() {
             unblock_with_context(|| log("smol blocking pool", "unblock_with_context")).await;
         });
     }
-    #[cfg(not(all(feature = "tokio", feature = "async-std", feature = "smol")))]
+    #[cfg(feature = "rayon")]
+    {
+        use contextvars::ContextExt;
+        use rayon::prelude::*;
+        let job = contextvars::rayon::run_in_global_pool_with_context(|| {
+            log("rayon pool", "run_in_global_pool_with_context");
+        });
+        job.join().unwrap();
+        let seen: Vec<Option<String>> = (0..4)
+            .into_par_iter()
+            .with_current_context()
+            .map(|_| REQUEST_ID.get())
+            .collect();
+        let all_same = seen.iter().all(|id| id.as_deref() == Some("req-123"));
+        log(
+            "rayon par_iter",
+            &format!("4 parallel items, all see it: {all_same}"),
+        );
+    }
+    #[cfg(not(all(
+        feature = "tokio",
+        feature = "async-std",
+        feature = "smol",
+        feature = "rayon"
+    )))]
     log("main thread", "(build with --all-features for runtimes)");
 }
 
