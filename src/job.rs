@@ -20,6 +20,7 @@ use crate::propagate::Captured;
 
 /// The panic payload a [`JobHandle`] reports when its job was dropped without running.
 const DROPPED: &str = "contextvars: the job was dropped before it ran (its pool shut down)";
+const TAKEN: &str = "contextvars: the job's result was already taken from this handle";
 
 /// The result of a job sent to a thread or a pool: wait for it with [`join`](JobHandle::join)
 /// or `.await` it.
@@ -125,9 +126,14 @@ pub(crate) struct Completer<T> {
 }
 
 impl<T> Completer<T> {
+    /// Stores the result. Runs inside the job's context, so that a result nobody waits for any
+    /// more is dropped there, and caught if its destructor panics: it never reaches the pool.
     fn finish(mut self, result: thread::Result<T>) {
         if let Some(shared) = self.shared.take() {
             shared.finish(result);
+            if let Some(unwaited) = Arc::into_inner(shared) {
+                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(unwaited)));
+            }
         }
     }
 }
@@ -143,8 +149,8 @@ impl<T> Drop for Completer<T> {
 
 /// A job that runs `f` inside `context`, catching its panic, and the handle on its result.
 ///
-/// The job restores the running thread's context when `f` returns or panics (that is what
-/// `Context::wrap` does), and only then is the panic caught and handed to the handle.
+/// The panic is caught inside the job's frame, which then restores the running thread's context
+/// as every frame does.
 pub(crate) fn new_job<F, T>(context: Captured, f: F) -> (impl FnOnce() + Send, JobHandle<T>)
 where
     F: FnOnce() -> T + Send,
@@ -161,8 +167,10 @@ where
         shared: Some(shared.clone()),
     };
     let job = move || {
-        let result = panic::catch_unwind(AssertUnwindSafe(context.wrap(f)));
-        completer.finish(result);
+        context.run(move || {
+            let result = panic::catch_unwind(AssertUnwindSafe(f));
+            completer.finish(result);
+        })
     };
     (job, JobHandle { shared })
 }
@@ -172,9 +180,9 @@ impl<T> JobHandle<T> {
     ///
     /// Do not call it from async code: `.await` the handle instead.
     ///
-    /// # Panics
-    ///
-    /// If the result was already taken by awaiting the handle.
+    /// If the result was already taken by awaiting the handle, returns `Err` with a `&str`
+    /// payload saying so. On a rayon worker thread it runs other jobs of the pool while it waits,
+    /// so joining from inside the pool that must run the job does not deadlock.
     ///
     /// # Examples
     ///
@@ -187,6 +195,8 @@ impl<T> JobHandle<T> {
     /// ```
     #[track_caller]
     pub fn join(self) -> thread::Result<T> {
+        #[cfg(feature = "rayon")]
+        self.help_rayon_until_finished();
         let mut state = self.shared.lock();
         loop {
             match &mut *state {
@@ -202,7 +212,30 @@ impl<T> JobHandle<T> {
                     State::Finished(result) => return result,
                     _ => unreachable!("the state was finished a moment ago, under the lock"),
                 },
-                State::Taken => panic!("JobHandle::join called after the result was awaited"),
+                State::Taken => return Err(Box::new(TAKEN)),
+            }
+        }
+    }
+
+    /// On a rayon worker, blocking could starve the very pool that must run the job (a
+    /// one-thread pool, or every worker joining): keep running the pool's jobs instead, and
+    /// sleep briefly only when the pool has nothing to run.
+    #[cfg(feature = "rayon")]
+    fn help_rayon_until_finished(&self) {
+        if ::rayon::current_thread_index().is_none() {
+            return;
+        }
+        while !self.is_finished() {
+            if let Some(::rayon::Yield::Executed) = ::rayon::yield_now() {
+                continue;
+            }
+            let mut state = self.shared.lock();
+            if let State::Running { joining, .. } = &mut *state {
+                *joining = true;
+                let _ = self
+                    .shared
+                    .finished
+                    .wait_timeout(state, std::time::Duration::from_millis(1));
             }
         }
     }
@@ -232,9 +265,8 @@ impl<T> Future for JobHandle<T> {
 
     /// Ready with the job's result once it has finished; the task is woken when it does.
     ///
-    /// # Panics
-    ///
-    /// If polled again after it returned `Ready`.
+    /// Polled again after it returned `Ready`, it returns `Ready(Err(..))` with a `&str`
+    /// payload saying the result was already taken.
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<thread::Result<T>> {
         let mut state = self.shared.lock();
         if let State::Running { waker, .. } = &mut *state {
@@ -246,7 +278,7 @@ impl<T> Future for JobHandle<T> {
         }
         match mem::replace(&mut *state, State::Taken) {
             State::Finished(result) => Poll::Ready(result),
-            _ => panic!("JobHandle polled after it returned Ready"),
+            _ => Poll::Ready(Err(Box::new(TAKEN))),
         }
     }
 }

@@ -540,3 +540,53 @@ fn a_panic_in_a_spawned_job_goes_to_the_panic_handler_and_the_worker_stays_clean
     });
     assert_workers_clean(&pool);
 }
+
+#[test]
+fn joining_from_inside_a_one_thread_pool_does_not_deadlock() {
+    let pool = std::sync::Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap(),
+    );
+    let inner_pool = pool.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = inner_pool
+            .install(|| contextvars::rayon::run_in_pool_with_context(&inner_pool, || 1).join());
+        tx.send(result.unwrap()).unwrap();
+    });
+    // Bounded: a deadlock fails the test instead of hanging it.
+    let got = rx.recv_timeout(std::time::Duration::from_secs(30));
+    assert_eq!(got, Ok(1));
+}
+
+#[test]
+fn a_panicking_destructor_of_an_unwaited_result_does_not_reach_the_pool() {
+    struct PanicOnDrop(std::sync::mpsc::Sender<Option<String>>);
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.send(REQUEST_ID_FOR_DROP.get());
+            panic!("destructor panics");
+        }
+    }
+    static REQUEST_ID_FOR_DROP: contextvars::ContextVar<String> =
+        contextvars::ContextVar::new("request_id");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = REQUEST_ID_FOR_DROP.scope("req-drop".into(), || {
+        contextvars::rayon::run_in_pool_with_context(&pool, move || {
+            released.recv().unwrap(); // the handle is dropped before the job finishes
+            PanicOnDrop(tx)
+        })
+    });
+    drop(handle);
+    release.send(()).unwrap();
+    // The destructor ran in the job's context, and the pool survived its panic.
+    assert_eq!(rx.recv().unwrap().as_deref(), Some("req-drop"));
+    assert_eq!(pool.install(|| 2 + 2), 4);
+}
