@@ -4,7 +4,10 @@
 //! # What it propagates
 //!
 //! On the server, [`ContextLayer`] runs each request's service (its `call` and the whole
-//! response future, including its drop) inside a context built from nothing but that request:
+//! response future, including its drop) inside a context built from nothing but that request.
+//! The response *body* is not included: a body that produces its data after the response has
+//! been returned (a stream) is polled by the connection outside that context; see
+//! [what bypasses it](#what-bypasses-it) for the workaround.
 //!
 //! - **A fresh context.** Nothing from the connection task, the runtime's worker thread or an
 //!   earlier request on the same connection is visible: the context starts from
@@ -44,6 +47,15 @@
 //! - Outgoing requests made without [`ClientContextLayer`] or [`inject_headers`] carry nothing.
 //! - `poll_ready` of the inner service runs in the caller's context, not the request's: no
 //!   request exists yet.
+//! - **Streaming response bodies.** Only the response *future* runs in the request's context.
+//!   The body it returns is polled afterwards by the connection task, outside it: a stream
+//!   behind the body (for axum, `Body::from_stream`) that reads [`REQUEST_ID`] or any other
+//!   variable while producing its items sees the empty context. Either capture what you need
+//!   in the handler before building the stream (`let id = REQUEST_ID.get();` and move `id`
+//!   into it), or wrap the stream in the handler with
+//!   [`.with_current_context()`](crate::ContextExt::with_current_context): a `futures`
+//!   `Stream` wrapped in [`WithContext`] runs every `poll_next` inside the context it captured,
+//!   e.g. `Body::from_stream(stream.with_current_context())`.
 //!
 //! # Bad input
 //!
@@ -58,10 +70,11 @@
 //! | a `baggage` header line with bytes that are not visible ASCII, space or tab (for example non-UTF-8) | that line is ignored whole; other `baggage` lines are still read |
 //! | several `baggage` lines | read in order, as one list joined by `,` |
 //! | an empty member (`a=1,,b=2`, trailing `,`) | skipped |
-//! | a malformed member: no `=`, a key that is not an HTTP token, a value with a character outside the spec's `baggage-octet`s, a bad `%` escape, a value that decodes to invalid UTF-8, a malformed property | that member is dropped, the others are kept |
-//! | a registered member whose value the parse function rejects (`None`) | that member is dropped: the variable stays unset and the member is not forwarded |
-//! | the same key twice | the last value wins (at the position of the first) |
-//! | more than 64 members ([`MAX_BAGGAGE_MEMBERS`]) | the first 64 valid ones are kept, the rest dropped |
+//! | a malformed member: no `=`, a key that is not an HTTP token, a value with a character outside the spec's `baggage-octet`s, a bad `%` escape (`%ZZ`, `%4` at the end), a malformed property | that member is dropped, the others are kept |
+//! | a value whose `%` escapes decode to bytes that are not valid UTF-8 (`a=%FF`) | the member is kept, each invalid sequence replaced by U+FFFD `�`, as the spec requires |
+//! | a registered member whose value the parse function rejects (`None`) | that member is dropped and not forwarded, and does not count towards the member limit: the variable keeps the value of an earlier member of that key that parsed, or stays unset |
+//! | the same key twice | the last value that parses wins (at the position of the first); a later member of a key already kept does not count again towards the member limit |
+//! | more than 64 distinct keys ([`MAX_BAGGAGE_MEMBERS`]) | the first 64 keys accepted (valid, and for registered keys parsed) are kept; members with other keys after them are dropped, while later members of the kept keys still replace their values |
 //! | more than 8,192 bytes ([`MAX_BAGGAGE_BYTES`], all lines and their joining `,` counted) | members that end past byte 8,192 are dropped, those before kept |
 //!
 //! On output the same limits apply: members are written registered variables first (in
@@ -228,7 +241,9 @@ impl BaggageMember {
 ///
 /// Parsing never fails: malformed members are dropped and the others kept, and the spec's limits
 /// ([`MAX_BAGGAGE_MEMBERS`], [`MAX_BAGGAGE_BYTES`]) are applied; see the
-/// [module docs](self#bad-input) for each case. Duplicate keys: the last value wins. Formatting
+/// [module docs](self#bad-input) for each case. Duplicate keys: the last value wins, and a
+/// duplicate does not count towards the member limit. Values whose escapes are not valid UTF-8
+/// are kept, with U+FFFD in place of the invalid sequences. Formatting
 /// (`Display`, [`to_header_value`](Baggage::to_header_value)) percent-encodes the values and
 /// applies the same limits.
 ///
@@ -273,10 +288,7 @@ impl Baggage {
     pub fn parse(header: &str) -> Baggage {
         let mut baggage = Baggage::new();
         let mut budget = Budget::default();
-        parse_line(header, &mut budget, |member| {
-            baggage.push(member.key, member.value.into_owned(), member.properties);
-            baggage.members.len() < MAX_BAGGAGE_MEMBERS
-        });
+        parse_line(header, &mut budget, |member| baggage.accept(member));
         baggage
     }
 
@@ -296,10 +308,7 @@ impl Baggage {
     /// ```
     pub fn from_headers(headers: &HeaderMap) -> Baggage {
         let mut baggage = Baggage::new();
-        parse_headers(headers, |member| {
-            baggage.push(member.key, member.value.into_owned(), member.properties);
-            baggage.members.len() < MAX_BAGGAGE_MEMBERS
-        });
+        parse_headers(headers, |member| baggage.accept(member));
         baggage
     }
 
@@ -410,6 +419,14 @@ impl Baggage {
         out.finish()
     }
 
+    /// Takes a member read from a header: a key already present gets the new value, a new key is
+    /// added only while there are fewer than [`MAX_BAGGAGE_MEMBERS`].
+    fn accept(&mut self, member: RawMember<'_>) {
+        if self.members.len() < MAX_BAGGAGE_MEMBERS || self.get(member.key).is_some() {
+            self.push(member.key, member.value.into_owned(), member.properties);
+        }
+    }
+
     fn push(&mut self, key: &str, value: String, properties: &str) {
         match self.members.iter_mut().find(|m| &*m.key == key) {
             Some(member) => {
@@ -458,9 +475,9 @@ struct Budget {
     done: bool,
 }
 
-/// Calls `f` on every valid member of every `baggage` line, within the byte limit, until `f`
-/// returns `false`.
-fn parse_headers(headers: &HeaderMap, mut f: impl FnMut(RawMember<'_>) -> bool) {
+/// Calls `f` on every valid member of every `baggage` line, within the byte limit. The member
+/// limit is the caller's: later members may still replace earlier ones of the same key.
+fn parse_headers(headers: &HeaderMap, mut f: impl FnMut(RawMember<'_>)) {
     let mut budget = Budget::default();
     for line in headers.get_all(BAGGAGE) {
         if budget.done {
@@ -474,7 +491,7 @@ fn parse_headers(headers: &HeaderMap, mut f: impl FnMut(RawMember<'_>) -> bool) 
     }
 }
 
-fn parse_line(line: &str, budget: &mut Budget, mut f: impl FnMut(RawMember<'_>) -> bool) {
+fn parse_line(line: &str, budget: &mut Budget, mut f: impl FnMut(RawMember<'_>)) {
     // Lines are joined by one `,`.
     let start = if budget.bytes == 0 {
         0
@@ -491,10 +508,7 @@ fn parse_line(line: &str, budget: &mut Budget, mut f: impl FnMut(RawMember<'_>) 
         offset = end + 1;
         budget.bytes = end;
         if let Some(member) = parse_member(piece) {
-            if !f(member) {
-                budget.done = true;
-                return;
-            }
+            f(member);
         }
     }
 }
@@ -568,7 +582,8 @@ fn percent_decode(value: &str) -> Option<Cow<'_, str>> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok().map(Cow::Owned)
+    // The spec: octet sequences that are not valid UTF-8 become U+FFFD, the member is kept.
+    Some(Cow::Owned(String::from_utf8_lossy(&out).into_owned()))
 }
 
 fn percent_encode_into(out: &mut String, value: &str) {
@@ -746,18 +761,37 @@ impl Propagation {
             request.extensions_mut().insert(RequestId::new(id.clone()));
         }
 
+        // The member limit counts distinct keys accepted: a registered member counts once its
+        // value has parsed, a later member of an accepted key replaces its value without counting
+        // again, and one whose value does not parse leaves the earlier value in place.
         let mut forwarded = Baggage::new();
+        let mut parsed = vec![false; config.registered.len()];
         let mut kept = 0;
         parse_headers(request.headers(), |member| {
-            match config.registered.iter().find(|r| *r.key == *member.key) {
-                Some(registered) => {
-                    let (Ok(next) | Err(next)) = (registered.extract)(&member.value, ctx.clone());
-                    ctx = next;
+            match config.registered.iter().position(|r| *r.key == *member.key) {
+                Some(index) => {
+                    if !parsed[index] && kept >= MAX_BAGGAGE_MEMBERS {
+                        return;
+                    }
+                    let registered = &config.registered[index];
+                    if let Ok(next) = (registered.extract)(&member.value, ctx.clone()) {
+                        ctx = next;
+                        if !parsed[index] {
+                            parsed[index] = true;
+                            kept += 1;
+                        }
+                    }
                 }
-                None => forwarded.push(member.key, member.value.into_owned(), member.properties),
+                None => {
+                    let known = forwarded.get(member.key).is_some();
+                    if known || kept < MAX_BAGGAGE_MEMBERS {
+                        forwarded.push(member.key, member.value.into_owned(), member.properties);
+                        if !known {
+                            kept += 1;
+                        }
+                    }
+                }
             }
-            kept += 1;
-            kept < MAX_BAGGAGE_MEMBERS
         });
         if !forwarded.is_empty() {
             ctx = ctx.with_value(&FORWARDED, forwarded);
@@ -789,10 +823,7 @@ impl Propagation {
         }
         // Members the caller put there themselves are kept after ours.
         if headers.contains_key(BAGGAGE) {
-            parse_headers(headers, |m| {
-                out.member(m.key, &m.value, m.properties);
-                true
-            });
+            parse_headers(headers, |m| out.member(m.key, &m.value, m.properties));
         }
         if let Some(value) = out.finish() {
             headers.insert(BAGGAGE, value);

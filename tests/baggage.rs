@@ -33,11 +33,24 @@ fn properties_are_kept_as_received() {
 
 #[test]
 fn malformed_members_are_dropped_and_the_others_kept() {
-    let header = "ok1=1,novalue,=nokey,sp ace=1,q=\"x\",back=a\\b,pct=%4,pct2=%zz,utf=%C3%28,ok2=2";
+    let header = "ok1=1,novalue,=nokey,sp ace=1,q=\"x\",back=a\\b,pct=%4,pct2=%zz,ok2=2";
     assert_eq!(
         pairs(&Baggage::parse(header)),
         [("ok1", "1", ""), ("ok2", "2", "")]
     );
+}
+
+#[test]
+fn invalid_utf8_after_decoding_becomes_the_replacement_character() {
+    let baggage = Baggage::parse("a=%FF,b=2");
+    assert_eq!(baggage.get("a"), Some("\u{FFFD}"));
+    assert_eq!(baggage.get("b"), Some("2"));
+    // Each invalid sequence is replaced, the valid bytes around it kept.
+    let baggage = Baggage::parse("utf=%C3%28,mixed=x%E9y%C3%A9");
+    assert_eq!(baggage.get("utf"), Some("\u{FFFD}("));
+    assert_eq!(baggage.get("mixed"), Some("x\u{FFFD}yé"));
+    // Bad escapes still drop the member.
+    assert_eq!(pairs(&Baggage::parse("a=%ZZ,b=%F,c=3")), [("c", "3", "")]);
 }
 
 #[test]
@@ -72,6 +85,18 @@ fn limits_apply_when_reading_and_writing() {
     // Malformed members do not count towards the member limit.
     let with_bad = format!("bad,{}", many.join(","));
     assert_eq!(Baggage::parse(&with_bad).get("k63"), Some("v"));
+    // Nor do duplicates of a key already kept, and they still replace its value after the
+    // limit is reached; new keys past it are dropped.
+    let full: Vec<String> = (1..MAX_BAGGAGE_MEMBERS)
+        .map(|i| format!("k{i}=v"))
+        .collect();
+    let baggage = Baggage::parse(&format!("k0=a,{},k0=b,new=x", full.join(",")));
+    assert_eq!(baggage.len(), MAX_BAGGAGE_MEMBERS);
+    assert_eq!(baggage.get("k0"), Some("b"));
+    assert_eq!(baggage.get("new"), None);
+    let dups = format!("k0=a,k0=b,k0=c,{}", full.join(","));
+    assert_eq!(Baggage::parse(&dups).len(), MAX_BAGGAGE_MEMBERS);
+    assert_eq!(Baggage::parse(&dups).get("k63"), Some("v"));
 
     // A member ending exactly at the byte limit is kept; one byte more and it is not.
     let fill = MAX_BAGGAGE_BYTES - "a=".len();

@@ -460,8 +460,13 @@ fn bad_baggage_drops_what_is_bad_and_keeps_the_rest() {
         let cases: &[(&[&[u8]], &str)] = &[
             // Malformed members among good ones.
             (
-                &[b"tenant=acme, nokey, =v, bad key=1, k=a\"b, p=%G1, q=%FF, r=1;bad prop, s=ok"],
+                &[b"tenant=acme, nokey, =v, bad key=1, k=a\"b, p=%G1, r=1;bad prop, s=ok"],
                 r#"Some("r")|Some("acme")|None|s=ok"#,
+            ),
+            // Escapes that decode to invalid UTF-8: kept, with U+FFFD.
+            (
+                &[b"q=%FF,tenant=a%FFb"],
+                "Some(\"r\")|Some(\"a\u{FFFD}b\")|None|q=%EF%BF%BD",
             ),
             // A registered member that does not parse is dropped, not forwarded.
             (
@@ -511,6 +516,102 @@ fn bad_baggage_drops_what_is_bad_and_keeps_the_rest() {
         assert_eq!(forwarded.len(), 64);
         assert_eq!(forwarded.get("m63"), Some("63"));
         assert_eq!(forwarded.get("m64"), None);
+    });
+}
+
+#[test]
+fn the_member_limit_counts_distinct_accepted_keys() {
+    runtime().block_on(async {
+        // `tenant` parsed as a number (into USER_ID, which `seen` prints third).
+        let numeric = ContextLayer::new(
+            Propagation::builder()
+                .baggage(&USER_ID, "tenant", |s| s.parse().ok())
+                .build(),
+        );
+        let id: (&str, &[u8]) = ("x-request-id", b"r");
+        let run = |baggage: String| {
+            let layer = numeric.clone();
+            async move {
+                seen(layer, request_with(&[id, ("baggage", baggage.as_bytes())]))
+                    .await
+                    .1
+            }
+        };
+
+        // Rejected registered members do not count: what follows them is still read.
+        let bad = vec!["tenant=bad"; 70].join(",");
+        assert_eq!(
+            run(format!("{bad},other=kept")).await,
+            r#"Some("r")|None|None|other=kept"#
+        );
+        // The last value that parses wins; one that does not leaves the earlier one.
+        assert_eq!(
+            run("tenant=5,tenant=7".into()).await,
+            r#"Some("r")|None|Some(7)|"#
+        );
+        assert_eq!(
+            run("tenant=5,tenant=bad".into()).await,
+            r#"Some("r")|None|Some(5)|"#
+        );
+        // Duplicates of accepted keys do not count, and still replace after the limit is
+        // reached, for registered and forwarded keys alike; new keys past it are dropped.
+        let full: Vec<String> = (1..63).map(|i| format!("m{i}={i}")).collect();
+        let header = format!(
+            "tenant=1,m0=a,tenant=2,m0=b,{},tenant=3,m0=c,new=x",
+            full.join(",")
+        );
+        let body = run(header).await;
+        assert!(body.starts_with(r#"Some("r")|None|Some(3)|"#), "{body}");
+        let forwarded = Baggage::parse(body.rsplit('|').next().unwrap());
+        assert_eq!(forwarded.len(), 63);
+        assert_eq!(forwarded.get("m0"), Some("c"));
+        assert_eq!(forwarded.get("m62"), Some("62"));
+        assert_eq!(forwarded.get("new"), None);
+        // The same rules as `Baggage::parse` on the forwarded members.
+        let forwarded_only: Vec<String> = (0..64).map(|i| format!("k{i}=v")).collect();
+        let header = format!("{},k0=b,k64=x", forwarded_only.join(","));
+        let body = run(header.clone()).await;
+        let forwarded = Baggage::parse(body.rsplit('|').next().unwrap());
+        assert_eq!(forwarded, Baggage::parse(&header));
+        assert_eq!(forwarded.get("k0"), Some("b"));
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response bodies: polled after the response future, outside the request's context.
+
+#[test]
+fn a_streaming_body_sees_the_context_only_when_wrapped() {
+    use contextvars::ContextExt;
+
+    runtime().block_on(async {
+        let stream = || {
+            futures::stream::once(async { Ok::<_, Infallible>(format!("{:?}", REQUEST_ID.get())) })
+        };
+        let app = Router::new()
+            .route(
+                "/wrapped",
+                get(move || async move { Body::from_stream(stream().with_current_context()) }),
+            )
+            .route(
+                "/bare",
+                get(move || async move { Body::from_stream(stream()) }),
+            )
+            .layer(ContextLayer::default());
+        let addr = serve(app).await;
+        let client = client(1);
+
+        let response = client
+            .request(get_request(addr, "/wrapped", &[("x-request-id", "req-s")]))
+            .await
+            .unwrap();
+        assert_eq!(body_text(response.into_body()).await, r#"Some("req-s")"#);
+        // Without the wrapper the connection task polls the stream in its own, empty, context.
+        let response = client
+            .request(get_request(addr, "/bare", &[("x-request-id", "req-s")]))
+            .await
+            .unwrap();
+        assert_eq!(body_text(response.into_body()).await, "None");
     });
 }
 
