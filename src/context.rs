@@ -597,6 +597,11 @@ impl fmt::Debug for Formatted<'_> {
 /// `!Send`: it must be dropped on the thread that made it. See [`Context::attach`] for what
 /// happens when guards are dropped out of order.
 ///
+/// ```compile_fail
+/// fn send<T: Send>(_: T) {}
+/// send(contextvars::Context::new().attach()); // a guard cannot move to another thread
+/// ```
+///
 /// # Examples
 ///
 /// ```

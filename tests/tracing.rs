@@ -45,16 +45,24 @@ impl<'a> MakeWriter<'a> for Captured {
     }
 }
 
+/// A plain-text fmt subscriber with context fields, writing into `captured`.
+fn text_subscriber(
+    captured: &Captured,
+    config: ContextFieldsConfig,
+) -> impl tracing::Subscriber + Send + Sync + 'static {
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_context_fields_config(config)
+        .with_writer(captured.clone())
+        .finish()
+}
+
 /// The process-wide text subscriber (worker threads of every runtime log through it).
 fn global() -> &'static Captured {
     static GLOBAL: OnceLock<Captured> = OnceLock::new();
     GLOBAL.get_or_init(|| {
         let captured = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_context_fields()
-            .with_writer(captured.clone())
-            .finish();
+        let subscriber = text_subscriber(&captured, ContextFieldsConfig::new());
         tracing::subscriber::set_global_default(subscriber).unwrap();
         captured
     })
@@ -162,14 +170,6 @@ fn events_outside_a_context_print_no_context_fields() {
     }
 }
 
-fn with_local_subscriber<S>(subscriber: S, f: impl FnOnce()) -> Vec<String>
-where
-    S: tracing::Subscriber + Send + Sync + 'static,
-{
-    tracing::subscriber::with_default(subscriber, f);
-    Vec::new()
-}
-
 #[test]
 fn json_lines_parse_and_hold_the_context_fields() {
     let captured = Captured::default();
@@ -178,7 +178,7 @@ fn json_lines_parse_and_hold_the_context_fields() {
         .with_context_fields()
         .with_writer(captured.clone())
         .finish();
-    with_local_subscriber(subscriber, || {
+    tracing::subscriber::with_default(subscriber, || {
         REQUEST_ID.scope("req-\"quoted\"\n".into(), || {
             USER_ID.scope(7, || info!(answer = 42, "in context"));
         });
@@ -220,19 +220,15 @@ fn a_panicking_value_and_a_huge_value_do_not_break_other_fields() {
                 .with_context_fields_config(config)
                 .with_writer(captured.clone())
                 .finish();
-            with_local_subscriber(subscriber, || ctx.run(|| info!("survives")));
+            tracing::subscriber::with_default(subscriber, || ctx.run(|| info!("survives")));
             let line: serde_json::Value = serde_json::from_str(&captured.lines()[0]).unwrap();
             assert_eq!(line["context"]["request_id"], "req-1");
             assert!(line["context"].get("bad").is_none());
             let huge = line["context"]["huge"].as_str().unwrap();
             assert!(huge.len() <= 100 + 'é'.len_utf8() * 2 + 3 && huge.ends_with('…'));
         } else {
-            let subscriber = tracing_subscriber::fmt()
-                .with_ansi(false)
-                .with_context_fields_config(config)
-                .with_writer(captured.clone())
-                .finish();
-            with_local_subscriber(subscriber, || ctx.run(|| info!("survives")));
+            let subscriber = text_subscriber(&captured, config);
+            tracing::subscriber::with_default(subscriber, || ctx.run(|| info!("survives")));
             let line = &captured.lines()[0];
             assert!(line.contains("survives"), "{line}");
             assert_eq!(field(line, "request_id"), ["req-1"]);
@@ -245,16 +241,13 @@ fn a_panicking_value_and_a_huge_value_do_not_break_other_fields() {
 #[test]
 fn a_subset_of_variables_and_debug_values() {
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_context_fields_config(
-            ContextFieldsConfig::new()
-                .only([REQUEST_ID.key()])
-                .debug_values(),
-        )
-        .with_writer(captured.clone())
-        .finish();
-    with_local_subscriber(subscriber, || {
+    let subscriber = text_subscriber(
+        &captured,
+        ContextFieldsConfig::new()
+            .only([REQUEST_ID.key()])
+            .debug_values(),
+    );
+    tracing::subscriber::with_default(subscriber, || {
         REQUEST_ID.scope("req-2".into(), || USER_ID.scope(9, || info!("subset")));
     });
     let line = &captured.lines()[0];
@@ -265,12 +258,8 @@ fn a_subset_of_variables_and_debug_values() {
 #[test]
 fn context_fields_are_not_added_to_span_fields() {
     let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_context_fields()
-        .with_writer(captured.clone())
-        .finish();
-    with_local_subscriber(subscriber, || {
+    let subscriber = text_subscriber(&captured, ContextFieldsConfig::new());
+    tracing::subscriber::with_default(subscriber, || {
         REQUEST_ID.scope("req-3".into(), || {
             let span = info_span!("handler", route = "/orders");
             span.in_scope(|| info!("inside span"));
@@ -292,7 +281,7 @@ fn record_in_span_copies_context_fields_into_declared_span_fields() {
         .with_ansi(false)
         .with_writer(captured.clone())
         .finish();
-    with_local_subscriber(subscriber, || {
+    tracing::subscriber::with_default(subscriber, || {
         REQUEST_ID.scope("req-4".into(), || {
             let span = info_span!("handler", request_id = tracing::field::Empty);
             contextvars::tracing::record_in_span(&span);
@@ -313,13 +302,9 @@ fn fields_are_formatted_once_per_snapshot_unless_asked_otherwise() {
             true => ContextFieldsConfig::new().format_each_event(),
             false => ContextFieldsConfig::new(),
         };
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_context_fields_config(config)
-            .with_writer(captured.clone())
-            .finish();
+        let subscriber = text_subscriber(&captured, config);
         let counter = Arc::new(AtomicU64::new(1));
-        with_local_subscriber(subscriber, || {
+        tracing::subscriber::with_default(subscriber, || {
             COUNTER.scope(counter.clone(), || {
                 info!("first");
                 counter.store(2, Ordering::SeqCst);
