@@ -179,3 +179,9 @@ impl BuilderExt for Builder {
         self.local(crate::propagate::task(future))
     }
 }
+
+/// Whether this thread is running an async-std task (including the future given to
+/// `block_on`, which async-std runs as a task: local tasks run beside it on the same thread).
+pub(crate) fn in_unit_of_work() -> bool {
+    ::async_std::task::try_current().is_some()
+}

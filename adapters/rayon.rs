@@ -1038,3 +1038,8 @@ impl<I: ExactSizeIterator> ExactSizeIterator for ContextIter<I> {
         self.iter.len()
     }
 }
+
+/// Whether this thread is a rayon worker: everything it runs is some job of its pool.
+pub(crate) fn in_unit_of_work() -> bool {
+    ::rayon::current_thread_index().is_some()
+}

@@ -374,3 +374,9 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
         self.spawn_local(crate::propagate::task(future))
     }
 }
+
+/// Whether this thread is running a tokio task or blocking job (but not the future given to
+/// `block_on`, which tokio does not count as a task).
+pub(crate) fn in_unit_of_work() -> bool {
+    ::tokio::task::try_id().is_some()
+}

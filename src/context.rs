@@ -165,6 +165,10 @@ impl Context {
         self.with_stored(var.id(), var.store(value))
     }
 
+    pub(crate) fn map(&self) -> &Map {
+        &self.map
+    }
+
     pub(crate) fn with_stored(&self, id: u64, stored: map::Value) -> Context {
         Context {
             map: self.map.insert(id, stored),

@@ -17,6 +17,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use std::thread;
 
 use crate::propagate::Captured;
+use crate::{state, Context};
 
 /// The panic payload a [`JobHandle`] reports when its job was dropped without running.
 const DROPPED: &str = "contextvars: the job was dropped before it ran (its pool shut down)";
@@ -126,8 +127,9 @@ pub(crate) struct Completer<T> {
 }
 
 impl<T> Completer<T> {
-    /// Stores the result. Runs inside the job's context, so that a result nobody waits for any
-    /// more is dropped there, and caught if its destructor panics: it never reaches the pool.
+    /// Stores the result. A result nobody waits for any more is dropped here, in the job's
+    /// outer frame (the empty context), and caught if its destructor panics: it never reaches
+    /// the pool.
     fn finish(mut self, result: thread::Result<T>) {
         if let Some(shared) = self.shared.take() {
             shared.finish(result);
@@ -150,7 +152,7 @@ impl<T> Drop for Completer<T> {
 /// A job that runs `f` inside `context`, catching its panic, and the handle on its result.
 ///
 /// The panic is caught inside the job's frame, which then restores the running thread's context
-/// as every frame does.
+/// as every frame does; a panic of a context value's destructor is caught as well.
 pub(crate) fn new_job<F, T>(context: Captured, f: F) -> (impl FnOnce() + Send, JobHandle<T>)
 where
     F: FnOnce() -> T + Send,
@@ -167,9 +169,15 @@ where
         shared: Some(shared.clone()),
     };
     let job = move || {
-        context.run(move || {
-            let result = panic::catch_unwind(AssertUnwindSafe(f));
-            completer.finish(result);
+        // An empty frame around the whole job holds what the job leaves behind (an unwaited
+        // result, a panic payload), so that nothing their destructors set reaches the thread.
+        state::run_in(Context::new(), move || {
+            // The job's context is dropped inside the outer `catch_unwind`: a value whose
+            // destructor panics is reported like a panic of the job, never to the pool.
+            let outcome = panic::catch_unwind(AssertUnwindSafe(move || {
+                context.run(move || panic::catch_unwind(AssertUnwindSafe(f)))
+            }));
+            completer.finish(outcome.unwrap_or_else(Err));
         })
     };
     (job, JobHandle { shared })
@@ -226,7 +234,11 @@ impl<T> JobHandle<T> {
             return;
         }
         while !self.is_finished() {
-            if let Some(::rayon::Yield::Executed) = ::rayon::yield_now() {
+            // Each job run meanwhile gets a frame of its own with the empty context: it must
+            // see neither the joiner's context nor what an earlier one set.
+            if let Some(::rayon::Yield::Executed) =
+                state::run_in(Context::new(), ::rayon::yield_now)
+            {
                 continue;
             }
             let mut state = self.shared.lock();

@@ -212,6 +212,18 @@ impl Node {
     }
 }
 
+impl Drop for Map {
+    /// The last snapshot of a map drops its values in a frame of their own, so that what their
+    /// destructors set never reaches the frame that happened to drop the map.
+    fn drop(&mut self) {
+        if let Some(root) = self.root.take() {
+            if let Some(root) = Arc::into_inner(root) {
+                crate::state::drop_isolated(root);
+            }
+        }
+    }
+}
+
 impl Map {
     pub(crate) const EMPTY: Map = Map { root: None };
 
@@ -386,6 +398,109 @@ mod tests {
         }
         assert_eq!(map.len(), 0);
         assert!(map.root.is_none());
+    }
+
+    mod model {
+        use std::collections::BTreeMap;
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Insert(u64, u64),
+            Remove(u64),
+            /// Keep the current map alive as a snapshot, checked again at the end.
+            Snapshot,
+        }
+
+        /// Ids that collide: on their low bits (the first levels of the trie), on all but their
+        /// top bits, or not at all; from a pool of up to 2,000 distinct ids.
+        fn id() -> impl Strategy<Value = u64> {
+            prop_oneof![
+                0..2_000u64,
+                (0..64u64).prop_map(|i| i << 5),
+                (0..64u64).prop_map(|i| (i << 58) | 0x15),
+                (0..32u64).prop_map(|i| u64::MAX - i),
+                any::<u64>(),
+            ]
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                6 => (id(), any::<u64>()).prop_map(|(id, v)| Op::Insert(id, v)),
+                3 => id().prop_map(Op::Remove),
+                1 => Just(Op::Snapshot),
+            ]
+        }
+
+        fn agree(map: &Map, model: &BTreeMap<u64, u64>) {
+            assert_eq!(map.len(), model.len());
+            for (&id, &v) in model {
+                assert_eq!(read(map, id), Some(v), "id {id}");
+            }
+            let mut seen: Vec<(u64, u64)> = map
+                .iter()
+                .map(|(id, v)| (id, *v.value().downcast_ref::<u64>().unwrap()))
+                .collect();
+            seen.sort_unstable();
+            assert_eq!(
+                seen,
+                model.iter().map(|(&k, &v)| (k, v)).collect::<Vec<_>>()
+            );
+            assert_eq!(map.root.is_none(), model.is_empty());
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            #[test]
+            fn the_map_agrees_with_a_btreemap(ops in prop::collection::vec(op(), 1..400)) {
+                let mut map = Map::EMPTY;
+                let mut model = BTreeMap::new();
+                let mut snapshots = Vec::new();
+                for op in ops {
+                    match op {
+                        Op::Insert(id, v) => {
+                            map = map.insert(id, value(v));
+                            model.insert(id, v);
+                        }
+                        Op::Remove(id) => match map.remove(id) {
+                            Some(smaller) => {
+                                prop_assert!(model.remove(&id).is_some());
+                                map = smaller;
+                            }
+                            None => prop_assert!(!model.contains_key(&id)),
+                        },
+                        Op::Snapshot => snapshots.push((map.clone(), model.clone())),
+                    }
+                    prop_assert_eq!(read(&map, 0xdead_beef_0000), model.get(&0xdead_beef_0000).copied());
+                }
+                agree(&map, &model);
+                for (snapshot, expected) in &snapshots {
+                    agree(snapshot, expected);
+                }
+            }
+
+            #[test]
+            fn up_to_2000_variables_insert_and_remove(count in 1..2_000u64, step in 1..7u64) {
+                let mut map = Map::EMPTY;
+                let mut model = BTreeMap::new();
+                for i in 0..count {
+                    map = map.insert(i * step, value(i));
+                    model.insert(i * step, i);
+                }
+                let full = map.clone();
+                agree(&map, &model);
+                for i in (0..count).step_by(2) {
+                    map = map.remove(i * step).expect("present");
+                    model.remove(&(i * step));
+                }
+                agree(&map, &model);
+                prop_assert_eq!(full.len() as u64, count);
+            }
+        }
     }
 
     #[test]

@@ -1,36 +1,68 @@
 //! The per-thread state: which context is current, in which frame, and the attach guards.
 //!
 //! A *frame* is one activation that installs a context for a while and then puts the previous
-//! one back: a `Context::run`/`ContextVar::scope` closure or one poll of a `WithContext`. Frames
-//! nest strictly (they follow the call stack), so each one saves the outer context on the Rust
-//! stack and restores it when it ends, panics included.
+//! one back: a `Context::run`/`ContextVar::scope` closure, one poll of a `WithContext`, or the
+//! drop of a context's values. Frames nest strictly (they follow the call stack), so each one
+//! saves the outer context on the Rust stack and restores it when it ends, panics included.
+//! Depth 0 is the thread's own top level.
 //!
-//! Context values run arbitrary `Drop` code, which may itself read context variables, so no
-//! context is ever dropped while the state is borrowed: every function here moves the old
-//! context out first and lets it drop after the borrow ends.
+//! Guards ([`attach`]/[`detach`]) live in a per-thread stack of slots, each remembering the frame
+//! it was attached in and the context it replaced. Because frames nest, the stack is ordered by
+//! frame: the slots of the innermost frame are on top. Two rules keep every frame isolated:
+//!
+//! - a guard dropped in an inner frame cannot touch its own frame's context (that context is
+//!   saved on the stack of the inner frame), so its slot is only marked dropped, and the drop
+//!   takes effect when its frame is innermost again (see [`Frame`]'s `Drop`);
+//! - when a frame ends, the slots attached in it go with it: the frame's own context becomes
+//!   what it was before its first guard, and a guard outliving its frame does nothing when
+//!   dropped.
+//!
+//! Context values run arbitrary code (`Clone`, `Drop`, `Debug`) that may itself use this module,
+//! so no user code ever runs while the state is borrowed: readers clone the value's `Arc` out
+//! first, and every context replaced here is dropped after the borrows end. A context's values
+//! are dropped in a frame of their own, with the empty context current ([`drop_isolated`]), so
+//! that what their destructors set ends with them.
 
 use std::cell::{Cell, RefCell};
 use std::mem;
 
-use crate::Context;
+use crate::{map, Context};
 
 struct GuardSlot {
     id: u64,
-    frame: u64,
+    /// Depth of the frame the guard was attached in.
+    frame: usize,
+    /// The frame's context before this guard was attached.
     previous: Context,
+    /// Dropped from an inner frame: takes effect when its frame is innermost again.
+    dropped: bool,
 }
 
 thread_local! {
     static CURRENT: RefCell<Context> = const { RefCell::new(Context::new()) };
     // Plain integers have no destructor: reading them needs no liveness check.
-    /// Id of the innermost active frame; 0 is the thread's own top-level frame.
-    static FRAME: Cell<u64> = const { Cell::new(0) };
-    static NEXT_FRAME: Cell<u64> = const { Cell::new(1) };
+    /// Depth of the innermost active frame; 0 is the thread's own top level.
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// Changes whenever a guard is attached or dropped, so that a frame can tell in one
+    /// comparison, when it ends, whether it has guard slots to settle.
+    static GUARD_OPS: Cell<u64> = const { Cell::new(0) };
     static NEXT_GUARD: Cell<u64> = const { Cell::new(0) };
     static GUARDS: RefCell<Vec<GuardSlot>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Why the current context cannot be changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The thread's storage is gone (thread-local destructors are running).
+    Destroyed,
+    /// No frame of this crate is active and the thread is running a runtime's or pool's unit of
+    /// work: a value set here would stay on the worker thread for the next, unrelated one.
+    NoFrame,
+}
+
 /// Runs `f` with the current context; `None` once the thread's storage is gone.
+///
+/// `f` must not run user code (the state is borrowed meanwhile): clone what it needs out.
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
     CURRENT
@@ -39,10 +71,37 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
         .flatten()
 }
 
-/// Replaces the current context by `f(current)` (no change when `f` returns `None`). Returns
-/// `false` when the thread's storage is gone (or, pathologically, when called from inside a
-/// value's `Clone` during a read).
-pub(crate) fn update_current(f: impl FnOnce(&Context) -> Option<Context>) -> bool {
+/// Whether a value set now is confined to a frame: a frame of this crate is active, a guard is
+/// attached at the thread's top level, or the thread is not running some runtime's unit of work
+/// (so it is the thread's own top level, which belongs to whoever owns the thread).
+fn set_is_confined() -> bool {
+    if DEPTH.try_with(Cell::get).unwrap_or(0) > 0 {
+        return true;
+    }
+    let guarded = GUARDS
+        .try_with(|guards| {
+            guards
+                .try_borrow()
+                .map_or(true, |guards| !guards.is_empty())
+        })
+        .unwrap_or(false);
+    guarded || !in_unit_of_work()
+}
+
+/// Replaces the current context by `f(current)` (no change when `f` returns `None`).
+///
+/// `confine`: refuse when the change would land on a worker thread's top level (see
+/// [`Refusal::NoFrame`]).
+pub(crate) fn update_current(
+    confine: bool,
+    f: impl FnOnce(&Context) -> Option<Context>,
+) -> Result<(), Refusal> {
+    if CURRENT.try_with(|_| ()).is_err() {
+        return Err(Refusal::Destroyed);
+    }
+    if confine && !set_is_confined() {
+        return Err(Refusal::NoFrame);
+    }
     let replaced = CURRENT.try_with(|current| {
         let new = f(&*current.try_borrow().ok()?);
         match new {
@@ -57,17 +116,36 @@ pub(crate) fn update_current(f: impl FnOnce(&Context) -> Option<Context>) -> boo
         // The old context drops here, after the borrow.
         Ok(Some(old)) => {
             drop(old);
-            true
+            Ok(())
         }
-        _ => false,
+        // Borrowed: only this module borrows, and never across user code, so the storage is
+        // being torn down.
+        _ => Err(Refusal::Destroyed),
     }
+}
+
+/// The value stored under `id` in the current context, cloned out of the thread's state so that
+/// the caller can run user code (a `Clone`) without holding a borrow.
+#[inline]
+pub(crate) fn value_of(id: u64) -> Option<map::Value> {
+    with_current(|current| current.map().get(id).cloned()).flatten()
+}
+
+/// Drops `value` inside a frame of its own with the empty context current, so that whatever
+/// its destructors set (or attach and forget) ends with them.
+pub(crate) fn drop_isolated<T>(value: T) {
+    let mut empty = Context::new();
+    let frame = enter(&mut empty);
+    drop(value);
+    drop(frame);
+    // `empty` now holds what the destructors set, if anything: dropped the same way.
 }
 
 /// An active frame: `slot` holds the outer context until the frame ends, when the frame's
 /// context (with whatever was set inside it) goes back into `slot`.
 pub(crate) struct Frame<'a> {
     slot: &'a mut Context,
-    outer_frame: u64,
+    guard_ops: u64,
 }
 
 /// Installs `*slot` as the current context for the life of the returned frame, without cloning
@@ -85,26 +163,105 @@ pub(crate) fn enter(slot: &mut Context) -> Option<Frame<'_>> {
     if swapped != Ok(true) {
         return None;
     }
-    let outer_frame = FRAME.get();
-    let frame = NEXT_FRAME.get();
-    NEXT_FRAME.set(frame.wrapping_add(1));
-    FRAME.set(frame);
-    Some(Frame { slot, outer_frame })
+    DEPTH.set(DEPTH.get() + 1);
+    Some(Frame {
+        slot,
+        guard_ops: GUARD_OPS.get(),
+    })
 }
 
 impl Drop for Frame<'_> {
     #[inline]
     fn drop(&mut self) {
-        FRAME.set(self.outer_frame);
+        if GUARD_OPS.get() != self.guard_ops {
+            self.settle_guards();
+        }
+        DEPTH.set(DEPTH.get() - 1);
         let _ = CURRENT.try_with(|current| {
             if let Ok(mut current) = current.try_borrow_mut() {
                 mem::swap(&mut *current, self.slot);
             }
         });
+        if GUARD_OPS.get() != self.guard_ops {
+            apply_pending_drops();
+        }
     }
 }
 
-/// Runs `f` inside `context`, consuming it; what `f` sets is dropped afterwards.
+impl Frame<'_> {
+    /// The frame ends with guard slots of its own: they go with it, and the frame's context
+    /// becomes what it was before the first of them was attached.
+    #[cold]
+    fn settle_guards(&mut self) {
+        let depth = DEPTH.get();
+        let mut discarded = Vec::new();
+        let _ = GUARDS.try_with(|guards| {
+            let Ok(mut guards) = guards.try_borrow_mut() else {
+                return;
+            };
+            // Newest first, so that the last `previous` kept is the oldest slot's.
+            let mut before_first = None;
+            while guards.last().is_some_and(|slot| slot.frame == depth) {
+                let slot = guards.pop().expect("checked non-empty");
+                discarded.extend(before_first.replace(slot.previous));
+            }
+            if let Some(before_first) = before_first {
+                let _ = CURRENT.try_with(|current| {
+                    if let Ok(mut current) = current.try_borrow_mut() {
+                        discarded.push(mem::replace(&mut *current, before_first));
+                    }
+                });
+            }
+        });
+        drop(discarded);
+    }
+}
+
+/// Applies the drops of guards of the (now innermost) frame that were dropped while an inner
+/// frame was active, newest first, exactly as if they had been dropped here.
+#[cold]
+fn apply_pending_drops() {
+    let depth = DEPTH.get();
+    let mut discarded = Vec::new();
+    let _ = GUARDS.try_with(|guards| {
+        let Ok(mut guards) = guards.try_borrow_mut() else {
+            return;
+        };
+        let mut position = guards.len();
+        while position > 0 && guards[position - 1].frame == depth {
+            position -= 1;
+            if guards[position].dropped {
+                discarded.extend(remove_slot(&mut guards, position));
+            }
+        }
+    });
+    drop(discarded);
+}
+
+/// Removes the slot at `position`, of the innermost frame, following the rule documented on
+/// `Context::attach`, and returns the context it displaced (to be dropped after the borrows).
+fn remove_slot(guards: &mut Vec<GuardSlot>, position: usize) -> Option<Context> {
+    let slot = guards.remove(position);
+    match guards.get_mut(position) {
+        // Out of order: the guard attached after this one, in the same frame (slots above the
+        // innermost frame's are its own), will restore what this one saved.
+        Some(above) => Some(mem::replace(&mut above.previous, slot.previous)),
+        // The newest guard of this frame: restore.
+        None => CURRENT
+            .try_with(|current| {
+                current
+                    .try_borrow_mut()
+                    .ok()
+                    .map(|mut current| mem::replace(&mut *current, slot.previous))
+            })
+            .ok()
+            .flatten(),
+    }
+}
+
+/// Runs `f` inside `context`, consuming it; what `f` sets is dropped afterwards (in a frame of
+/// its own, see [`drop_isolated`]).
+#[inline]
 pub(crate) fn run_in<R>(mut context: Context, f: impl FnOnce() -> R) -> R {
     let frame = enter(&mut context);
     let result = f();
@@ -125,47 +282,86 @@ pub(crate) fn attach(context: Context) -> Option<u64> {
     };
     let id = NEXT_GUARD.get();
     NEXT_GUARD.set(id.wrapping_add(1));
-    let frame = FRAME.get();
-    let pushed = GUARDS.try_with(|guards| {
-        guards.borrow_mut().push(GuardSlot {
-            id,
-            frame,
-            previous,
-        })
+    let slot = GuardSlot {
+        id,
+        frame: DEPTH.get(),
+        previous,
+        dropped: false,
+    };
+    let pushed = GUARDS.try_with(|guards| match guards.try_borrow_mut() {
+        Ok(mut guards) => {
+            guards.push(slot);
+            None
+        }
+        Err(_) => Some(slot),
     });
-    pushed.ok().map(|()| id)
+    match pushed {
+        Ok(None) => {
+            GUARD_OPS.set(GUARD_OPS.get().wrapping_add(1));
+            Some(id)
+        }
+        // The guard could not be recorded: undo the attach so that nothing outlives it.
+        Ok(Some(slot)) => {
+            let attached = CURRENT.try_with(|current| {
+                current
+                    .try_borrow_mut()
+                    .ok()
+                    .map(|mut current| mem::replace(&mut *current, slot.previous))
+            });
+            drop(attached);
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 /// Detaches the guard `id` following the rule documented on `Context::attach`.
 pub(crate) fn detach(id: u64) {
-    let frame = FRAME.get();
-    let to_restore = GUARDS.try_with(|guards| {
-        let mut guards = guards.borrow_mut();
+    let depth = DEPTH.get();
+    let displaced = GUARDS.try_with(|guards| {
+        let mut guards = guards.try_borrow_mut().ok()?;
+        // Not found: its frame has ended, and the guard with it.
         let position = guards.iter().rposition(|slot| slot.id == id)?;
-        let slot = guards.remove(position);
-        if slot.frame != frame {
-            // Dropped in another frame than the one it was attached in: leave this frame alone.
-            return Some(Err(slot.previous));
+        GUARD_OPS.set(GUARD_OPS.get().wrapping_add(1));
+        if guards[position].frame != depth {
+            // Attached in an outer frame, whose context is saved by an inner one meanwhile.
+            guards[position].dropped = true;
+            return None;
         }
-        match guards[position..]
-            .iter_mut()
-            .find(|above| above.frame == slot.frame)
-        {
-            // Out of order: the guard attached after this one will restore what this one saved.
-            Some(above) => Some(Err(mem::replace(&mut above.previous, slot.previous))),
-            // The newest guard of this frame: restore.
-            None => Some(Ok(slot.previous)),
-        }
+        remove_slot(&mut guards, position)
     });
     // Every context replaced here is dropped after the borrows end.
-    match to_restore {
-        Ok(Some(Ok(previous))) => {
-            let replaced = CURRENT.try_with(|current| match current.try_borrow_mut() {
-                Ok(mut current) => Ok(mem::replace(&mut *current, previous)),
-                Err(_) => Err(previous),
-            });
-            drop(replaced);
-        }
-        other => drop(other),
+    drop(displaced);
+}
+
+/// Whether this thread is running a unit of work of a runtime or pool this crate knows (a task,
+/// a blocking job, a pool job) outside any frame of this crate. Where a runtime offers no way
+/// to tell, its adapter's docs say so.
+fn in_unit_of_work() -> bool {
+    #[cfg(feature = "tokio")]
+    if crate::tokio::in_unit_of_work() {
+        return true;
     }
+    #[cfg(feature = "async-std")]
+    if crate::async_std::in_unit_of_work() {
+        return true;
+    }
+    #[cfg(feature = "rayon")]
+    if crate::rayon::in_unit_of_work() {
+        return true;
+    }
+    #[cfg(any(feature = "async-std", feature = "smol"))]
+    if on_a_blocking_pool_thread() {
+        return true;
+    }
+    false
+}
+
+/// async-std's `spawn_blocking` and smol's `unblock` run jobs on the threads of the `blocking`
+/// crate, which gives jobs no identity but names its threads `blocking-N`.
+#[cfg(any(feature = "async-std", feature = "smol"))]
+fn on_a_blocking_pool_thread() -> bool {
+    std::thread::current()
+        .name()
+        .is_some_and(|name| name.starts_with("blocking-"))
 }

@@ -1,3 +1,4 @@
+use std::any::Any;
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
@@ -224,10 +225,21 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     where
         T: Clone,
     {
-        match state::with_current(|current| current.get_ref(self).cloned()).flatten() {
-            Some(value) => Some(value),
-            None => self.default_value(),
+        // The value's `Arc` is cloned out of the thread's state before `T::clone` runs, so that
+        // a `Clone` that uses this crate finds the state free and the value alive.
+        let Some(stored) = state::value_of(self.id()) else {
+            return self.default_value();
+        };
+        let stored: Arc<dyn Any + Send + Sync> = stored;
+        let Ok(stored) = stored.downcast::<Stored<T>>() else {
+            return self.default_value();
+        };
+        let value = stored.value.clone();
+        // The last reference, when the `Clone` replaced the context meanwhile.
+        if let Some(stored) = Arc::into_inner(stored) {
+            state::drop_isolated(stored);
         }
+        Some(value)
     }
 
     /// Calls `f` with a reference to the variable's value in the current context (or to its
@@ -271,13 +283,27 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     }
 
     /// Sets the variable in the current *frame*: the enclosing [`WithContext`] task, the
-    /// closure of [`Context::run`] or [`ContextVar::scope`], or else the thread itself.
+    /// closure of [`Context::run`] or [`ContextVar::scope`], the context of a live
+    /// [`Context::attach`] guard, or else the thread itself.
     ///
     /// The change is invisible to contexts captured before it, to the parent of the frame and
     /// to its siblings, and it ends with the frame. From a thread-local destructor, once this
     /// thread's context storage is gone, the value is dropped; use
     /// [`try_set`](ContextVar::try_set) to find out.
     ///
+    /// # Panics
+    ///
+    /// When no frame of this crate is active and the thread is running a unit of work of a
+    /// runtime or pool: a plain `tokio::spawn` task or `spawn_blocking` job, a plain async-std
+    /// task or blocking job, a plain rayon job, a smol `unblock` job. There, "the thread
+    /// itself" is a worker shared by unrelated tasks, and the value would reach the next one: a
+    /// leak of one request's data into another. Give the work a frame instead, by spawning it
+    /// with a `spawn_with_context` helper, wrapping its future with
+    /// [`with_context`](crate::ContextExt::with_context) or its body with [`Context::run`] /
+    /// [`ContextVar::scope`], or serving the request through the crate's layer.
+    /// [`try_set`](ContextVar::try_set) returns the same refusal as an error instead. On a
+    /// thread you own (`main`, `std::thread::spawn`) outside any runtime's task, the thread's
+    /// own top level accepts values, as in the example below.
     /// # Examples
     ///
     /// ```
@@ -294,8 +320,13 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// assert_eq!(STEP.get(), None); // the closure's frame ended
     /// assert_eq!(before.get(&STEP), None);
     /// ```
+    #[track_caller]
     pub fn set(&self, value: T) {
-        let _ = self.try_set(value);
+        if let Err(error) = self.try_set(value) {
+            if error.kind == state::Refusal::NoFrame {
+                panic!("contextvars: {error}");
+            }
+        }
     }
 
     /// Like [`set`](ContextVar::set), but reports when the value could not be stored because
@@ -315,11 +346,8 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     pub fn try_set(&self, value: T) -> Result<(), AccessError> {
         let value = self.store(value);
         let id = self.id();
-        if state::update_current(move |current| Some(current.with_stored(id, value))) {
-            Ok(())
-        } else {
-            Err(AccessError { _private: () })
-        }
+        state::update_current(true, move |current| Some(current.with_stored(id, value)))
+            .map_err(|kind| AccessError { kind })
     }
 
     /// Removes the variable from the current frame (see [`set`](ContextVar::set)).
@@ -334,7 +362,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// });
     /// ```
     pub fn remove(&self) {
-        state::update_current(|current| current.contains(self).then(|| current.without(self)));
+        // Removing cannot leak a value to another task: allowed in every frame.
+        let _ = state::update_current(false, |current| {
+            current.contains(self).then(|| current.without(self))
+        });
     }
 
     /// Runs `f` with the variable set to `value`, then restores the previous context (also on
@@ -399,8 +430,11 @@ impl<T> fmt::Debug for ContextVar<T> {
     }
 }
 
-/// The thread's context storage is gone: the call came from a thread-local destructor while
-/// the thread was exiting. Returned by [`ContextVar::try_set`].
+/// Returned by [`ContextVar::try_set`] when the value cannot be stored: either the thread's
+/// context storage is gone (the call came from a thread-local destructor while the thread was
+/// exiting), or no frame of this crate is active on a thread running a runtime's or pool's
+/// unit of work, where the value would leak into the next task
+/// ([`is_outside_any_frame`](AccessError::is_outside_any_frame); see [`ContextVar::set`]).
 ///
 /// # Examples
 ///
@@ -432,18 +466,49 @@ impl<T> fmt::Debug for ContextVar<T> {
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessError {
-    _private: (),
+    kind: state::Refusal,
+}
+
+impl AccessError {
+    /// Whether the value was refused because no frame of this crate was active on a thread
+    /// running some runtime's or pool's unit of work (see [`ContextVar::set`]'s panics), rather
+    /// than because the thread's storage is gone.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static STEP: ContextVar<u32> = ContextVar::new("step");
+    /// // On a thread you own, the thread's own top level accepts values.
+    /// assert!(STEP.try_set(1).is_ok());
+    /// ```
+    pub fn is_outside_any_frame(&self) -> bool {
+        self.kind == state::Refusal::NoFrame
+    }
 }
 
 impl fmt::Debug for AccessError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessError").finish()
+        f.debug_struct("AccessError")
+            .field("kind", &self.kind)
+            .finish()
     }
 }
 
 impl fmt::Display for AccessError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the thread's context storage has already been destroyed")
+        match self.kind {
+            state::Refusal::Destroyed => {
+                f.write_str("the thread's context storage has already been destroyed")
+            }
+            state::Refusal::NoFrame => f.write_str(
+                "a context variable was set outside any context of this crate, in a task or job \
+                 of a runtime or pool: the value would stay on the worker thread and reach the \
+                 next, unrelated task. Run the work in a context: spawn it with a \
+                 `spawn_with_context` helper, wrap its future with `.with_context(..)` / \
+                 `.with_current_context()` or its body with `Context::run` / `ContextVar::scope`, \
+                 or serve the request through the crate's layer",
+            ),
+        }
     }
 }
 

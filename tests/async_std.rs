@@ -11,7 +11,7 @@ use std::time::Duration;
 use contextvars::async_std::{
     spawn_blocking_with_context, spawn_local_with_context, spawn_with_context, BuilderExt,
 };
-use contextvars::{Context, ContextVar};
+use contextvars::{Context, ContextExt, ContextVar};
 
 static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
 
@@ -79,24 +79,28 @@ fn blocking_work_local_tasks_and_named_tasks() {
 #[test]
 fn isolation_both_ways() {
     four_workers();
-    async_std::task::block_on(async {
-        let (release, released) = async_std::channel::bounded::<()>(1);
-        let child = Context::new().run(|| {
-            REQUEST_ID.set("parent-value".into());
-            spawn_with_context(async move {
-                released.recv().await.unwrap();
-                let inherited = REQUEST_ID.get();
-                REQUEST_ID.set("child-override".into());
-                (inherited, REQUEST_ID.get())
-            })
-        });
-        REQUEST_ID.set("parent-later".into());
-        release.send(()).await.unwrap();
-        let (inherited, overridden) = child.await;
-        assert_eq!(inherited.as_deref(), Some("parent-value"));
-        assert_eq!(overridden.as_deref(), Some("child-override"));
-        assert_eq!(REQUEST_ID.get().as_deref(), Some("parent-later"));
-    });
+    async_std::task::block_on(
+        async {
+            let (release, released) = async_std::channel::bounded::<()>(1);
+            let child = Context::new().run(|| {
+                REQUEST_ID.set("parent-value".into());
+                spawn_with_context(async move {
+                    released.recv().await.unwrap();
+                    let inherited = REQUEST_ID.get();
+                    REQUEST_ID.set("child-override".into());
+                    (inherited, REQUEST_ID.get())
+                })
+            });
+            REQUEST_ID.set("parent-later".into());
+            release.send(()).await.unwrap();
+            let (inherited, overridden) = child.await;
+            assert_eq!(inherited.as_deref(), Some("parent-value"));
+            assert_eq!(overridden.as_deref(), Some("child-override"));
+            assert_eq!(REQUEST_ID.get().as_deref(), Some("parent-later"));
+        }
+        // async-std runs the future given to `block_on` as a task: it needs a frame to set in.
+        .with_context(Context::new()),
+    );
 }
 
 #[derive(Clone)]

@@ -95,19 +95,78 @@ fn values_set_in_a_frame_are_dropped_when_the_frame_ends() {
 }
 
 #[test]
-fn a_destructor_may_use_the_api_while_a_context_is_replaced() {
-    struct SetsOnDrop;
+fn a_destructor_may_use_the_api_while_a_context_is_replaced_and_its_sets_stay_with_it() {
+    struct SetsOnDrop(mpsc::Sender<(Option<u32>, bool, Option<u32>)>);
     impl Drop for SetsOnDrop {
         fn drop(&mut self) {
-            // Runs while `set` replaces the context holding this value.
-            ID.set(ID.get().unwrap_or(0) + 100);
+            // Runs while `remove` replaces the context holding this value: in the empty
+            // context, in a frame of its own.
+            let seen = ID.get();
+            let set = ID.try_set(100).is_ok();
+            let _ = self.0.send((seen, set, ID.get()));
         }
     }
     static GUARDED: ContextVar<SetsOnDrop> = ContextVar::opaque("guarded");
+    let (tx, rx) = mpsc::channel();
     Context::new().run(|| {
-        GUARDED.set(SetsOnDrop);
+        GUARDED.set(SetsOnDrop(tx));
         ID.set(1);
         GUARDED.remove();
-        assert_eq!(ID.get(), Some(101));
+        assert_eq!(
+            ID.get(),
+            Some(1),
+            "the destructor's set stayed in its own frame"
+        );
+    });
+    assert_eq!(rx.recv().unwrap(), (None, true, Some(100)));
+    assert_eq!(ID.get(), None);
+}
+
+/// Sets `ID` when dropped: what it sets must end with it.
+struct SetsIdOnDrop;
+
+impl Drop for SetsIdOnDrop {
+    fn drop(&mut self) {
+        ID.set(666);
+    }
+}
+
+static SETS_ON_DROP: ContextVar<SetsIdOnDrop> = ContextVar::opaque("sets_on_drop");
+
+#[test]
+fn what_a_value_destructor_sets_when_run_ends_stays_with_it() {
+    Context::new().run(|| SETS_ON_DROP.set(SetsIdOnDrop));
+    assert_eq!(ID.get(), None);
+    ID.scope(1, || {
+        Context::new().run(|| SETS_ON_DROP.set(SetsIdOnDrop));
+        assert_eq!(ID.get(), Some(1));
+    });
+}
+
+#[test]
+fn what_a_value_destructor_sets_when_a_task_is_dropped_stays_with_it() {
+    let task = async { SETS_ON_DROP.set(SetsIdOnDrop) }.with_context(Context::new());
+    futures::executor::block_on(task);
+    assert_eq!(ID.get(), None);
+    let pending = async {
+        SETS_ON_DROP.set(SetsIdOnDrop);
+        Yield(1).await;
+    }
+    .with_context(Context::new());
+    let mut pending = Box::pin(pending);
+    assert!(common::poll_once(pending.as_mut()).is_pending());
+    ID.scope(1, || {
+        drop(pending);
+        assert_eq!(ID.get(), Some(1));
+    });
+}
+
+#[test]
+fn what_a_value_destructor_sets_when_a_guard_drops_stays_with_it() {
+    Context::new().run(|| {
+        let guard = Context::new().attach();
+        SETS_ON_DROP.set(SetsIdOnDrop);
+        drop(guard);
+        assert_eq!(ID.get(), None);
     });
 }

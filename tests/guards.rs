@@ -1,6 +1,8 @@
 //! `attach` guards, including the rule for out-of-order drops.
 
-use contextvars::{Context, ContextVar};
+mod common;
+
+use contextvars::{Context, ContextExt, ContextVar};
 
 static ID: ContextVar<u32> = ContextVar::new("id");
 
@@ -55,15 +57,16 @@ fn sets_made_under_a_guard_are_discarded_with_it() {
 }
 
 #[test]
-fn a_guard_dropped_in_another_frame_leaves_that_frame_alone() {
+fn a_guard_dropped_in_an_inner_frame_takes_effect_when_its_frame_resumes() {
     Context::new().run(|| {
         let guard = ctx(1).attach();
         Context::new().with_value(&ID, 7).run(move || {
             drop(guard);
+            // The inner frame is left alone...
             assert_eq!(ID.get(), Some(7));
         });
-        // The frame it was attached in keeps its context until that frame ends.
-        assert_eq!(ID.get(), Some(1));
+        // ...and the guard's own frame is back to what it was before the attach.
+        assert_eq!(ID.get(), None);
     });
     assert_eq!(ID.get(), None);
 }
@@ -97,4 +100,95 @@ fn many_guards_in_shuffled_drop_order() {
             assert_eq!(ID.get(), Some(expected));
         }
     });
+}
+
+// A guard dropped inside a nested frame must not leave its own frame's context behind.
+
+#[test]
+fn a_guard_dropped_inside_a_scope_restores_its_frame_when_the_scope_ends() {
+    let guard = ctx(1).attach();
+    ID.scope(2, move || drop(guard));
+    assert_eq!(ID.get(), None);
+}
+
+#[test]
+fn a_guard_dropped_inside_run_restores_its_frame_when_run_ends() {
+    Context::new().run(|| {
+        ID.set(0);
+        let guard = ctx(1).attach();
+        ctx(2).run(move || drop(guard));
+        assert_eq!(ID.get(), Some(0));
+    });
+    assert_eq!(ID.get(), None);
+}
+
+#[test]
+fn a_guard_dropped_inside_a_with_context_poll_restores_its_frame() {
+    let guard = ctx(1).attach();
+    let seen = futures::executor::block_on(
+        async move {
+            drop(guard);
+            ID.get()
+        }
+        .with_context(ctx(2)),
+    );
+    assert_eq!(seen, Some(2));
+    assert_eq!(ID.get(), None);
+}
+
+#[test]
+fn guards_dropped_deep_inside_nested_frames_settle_frame_by_frame() {
+    Context::new().run(|| {
+        ID.set(0);
+        let outer = ctx(1).attach();
+        ctx(10).run(|| {
+            let inner = ctx(11).attach();
+            ctx(20).run(move || {
+                drop(outer);
+                drop(inner);
+                assert_eq!(ID.get(), Some(20));
+            });
+            // `inner` belongs to this frame: settled as soon as the frame is innermost again.
+            assert_eq!(ID.get(), Some(10));
+        });
+        assert_eq!(ID.get(), Some(0));
+    });
+}
+
+#[test]
+fn a_forgotten_guard_ends_with_its_frame() {
+    Context::new().run(|| {
+        std::mem::forget(ctx(1).attach());
+        assert_eq!(ID.get(), Some(1));
+    });
+    assert_eq!(ID.get(), None);
+    // And the thread is in a sane state for the next guard.
+    let guard = ctx(2).attach();
+    assert_eq!(ID.get(), Some(2));
+    drop(guard);
+    assert_eq!(ID.get(), None);
+}
+
+#[test]
+fn a_guard_attached_in_a_poll_ends_with_the_poll() {
+    // The guard is held across an `.await` (possible in a local task, never `Send`): its
+    // context ends with the poll that attached it, and dropping it later changes nothing.
+    let mut task = Box::pin(
+        async {
+            ID.set(5);
+            let guard = ctx(1).attach();
+            assert_eq!(ID.get(), Some(1));
+            common::Yield(1).await;
+            let resumed = ID.get();
+            drop(guard);
+            (resumed, ID.get())
+        }
+        .with_context(Context::new()),
+    );
+    assert!(common::poll_once(task.as_mut()).is_pending());
+    assert_eq!(ID.get(), None);
+    assert_eq!(
+        common::poll_once(task.as_mut()),
+        std::task::Poll::Ready((Some(5), Some(5)))
+    );
 }

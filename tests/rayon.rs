@@ -586,7 +586,83 @@ fn a_panicking_destructor_of_an_unwaited_result_does_not_reach_the_pool() {
     });
     drop(handle);
     release.send(()).unwrap();
-    // The destructor ran in the job's context, and the pool survived its panic.
-    assert_eq!(rx.recv().unwrap().as_deref(), Some("req-drop"));
+    // The destructor ran in a frame of its own with the empty context (as every destructor the
+    // crate runs for a job), and the pool survived its panic.
+    assert_eq!(rx.recv().unwrap(), None);
     assert_eq!(pool.install(|| 2 + 2), 4);
+}
+
+fn one_thread_pool() -> ThreadPool {
+    ThreadPoolBuilder::new().num_threads(1).build().unwrap()
+}
+
+#[test]
+fn a_guard_dropped_in_a_nested_frame_on_a_worker_does_not_reach_the_next_job() {
+    let pool = one_thread_pool();
+    pool.install(|| {
+        let guard = Context::new()
+            .with_value(&REQUEST_ID, "req-guard".to_string())
+            .attach();
+        Context::new().run(move || drop(guard));
+    });
+    // The only worker runs the next, unrelated job.
+    assert_eq!(pool.install(|| REQUEST_ID.get()), None);
+}
+
+#[test]
+fn jobs_run_while_join_waits_on_a_worker_see_neither_the_joiner_nor_each_other() {
+    let pool = one_thread_pool();
+    let (tx, rx) = mpsc::channel();
+    let plain_ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    pool.install(|| {
+        REQUEST_ID.scope("joiner".into(), || {
+            let handle = run_in_pool_with_context(&pool, || ());
+            // Queued after the context job: the worker's own deque is last in, first out, so
+            // the joiner's helping loop runs this plain job before the job it waits for.
+            let ran = plain_ran.clone();
+            pool.spawn(move || {
+                tx.send(REQUEST_ID.get()).unwrap();
+                REQUEST_ID
+                    .try_set("set-by-plain-job".into())
+                    .expect("a frame of the helping loop");
+                ran.store(true, Ordering::SeqCst);
+            });
+            handle.join().unwrap();
+            assert!(plain_ran.load(Ordering::SeqCst), "run by the helping loop");
+            assert_eq!(REQUEST_ID.get().as_deref(), Some("joiner"));
+        });
+    });
+    assert_eq!(rx.recv().unwrap(), None);
+    assert_eq!(pool.install(|| REQUEST_ID.get()), None);
+}
+
+#[test]
+fn a_context_value_panicking_in_drop_is_reported_by_the_handle_not_the_pool() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("value destructor panics");
+        }
+    }
+    static PANICKY: ContextVar<PanicsOnDrop> = ContextVar::opaque("panicky");
+    let handler_calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let calls = handler_calls.clone();
+    let pool = ThreadPoolBuilder::new()
+        .num_threads(1)
+        .panic_handler(move |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .unwrap();
+    let handle = run_in_pool_with_context(&pool, || {
+        PANICKY.set(PanicsOnDrop);
+        7
+    });
+    let payload = handle.join().unwrap_err();
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"value destructor panics")
+    );
+    assert_eq!(pool.install(|| 2 + 2), 4);
+    assert_eq!(handler_calls.load(Ordering::SeqCst), 0);
 }

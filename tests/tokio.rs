@@ -261,3 +261,41 @@ fn named_tasks_keep_the_context() {
         assert_eq!(task.await.unwrap().as_deref(), Some("named"));
     });
 }
+
+/// Sets `REQUEST_ID` when dropped.
+struct SetsOnDrop;
+
+impl Drop for SetsOnDrop {
+    fn drop(&mut self) {
+        REQUEST_ID.set("set-by-destructor".into());
+    }
+}
+
+static SETS_ON_DROP: ContextVar<SetsOnDrop> = ContextVar::opaque("sets_on_drop");
+
+#[test]
+fn what_a_context_value_destructor_sets_never_reaches_the_worker_or_blocking_thread() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(1)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        spawn_with_context(async { SETS_ON_DROP.set(SetsOnDrop) })
+            .await
+            .unwrap();
+        // The only worker thread runs the next, unrelated task.
+        assert_eq!(
+            tokio::spawn(async { REQUEST_ID.get() }).await.unwrap(),
+            None
+        );
+        assert_eq!(REQUEST_ID.get(), None);
+
+        spawn_blocking_with_context(|| SETS_ON_DROP.set(SetsOnDrop))
+            .await
+            .unwrap();
+        let seen = tokio::task::spawn_blocking(|| REQUEST_ID.get())
+            .await
+            .unwrap();
+        assert_eq!(seen, None);
+    });
+}

@@ -1,0 +1,201 @@
+//! A `set` made where no frame of the crate is active, on a thread that runs a runtime's or a
+//! pool's units of work, is refused: it would otherwise stay on the worker thread and reach the
+//! next, unrelated task. The thread's own top level, on threads the user owns, keeps working.
+
+use contextvars::{Context, ContextVar};
+
+static RID: ContextVar<String> = ContextVar::new("rid");
+
+/// What a stray `set` must produce: an error naming the fix.
+#[allow(dead_code)]
+fn assert_refused(result: Result<(), contextvars::AccessError>) {
+    let error = result.expect_err("a set outside any frame on a worker is refused");
+    assert!(error.is_outside_any_frame());
+    let message = error.to_string();
+    assert!(message.contains("spawn_with_context"), "{message}");
+    assert!(message.contains("Context::run"), "{message}");
+}
+
+#[test]
+fn the_thread_top_level_of_a_thread_the_user_owns_accepts_values() {
+    std::thread::spawn(|| {
+        RID.try_set("mine".into()).unwrap();
+        RID.get()
+    })
+    .join()
+    .map(|seen| assert_eq!(seen.as_deref(), Some("mine")))
+    .unwrap();
+}
+
+#[cfg(feature = "tokio")]
+mod tokio_paths {
+    use super::*;
+
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_plain_task_cannot_set_into_the_worker() {
+        current_thread().block_on(async {
+            let refused = tokio::spawn(async { RID.try_set("leak".into()) })
+                .await
+                .unwrap();
+            assert_refused(refused);
+            let panicked = tokio::spawn(async { RID.set("leak".into()) })
+                .await
+                .unwrap_err();
+            let payload = panicked.into_panic();
+            let message = payload.downcast_ref::<String>().unwrap();
+            assert!(message.contains("spawn_with_context"), "{message}");
+            // The next, unrelated task on the same (only) thread sees nothing.
+            assert_eq!(tokio::spawn(async { RID.get() }).await.unwrap(), None);
+        });
+    }
+
+    #[test]
+    fn a_plain_blocking_job_cannot_set_into_the_blocking_thread() {
+        current_thread().block_on(async {
+            let refused = tokio::task::spawn_blocking(|| RID.try_set("leak".into()))
+                .await
+                .unwrap();
+            assert_refused(refused);
+            // One blocking thread: the next job runs on the same one.
+            let seen = tokio::task::spawn_blocking(|| RID.get()).await.unwrap();
+            assert_eq!(seen, None);
+        });
+    }
+
+    #[test]
+    fn a_task_with_a_frame_sets_as_before() {
+        current_thread().block_on(async {
+            let seen = contextvars::tokio::spawn_with_context(async {
+                RID.set("framed".into());
+                tokio::task::yield_now().await;
+                RID.get()
+            })
+            .await
+            .unwrap();
+            assert_eq!(seen.as_deref(), Some("framed"));
+            let blocking = contextvars::tokio::spawn_blocking_with_context(|| {
+                RID.set("framed".into());
+                RID.get()
+            })
+            .await
+            .unwrap();
+            assert_eq!(blocking.as_deref(), Some("framed"));
+            // Context::run inside a plain task gives it a frame as well.
+            let run = tokio::spawn(async {
+                Context::new().run(|| {
+                    RID.set("in-run".into());
+                    RID.get()
+                })
+            })
+            .await
+            .unwrap();
+            assert_eq!(run.as_deref(), Some("in-run"));
+        });
+    }
+}
+
+#[cfg(feature = "async-std")]
+mod async_std_paths {
+    use super::*;
+
+    #[test]
+    fn a_plain_task_cannot_set_into_the_worker() {
+        async_std::task::block_on(async {
+            let refused = async_std::task::spawn(async { RID.try_set("leak".into()) }).await;
+            assert_refused(refused);
+            assert_eq!(async_std::task::spawn(async { RID.get() }).await, None);
+        });
+    }
+
+    #[test]
+    fn a_plain_blocking_job_cannot_set_into_the_blocking_thread() {
+        async_std::task::block_on(async {
+            let refused = async_std::task::spawn_blocking(|| RID.try_set("leak".into())).await;
+            assert_refused(refused);
+        });
+    }
+
+    #[test]
+    fn the_block_on_future_is_a_task_and_needs_a_frame_too() {
+        // async-std runs local tasks beside the `block_on` future on the same thread.
+        assert_refused(async_std::task::block_on(async {
+            RID.try_set("leak".into())
+        }));
+        let framed = async_std::task::block_on(contextvars::ContextExt::with_context(
+            async {
+                RID.set("framed".into());
+                RID.get()
+            },
+            Context::new(),
+        ));
+        assert_eq!(framed.as_deref(), Some("framed"));
+    }
+}
+
+#[cfg(feature = "smol")]
+#[test]
+fn a_plain_unblock_job_cannot_set_into_the_blocking_thread() {
+    let refused = smol::block_on(smol::unblock(|| RID.try_set("leak".into())));
+    assert_refused(refused);
+}
+
+#[cfg(feature = "rayon")]
+mod rayon_paths {
+    use super::*;
+
+    fn one_thread_pool() -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_plain_job_cannot_set_into_the_worker() {
+        let pool = one_thread_pool();
+        assert_refused(pool.install(|| RID.try_set("leak".into())));
+        let (tx, rx) = std::sync::mpsc::channel();
+        pool.spawn(move || tx.send(RID.try_set("leak".into())).unwrap());
+        assert_refused(rx.recv().unwrap());
+        assert_eq!(pool.install(|| RID.get()), None);
+    }
+
+    #[test]
+    fn a_set_under_a_guard_ends_with_the_guard() {
+        let pool = one_thread_pool();
+        pool.install(|| {
+            let guard = Context::new().attach();
+            RID.try_set("guarded".into()).unwrap();
+            assert_eq!(RID.get().as_deref(), Some("guarded"));
+            drop(guard);
+        });
+        assert_eq!(pool.install(|| RID.get()), None);
+    }
+
+    #[test]
+    fn a_set_inside_a_parallel_iterator_with_context_stays_in_its_batch() {
+        use contextvars::ContextExt;
+        use rayon::prelude::*;
+        let pool = one_thread_pool();
+        let seen: Vec<Option<String>> = pool.install(|| {
+            (0..4)
+                .into_par_iter()
+                .with_current_context()
+                .map(|i| {
+                    let before = RID.get();
+                    RID.set(format!("item-{i}"));
+                    before.filter(|value| !value.starts_with("item-"))
+                })
+                .collect()
+        });
+        assert!(seen.iter().all(Option::is_none));
+        assert_eq!(pool.install(|| RID.get()), None);
+    }
+}
