@@ -24,6 +24,15 @@
 //! executor thread has when it polls, normally the empty context. async-std's own `task_local!`
 //! values are separate from context variables and are not propagated by this crate.
 //!
+//! Such a plain task or blocking job may not [`set`](crate::ContextVar::set) a variable: with no
+//! frame of this crate around it, the value would stay on the executor thread for the next,
+//! unrelated task, so `set` panics and `try_set` returns an error naming the fix. async-std runs
+//! the future given to `block_on` (and so the body of `#[async_std::main]`) as a task too, with
+//! local tasks polled beside it on the same thread, so it is no exception: give it a context
+//! with `block_on(fut.with_context(Context::new()))` (or `ContextVar::scope_future`) before
+//! setting in it. Blocking jobs are recognised by the name of the `blocking` crate's threads
+//! (`blocking-N`).
+//!
 //! # Examples
 //!
 //! ```

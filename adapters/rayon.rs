@@ -104,11 +104,20 @@
 //!
 //! Plain rayon: `rayon::spawn`, `rayon::join`, `rayon::scope` and `Scope::spawn`,
 //! `pool.install`, `pool.spawn`, `pool.broadcast`, and `par_iter()` without the adaptor. Their
-//! closures see the context of the worker thread that runs them, which is normally empty.
-//! Beware that it is not always empty: a worker blocked in a `join` inside some context steals
-//! other jobs meanwhile, and a plain job stolen then sees that context. Jobs made here are
-//! immune: each installs its own. For a pool this module does not cover, wrap the job with
-//! [`Context::wrap`].
+//! closures see the context of the worker thread that runs them, which is normally empty, and
+//! may not [`set`](crate::ContextVar::set) a variable: outside any frame of this crate, on a
+//! worker, the value would stay on the thread for the next, unrelated job, so `set` panics and
+//! `try_set` returns an error naming the fix. (Under an [`attach`](Context::attach) guard, or
+//! inside [`Context::run`], a set is confined and allowed.)
+//!
+//! One case no library can close, because rayon offers no hook around the jobs it runs: a
+//! worker that waits inside *your* closure (a plain `rayon::join`, `scope` or `install` called
+//! from a job or iterator closure that runs in a context) runs other queued jobs meanwhile, on
+//! the same stack, and a *plain* job run then sees that context, and may set into it. Jobs and
+//! iterators made here are immune: each installs its own context. So is
+//! [`JobHandle::join`](crate::JobHandle::join) called on a worker: it runs each job it helps
+//! with in the empty context. To keep plain jobs out of a context, make them with this module.
+//! For a pool this module does not cover, wrap the job with [`Context::wrap`].
 
 use ::rayon::iter::plumbing::{
     Consumer, Folder, Producer, ProducerCallback, Reducer, UnindexedConsumer,

@@ -19,6 +19,18 @@
 //! `smol::unblock` and `smol::block_on` know nothing of this crate: a future spawned through them
 //! runs in whatever context the thread has when it polls, normally the empty context.
 //!
+//! A plain `smol::unblock` job, or a plain task on smol's global executor (`smol::spawn`), may
+//! not [`set`](crate::ContextVar::set) a variable: it runs on a thread of the `blocking` crate or
+//! of smol's executor (recognised by their names, `blocking-N` and `smol-N`), where the value
+//! would stay for the next, unrelated job or task, so `set` panics and `try_set` returns an
+//! error naming the fix. The one case this crate cannot tell: an [`Executor`] or
+//! [`LocalExecutor`] that *you* drive on your own thread (`smol::block_on(ex.run(..))`). smol
+//! gives a running task no identity a library can read, so a plain task's `set` there looks like
+//! one made at the thread's own top level, which is accepted, and the value stays on that
+//! thread for the tasks polled after it. Spawn with [`ExecutorExt`] / [`LocalExecutorExt`] (each
+//! task then has its own frame), or wrap the future with
+//! [`with_current_context`](crate::ContextExt::with_current_context).
+//!
 //! # Examples
 //!
 //! ```

@@ -19,6 +19,11 @@
 //! empty context (as every new thread does). Use the functions and extension traits here
 //! instead, or [`Context::wrap`](crate::Context::wrap) for any other thread pool.
 //!
+//! A thread you start yourself is yours: its own top level accepts
+//! [`set`](crate::ContextVar::set), and what is set there lasts for the thread.
+//! [`run_in_pool_with_context`] starts a fresh thread for each job, so no job ever sees another's
+//! values.
+//!
 //! # Examples
 //!
 //! ```

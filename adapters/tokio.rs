@@ -19,7 +19,8 @@
 //!   crate's `tracing` feature turns that on); otherwise the function does not exist. Task names
 //!   are a tokio-console feature.
 //!
-//! What a task sets stays in that task. Panics surface through the [`JoinHandle`] exactly as
+//! What a task sets stays in that task, and what its context values' destructors set stays in
+//! them. Panics surface through the [`JoinHandle`] exactly as
 //! with tokio's own functions, and the worker thread's context is restored before tokio catches
 //! the panic.
 //!
@@ -32,10 +33,22 @@
 //! `tokio::spawn`, `tokio::task::spawn_local`, `spawn_blocking`, `Runtime::spawn`, `Handle::spawn`,
 //! `JoinSet::spawn`, `Runtime::block_on`, `#[tokio::main]` bodies and `tokio::task::block_in_place`
 //! closures know nothing of this crate: a future spawned through them runs in whatever context
-//! the worker thread has when it polls, which is normally the empty context (a worker thread
-//! never keeps one between tasks). Wrap such a future yourself with
-//! [`with_current_context`](crate::ContextExt::with_current_context), or a closure with
-//! [`Context::wrap`](crate::Context::wrap). The future given to `block_on` runs in the calling thread's context.
+//! the worker thread has when it polls, which is the empty context on a worker. Wrap such a
+//! future yourself with [`with_current_context`](crate::ContextExt::with_current_context), or a
+//! closure with [`Context::wrap`](crate::Context::wrap).
+//!
+//! | Path | What it sees | What it may set | Do instead |
+//! |---|---|---|---|
+//! | plain `tokio::spawn` / `spawn_local` / `JoinSet::spawn` task | the empty context | nothing: [`ContextVar::set`](crate::ContextVar::set) panics and `try_set` returns an error, since the value would stay on the worker for the next task | the `_with_context` functions here, or `.with_context(..)` on the future |
+//! | plain `spawn_blocking` job | the empty context | nothing (same refusal) | [`spawn_blocking_with_context`], or [`Context::run`](crate::Context::run) inside the closure |
+//! | the future given to `block_on` (`#[tokio::main]`) | the calling thread's context | the calling thread's own context, which tokio does not count as a task | wrap it: `rt.block_on(fut.with_context(ctx))` |
+//! | a plain task on a *current-thread* runtime, or a `LocalSet`, while the `block_on` future has set or attached at its top level | that top-level context, since the task runs on the same thread between polls of the `block_on` future | nothing | give the `block_on` future its values through `.with_context(..)` (or `ContextVar::scope_future`), not through `set` or `attach` at its top level: then they are installed only while it is polled |
+//!
+//! Tokio keeps no context of its own between tasks: a worker's context is the thread's top
+//! level, which a task can only reach through `attach` guards (each ends with its frame, and
+//! at a plain task's top level with its drop; never hold one across `.await`, see
+//! [`Context::attach`](crate::Context::attach)). The destructors of a task's context values run
+//! in a frame of their own, so nothing they set reaches the worker either.
 //!
 //! # Examples
 //!

@@ -18,6 +18,13 @@ use crate::{state, ContextVar};
 /// [`attach`](Context::attach) guard, or of every poll of a future wrapped with
 /// [`with_context`](crate::ContextExt::with_context).
 ///
+/// # Destructors of values
+///
+/// When the last snapshot holding a value goes, the value is dropped in a frame of its own,
+/// with the empty context current: a destructor sees no context variable, may use the whole
+/// API, and whatever it sets (or attaches) ends with it. It never reaches the frame, task or
+/// worker thread that happened to drop the context.
+///
 /// # Examples
 ///
 /// ```
@@ -267,18 +274,38 @@ impl Context {
     ///
     /// Prefer [`run`](Context::run) or [`with_context`](crate::ContextExt::with_context) where
     /// they fit: a guard is for code that cannot be written as a closure. Variables set while
-    /// the guard is alive are discarded when it drops. The guard is `!Send`; do not hold it
-    /// across an `.await` (wrap the future with [`with_context`](crate::ContextExt::with_context)
-    /// instead).
+    /// the guard is alive are discarded when it drops.
+    ///
+    /// # Never across `.await`
+    ///
+    /// The guard is `!Send`, so a future holding one cannot be spawned on a multi-threaded
+    /// runtime; in a local task (`spawn_local`, `block_on`) it can, and then it does not do what
+    /// it seems to. Inside a [`WithContext`](crate::WithContext) (or any frame of this crate) the
+    /// guard's context ends with the poll that attached it: after the `.await` the task is back
+    /// in its own context. At the top level of a *plain* local task, the guard's context stays
+    /// on the thread while the task is suspended, and the other tasks polled on that thread see
+    /// it. Wrap the future with [`with_context`](crate::ContextExt::with_context) instead. Clippy
+    /// can enforce this: put in your `clippy.toml`
+    ///
+    /// ```toml
+    /// await-holding-invalid-types = [{ path = "contextvars::ContextGuard", reason = "use .with_context(..) for async code" }]
+    /// ```
     ///
     /// # Order of drops
     ///
     /// Guards are meant to be dropped in reverse order of their creation. When they are not,
-    /// the thread's context stays consistent by this rule: *the current context is that of the
-    /// most recently attached guard still alive, and once every guard attached in a frame is
-    /// dropped, the frame's context is exactly what it was before the first of them*. A guard
-    /// dropped in another frame than the one it was attached in (for example moved into a
-    /// [`run`](Context::run) closure) leaves the frame it is dropped in untouched.
+    /// the thread's context stays consistent by these rules:
+    ///
+    /// - the current context of a frame is that of its most recently attached guard still
+    ///   alive (with what was set under it), else the frame's own;
+    /// - once every guard attached in a frame has been dropped, wherever it was dropped, the
+    ///   frame's context is exactly what it was before the first of them;
+    /// - a guard dropped inside a nested frame (for example moved into a
+    ///   [`run`](Context::run) closure) leaves that nested frame alone, and takes effect in its
+    ///   own frame as soon as the nested frame ends;
+    /// - a frame that ends takes the guards attached in it along (even forgotten ones, with
+    ///   [`std::mem::forget`]): it leaves the thread exactly as it found it, and dropping such a
+    ///   guard later does nothing.
     ///
     /// # Examples
     ///

@@ -351,17 +351,21 @@ fn in_unit_of_work() -> bool {
         return true;
     }
     #[cfg(any(feature = "async-std", feature = "smol"))]
-    if on_a_blocking_pool_thread() {
+    if on_a_named_pool_thread() {
         return true;
     }
     false
 }
 
 /// async-std's `spawn_blocking` and smol's `unblock` run jobs on the threads of the `blocking`
-/// crate, which gives jobs no identity but names its threads `blocking-N`.
+/// crate, and smol's global executor runs tasks on threads of its own: neither gives a running
+/// job or task an identity a library can read, but they name their threads (`blocking-N`,
+/// `smol-N`), and nothing but their jobs and tasks runs there.
 #[cfg(any(feature = "async-std", feature = "smol"))]
-fn on_a_blocking_pool_thread() -> bool {
-    std::thread::current()
-        .name()
-        .is_some_and(|name| name.starts_with("blocking-"))
+fn on_a_named_pool_thread() -> bool {
+    let thread = std::thread::current();
+    let Some(name) = thread.name() else {
+        return false;
+    };
+    name.starts_with("blocking-") || (cfg!(feature = "smol") && name.starts_with("smol-"))
 }

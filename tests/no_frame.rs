@@ -199,3 +199,10 @@ mod rayon_paths {
         assert_eq!(pool.install(|| RID.get()), None);
     }
 }
+
+#[cfg(feature = "smol")]
+#[test]
+fn a_plain_task_on_smol_global_executor_cannot_set_into_its_thread() {
+    let refused = smol::block_on(smol::spawn(async { RID.try_set("leak".into()) }));
+    assert_refused(refused);
+}
