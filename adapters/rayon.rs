@@ -264,6 +264,12 @@ where
 /// Each side gets its own copy: what one sets, the other and the caller never see. A panic on
 /// either side reaches the caller, as with rayon's `join`.
 ///
+/// While one side waits for the other, rayon lets the waiting worker run other queued jobs on
+/// the same stack. Jobs made with this module install their own context; a *plain* job
+/// (`rayon::spawn`, `pool.spawn`, a `par_iter()` without the adaptor) run then sees the waiting
+/// side's context and may set into it. Rayon offers no hook to prevent this: make such jobs
+/// with this module (see "What bypasses it" in the [module docs](crate::rayon)).
+///
 /// # Examples
 ///
 /// ```
@@ -302,7 +308,8 @@ where
 ///
 /// `op` may run on a pool thread (always, when called from outside the pool). Jobs spawned in
 /// the scope see the context when spawned with [`ScopeExt::spawn_with_context`]; a plain
-/// [`Scope::spawn`] bypasses it.
+/// [`Scope::spawn`] bypasses it. As with [`join_with_context`], a plain job that the worker runs
+/// while the scope waits for its jobs sees the scope's context.
 ///
 /// # Examples
 ///

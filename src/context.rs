@@ -176,6 +176,20 @@ impl Context {
         &self.map
     }
 
+    /// `self`, plus the variables of `other` that `self` lacks.
+    pub(crate) fn filling_from(&self, other: &Context) -> Context {
+        if self.ptr_eq(other) {
+            return self.clone();
+        }
+        let mut filled = self.clone();
+        for (id, value) in other.map.iter() {
+            if self.map.get(id).is_none() {
+                filled = filled.with_stored(id, value.clone());
+            }
+        }
+        filled
+    }
+
     pub(crate) fn with_stored(&self, id: u64, stored: map::Value) -> Context {
         Context {
             map: self.map.insert(id, stored),
@@ -249,6 +263,10 @@ impl Context {
     ///
     /// `f` runs inside a copy: what it [`set`](ContextVar::set)s is visible inside `f` only.
     /// The previous context is restored even if `f` panics.
+    ///
+    /// **For async code, use [`with_context`](crate::ContextExt::with_context)**:
+    /// `fut.with_context(ctx).await`. Written as `ctx.run(|| async { .. }).await`, it compiles
+    /// but the closure only *builds* the future, which then runs outside the context.
     ///
     /// # Examples
     ///

@@ -6,7 +6,7 @@ use std::task::{Context as TaskContext, Poll};
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
-use crate::{state, Context};
+use crate::{map, state, Context};
 
 pin_project! {
     /// A future or stream that runs inside a [`Context`], on any executor. With the `rayon`
@@ -60,6 +60,11 @@ impl<F> WithContext<F> {
             context,
             inner: Some(inner),
         }
+    }
+
+    /// Replaces the context (before the first poll, by [`ScopedFuture`]).
+    fn set_context(self: Pin<&mut Self>, context: Context) {
+        *self.project().context = context;
     }
 
     /// The context this future runs in (including what it has set so far).
@@ -198,6 +203,14 @@ pub trait ContextExt: Sized {
 
     /// Runs `self` inside the context current at this call ([`Context::current`]).
     ///
+    /// With the `rayon` feature, on a parallel iterator, the closures of the adaptors *after*
+    /// it run in the context; some shapes of iterator it cannot reach, because rayon gives no
+    /// hook there: items that `chain` or `interleave` bring in after it (put it after them),
+    /// parallel iterators created inside a closure, such as those `flat_map` flattens (give
+    /// each its own `.with_current_context()`, or use `flat_map_iter`), and closures rayon
+    /// calls once per split behind `zip`, `enumerate` and the like. The
+    /// `contextvars::rayon` module docs list each case with its fix.
+    ///
     /// ```
     /// use contextvars::{ContextExt, ContextVar};
     /// static A: ContextVar<u8> = ContextVar::new("a");
@@ -210,3 +223,117 @@ pub trait ContextExt: Sized {
 }
 
 impl<T> ContextExt for T {}
+
+pin_project! {
+    /// A future that runs with one variable set, on top of the context it runs in: made by
+    /// [`ContextVar::scope_future`](crate::ContextVar::scope_future).
+    ///
+    /// Its context is settled when it is first polled (or dropped, if it never is): the context
+    /// current there, plus the variables of the context current where it was made that the
+    /// first lacks, plus its own variable on top. So nested `scope_future`s compose like nested
+    /// [`scope`](crate::ContextVar::scope)s (the innermost wins), a `scope_future` made inside a
+    /// `scope` keeps that scope's values wherever it is polled, and one that is spawned keeps
+    /// the context it was made in. From then on it is a [`WithContext`]: what it sets persists
+    /// across its polls and never escapes it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static REQUEST_ID: ContextVar<&'static str> = ContextVar::new("request_id");
+    /// static TENANT: ContextVar<&'static str> = ContextVar::new("tenant");
+    ///
+    /// let inner = TENANT.scope_future("acme", async { (REQUEST_ID.get(), TENANT.get()) });
+    /// let outer = REQUEST_ID.scope_future("req-1", inner);
+    /// assert_eq!(futures::executor::block_on(outer), (Some("req-1"), Some("acme")));
+    /// ```
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct ScopedFuture<F> {
+        // Until the context is settled.
+        pending: Option<Pending>,
+        #[pin]
+        inner: WithContext<F>,
+    }
+
+    impl<F> PinnedDrop for ScopedFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Never polled: its destructors still run with the variable set.
+            this.settle();
+        }
+    }
+}
+
+/// What a [`ScopedFuture`] applies when it settles its context.
+struct Pending {
+    captured: Context,
+    id: u64,
+    value: map::Value,
+}
+
+impl<F> ScopedFuture<F> {
+    pub(crate) fn new(inner: F, id: u64, value: map::Value) -> ScopedFuture<F> {
+        ScopedFuture {
+            pending: Some(Pending {
+                captured: Context::current(),
+                id,
+                value,
+            }),
+            inner: WithContext::new(inner, Context::new()),
+        }
+    }
+
+    #[inline]
+    fn settle(self: Pin<&mut Self>) {
+        let this = self.project();
+        if let Some(pending) = this.pending.take() {
+            let context = Context::current()
+                .filling_from(&pending.captured)
+                .with_stored(pending.id, pending.value);
+            this.inner.set_context(context);
+        }
+    }
+
+    /// A reference to the wrapped future.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// let fut = A.scope_future(1, std::future::ready(5));
+    /// let _inner: &std::future::Ready<i32> = fut.inner();
+    /// ```
+    pub fn inner(&self) -> &F {
+        self.inner.inner()
+    }
+
+    /// A mutable reference to the wrapped future.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// let mut fut = A.scope_future(1, std::future::ready(5));
+    /// let _inner: &mut std::future::Ready<i32> = fut.inner_mut();
+    /// ```
+    pub fn inner_mut(&mut self) -> &mut F {
+        self.inner.inner_mut()
+    }
+}
+
+impl<F: Future> Future for ScopedFuture<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        self.as_mut().settle();
+        self.project().inner.poll(cx)
+    }
+}
+
+impl<F: fmt::Debug> fmt::Debug for ScopedFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopedFuture")
+            .field("settled", &self.pending.is_none())
+            .field("inner", &self.inner)
+            .finish()
+    }
+}

@@ -145,7 +145,7 @@ pub mod tower;
 pub mod rayon;
 
 pub use crate::context::{Context, ContextGuard, Entry, Iter};
-pub use crate::future::{ContextExt, WithContext};
+pub use crate::future::{ContextExt, ScopedFuture, WithContext};
 pub use crate::job::JobHandle;
 pub use crate::var::{AccessError, ContextVar, VarKey};
 

@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::map::{FmtFn, Stored, Value};
-use crate::{state, Context, ContextExt, WithContext};
+use crate::{state, Context, ScopedFuture};
 
 /// A typed context variable: a key into every [`Context`].
 ///
 /// Declare one as a `static` (or create one at run time; each variable is distinct, even when two
 /// share a name and a type). Its value lives in the current context, so it follows the work it
-/// belongs to: across `.await` inside a [`WithContext`] future, into tasks and threads spawned
+/// belongs to: across `.await` inside a [`WithContext`](crate::WithContext) future, into tasks and threads spawned
 /// through this crate's adapters, and into closures wrapped with [`Context::wrap`].
 ///
 /// # Examples
@@ -282,7 +282,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         state::with_current(|current| current.contains(self)).unwrap_or(false)
     }
 
-    /// Sets the variable in the current *frame*: the enclosing [`WithContext`] task, the
+    /// Sets the variable in the current *frame*: the enclosing [`WithContext`](crate::WithContext) task, the
     /// closure of [`Context::run`] or [`ContextVar::scope`], the context of a live
     /// [`Context::attach`] guard, or else the thread itself.
     ///
@@ -371,6 +371,12 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// Runs `f` with the variable set to `value`, then restores the previous context (also on
     /// panic). Like [`Context::run`], what `f` sets stays inside `f`.
     ///
+    /// **For async code, use [`scope_future`](ContextVar::scope_future)**:
+    /// `VAR.scope_future(value, async { .. }).await`. Written as
+    /// `VAR.scope(value, || async { .. }).await`, it compiles but the closure only *builds* the
+    /// future, which then runs outside the scope, without the value (unless the closure wraps
+    /// it with [`with_current_context`](crate::ContextExt::with_current_context)).
+    ///
     /// # Examples
     ///
     /// ```
@@ -387,8 +393,12 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         state::run_in(context, f)
     }
 
-    /// Wraps `future` so that it runs (and is dropped) in the current context with this
-    /// variable set to `value`: the async counterpart of [`scope`](ContextVar::scope).
+    /// Wraps `future` so that it runs (and is dropped) with this variable set to `value`: the
+    /// async counterpart of [`scope`](ContextVar::scope).
+    ///
+    /// It composes like `scope`: nested `scope_future`s see every enclosing value (the innermost
+    /// wins), and so does a `scope_future` made inside a `scope` and polled elsewhere. See
+    /// [`ScopedFuture`](crate::ScopedFuture) for the exact rule.
     ///
     /// # Examples
     ///
@@ -396,12 +406,19 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// use contextvars::ContextVar;
     ///
     /// static USER: ContextVar<&'static str> = ContextVar::new("user");
+    /// static TENANT: ContextVar<&'static str> = ContextVar::new("tenant");
     ///
     /// let seen = futures::executor::block_on(USER.scope_future("ada", async { USER.get() }));
     /// assert_eq!(seen, Some("ada"));
+    ///
+    /// // Nested, like nested scopes:
+    /// let both = USER.scope_future("ada", TENANT.scope_future("acme", async {
+    ///     (USER.get(), TENANT.get())
+    /// }));
+    /// assert_eq!(futures::executor::block_on(both), (Some("ada"), Some("acme")));
     /// ```
-    pub fn scope_future<F: Future>(&self, value: T, future: F) -> WithContext<F> {
-        future.with_context(Context::current().with_value(self, value))
+    pub fn scope_future<F: Future>(&self, value: T, future: F) -> ScopedFuture<F> {
+        ScopedFuture::new(future, self.id(), self.store(value))
     }
 }
 

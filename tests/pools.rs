@@ -105,17 +105,24 @@ fn a_panic_reaches_the_caller_through_join_and_await() {
     });
 }
 
-struct CountWakes(AtomicUsize);
+/// Counts its wakes and reports each one on a channel, so a test can wait for the wake itself
+/// (the job is finished a moment before its waker is called).
+struct CountWakes(AtomicUsize, std::sync::Mutex<mpsc::Sender<()>>);
 
 impl ArcWake for CountWakes {
     fn wake_by_ref(arc_self: &Arc<Self>) {
         arc_self.0.fetch_add(1, Ordering::SeqCst);
+        let _ = arc_self.1.lock().unwrap().send(());
     }
 }
 
 #[test]
 fn the_handle_is_pending_until_the_job_finishes_then_wakes_the_task() {
-    let wakes = Arc::new(CountWakes(AtomicUsize::new(0)));
+    let (woken, wake_reported) = mpsc::channel();
+    let wakes = Arc::new(CountWakes(
+        AtomicUsize::new(0),
+        std::sync::Mutex::new(woken),
+    ));
     let waker = futures::task::waker(wakes.clone());
     let mut cx = TaskContext::from_waker(&waker);
 
@@ -131,9 +138,8 @@ fn the_handle_is_pending_until_the_job_finishes_then_wakes_the_task() {
     assert!(!handle.is_finished());
     assert_eq!(format!("{handle:?}"), "JobHandle { finished: false, .. }");
     go.send(()).unwrap();
-    while !handle.is_finished() {
-        std::thread::yield_now();
-    }
+    wake_reported.recv().unwrap();
+    assert!(handle.is_finished());
     assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
     match Pin::new(&mut handle).poll(&mut cx) {
         Poll::Ready(result) => assert_eq!(result.unwrap().as_deref(), Some("req-poll")),
