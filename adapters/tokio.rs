@@ -393,3 +393,341 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
 pub(crate) fn in_unit_of_work() -> bool {
     ::tokio::task::try_id().is_some()
 }
+
+#[cfg(tokio_unstable)]
+pub use self::inherit::{RuntimeBuilderExt, TaskHooks};
+
+#[cfg(tokio_unstable)]
+#[doc(hidden)]
+pub use self::inherit::__is_tracked;
+
+/// Automatic inheritance: runtime task hooks that give every task the spawner's context.
+#[cfg(tokio_unstable)]
+mod inherit {
+    use std::cell::Cell;
+    use std::collections::HashMap;
+    use std::fmt;
+    use std::hash::{BuildHasherDefault, Hash, Hasher};
+    use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+    use ::tokio::runtime::{Builder, TaskMeta};
+    use ::tokio::task::Id;
+
+    use crate::{state, Context};
+
+    /// A user hook, as tokio takes them.
+    type Hook = Arc<dyn Fn(&TaskMeta<'_>) + Send + Sync>;
+
+    /// Spreads task ids (consecutive integers) over the whole hash: the low bits pick the
+    /// shard, the high bits the bucket group inside it.
+    #[derive(Default)]
+    struct IdHasher(u64);
+
+    impl Hasher for IdHasher {
+        fn write(&mut self, bytes: &[u8]) {
+            for &byte in bytes {
+                self.write_u64(self.0.rotate_left(8) ^ u64::from(byte));
+            }
+        }
+
+        fn write_u64(&mut self, n: u64) {
+            self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+
+        fn finish(&self) -> u64 {
+            self.0
+        }
+    }
+
+    /// A task's context between its polls; `None` while a poll has it installed.
+    type Slot = Option<Context>;
+
+    /// One shard of the registry, alone on its cache lines.
+    #[repr(align(128))]
+    struct Shard(Mutex<HashMap<Id, Slot, BuildHasherDefault<IdHasher>>>);
+
+    const SHARDS: usize = 64;
+
+    /// Every tracked task's context, keyed by its id (unique across runtimes), in shards so
+    /// that polls of different tasks rarely meet on one lock. Chosen by measurement against a
+    /// `DashMap`: see `benches/inherit.rs`.
+    static REGISTRY: [Shard; SHARDS] =
+        [const { Shard(Mutex::new(HashMap::with_hasher(BuildHasherDefault::new()))) }; SHARDS];
+
+    fn shard(id: Id) -> MutexGuard<'static, HashMap<Id, Slot, BuildHasherDefault<IdHasher>>> {
+        let mut hasher = IdHasher::default();
+        id.hash(&mut hasher);
+        // The lock guards plain map operations: poisoning cannot leave it inconsistent.
+        REGISTRY[hasher.finish() as usize % SHARDS]
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    thread_local! {
+        /// The last task terminated on this thread that had no entry: a spawn onto a closed
+        /// runtime terminates the task before its spawn hook runs, on the same thread.
+        static TERMINATED_UNTRACKED: Cell<Option<Id>> = const { Cell::new(None) };
+    }
+
+    fn on_spawn(meta: &TaskMeta<'_>) {
+        let id = meta.id();
+        if TERMINATED_UNTRACKED.with(|last| last.get() == Some(id)) {
+            TERMINATED_UNTRACKED.with(|last| last.set(None));
+            return;
+        }
+        let context = Context::current();
+        let replaced = shard(id).insert(id, Some(context));
+        drop(replaced);
+    }
+
+    fn before_poll(meta: &TaskMeta<'_>) {
+        let id = meta.id();
+        let mut spins = 0u32;
+        let context = loop {
+            let taken = match shard(id).get_mut(&id) {
+                // Not tracked (spawned before the hooks could see it): a frame of its own.
+                None => Some(Context::new()),
+                Some(slot) => slot.take(),
+            };
+            match taken {
+                Some(context) => break context,
+                // Woken during its previous poll, the task was rescheduled and picked up here
+                // before that poll's thread ran its after-poll hook: wait for it, briefly.
+                None => {
+                    spins += 1;
+                    if spins < 64 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        };
+        state::open_frame(context);
+    }
+
+    fn after_poll(meta: &TaskMeta<'_>) {
+        let Some(context) = state::close_frame() else {
+            return;
+        };
+        let id = meta.id();
+        let mut shard = shard(id);
+        let unclaimed = match shard.get_mut(&id) {
+            Some(slot) => slot.replace(context),
+            // Terminated during this poll: the context goes (after the lock is released).
+            None => Some(context),
+        };
+        drop(shard);
+        drop(unclaimed);
+    }
+
+    fn on_terminate(meta: &TaskMeta<'_>) {
+        let id = meta.id();
+        let removed = shard(id).remove(&id);
+        if removed.is_none() {
+            TERMINATED_UNTRACKED.with(|last| last.set(Some(id)));
+        }
+        drop(removed);
+    }
+
+    /// Whether the task's context is tracked (for tests of the cleanup).
+    #[doc(hidden)]
+    pub fn __is_tracked(id: Id) -> bool {
+        shard(id).contains_key(&id)
+    }
+
+    /// Your own runtime hooks, to be called alongside the ones that propagate the context
+    /// (tokio keeps one callback per hook: setting yours on the `Builder` after
+    /// [`propagate_context`](RuntimeBuilderExt::propagate_context) would replace ours).
+    ///
+    /// Your before-poll hook runs after the task's context is installed, and your after-poll
+    /// hook before it is taken off, so both see the task's context; your spawn hook sees the
+    /// spawner's.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use contextvars::tokio::{RuntimeBuilderExt, TaskHooks};
+    ///
+    /// let polls = Arc::new(AtomicUsize::new(0));
+    /// let counted = polls.clone();
+    /// let runtime = tokio::runtime::Builder::new_current_thread()
+    ///     .propagate_context_with(TaskHooks::new().on_before_task_poll(move |_| {
+    ///         counted.fetch_add(1, Ordering::Relaxed);
+    ///     }))
+    ///     .build()
+    ///     .unwrap();
+    /// runtime.block_on(async { tokio::spawn(async {}).await.unwrap() });
+    /// assert!(polls.load(Ordering::Relaxed) >= 1);
+    /// ```
+    #[derive(Clone, Default)]
+    pub struct TaskHooks {
+        spawn: Option<Hook>,
+        before_poll: Option<Hook>,
+        after_poll: Option<Hook>,
+        terminate: Option<Hook>,
+    }
+
+    impl TaskHooks {
+        /// No hooks of your own.
+        ///
+        /// ```
+        /// let _hooks = contextvars::tokio::TaskHooks::new();
+        /// ```
+        pub fn new() -> TaskHooks {
+            TaskHooks::default()
+        }
+
+        /// Like `Builder::on_task_spawn`.
+        ///
+        /// ```
+        /// let _hooks = contextvars::tokio::TaskHooks::new().on_task_spawn(|meta| {
+        ///     let _ = meta.id();
+        /// });
+        /// ```
+        pub fn on_task_spawn(
+            mut self,
+            f: impl Fn(&TaskMeta<'_>) + Send + Sync + 'static,
+        ) -> TaskHooks {
+            self.spawn = Some(Arc::new(f));
+            self
+        }
+
+        /// Like `Builder::on_before_task_poll`; runs with the task's context installed.
+        ///
+        /// ```
+        /// let _hooks = contextvars::tokio::TaskHooks::new().on_before_task_poll(|_| {});
+        /// ```
+        pub fn on_before_task_poll(
+            mut self,
+            f: impl Fn(&TaskMeta<'_>) + Send + Sync + 'static,
+        ) -> TaskHooks {
+            self.before_poll = Some(Arc::new(f));
+            self
+        }
+
+        /// Like `Builder::on_after_task_poll`; runs with the task's context still installed.
+        ///
+        /// ```
+        /// let _hooks = contextvars::tokio::TaskHooks::new().on_after_task_poll(|_| {});
+        /// ```
+        pub fn on_after_task_poll(
+            mut self,
+            f: impl Fn(&TaskMeta<'_>) + Send + Sync + 'static,
+        ) -> TaskHooks {
+            self.after_poll = Some(Arc::new(f));
+            self
+        }
+
+        /// Like `Builder::on_task_terminate`.
+        ///
+        /// ```
+        /// let _hooks = contextvars::tokio::TaskHooks::new().on_task_terminate(|_| {});
+        /// ```
+        pub fn on_task_terminate(
+            mut self,
+            f: impl Fn(&TaskMeta<'_>) + Send + Sync + 'static,
+        ) -> TaskHooks {
+            self.terminate = Some(Arc::new(f));
+            self
+        }
+    }
+
+    impl fmt::Debug for TaskHooks {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("TaskHooks")
+                .field("on_task_spawn", &self.spawn.is_some())
+                .field("on_before_task_poll", &self.before_poll.is_some())
+                .field("on_after_task_poll", &self.after_poll.is_some())
+                .field("on_task_terminate", &self.terminate.is_some())
+                .finish()
+        }
+    }
+
+    /// Automatic inheritance for a tokio runtime: see the [module docs](crate::tokio).
+    ///
+    /// Needs `RUSTFLAGS="--cfg tokio_unstable"` (tokio's task hooks are unstable).
+    pub trait RuntimeBuilderExt {
+        /// Makes every task spawned on the runtime start in a copy of its spawner's context,
+        /// whoever spawns it (`tokio::spawn`, `Handle::spawn`, `JoinSet::spawn`, ...), exactly
+        /// as if it had been spawned with [`spawn_with_context`](crate::tokio::spawn_with_context).
+        ///
+        /// Call it last: it sets the runtime's four task hooks, and a hook set on the builder
+        /// afterwards replaces one of them. Pass your own hooks through
+        /// [`propagate_context_with`](RuntimeBuilderExt::propagate_context_with).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use contextvars::tokio::RuntimeBuilderExt;
+        /// use contextvars::ContextVar;
+        ///
+        /// static REQUEST_ID: ContextVar<&'static str> = ContextVar::new("request_id");
+        ///
+        /// let runtime = tokio::runtime::Builder::new_multi_thread()
+        ///     .worker_threads(2)
+        ///     .propagate_context()
+        ///     .build()
+        ///     .unwrap();
+        /// let seen = runtime.block_on(REQUEST_ID.scope_future("req-1", async {
+        ///     // A plain spawn, as a library would write it.
+        ///     tokio::spawn(async { REQUEST_ID.get() }).await.unwrap()
+        /// }));
+        /// assert_eq!(seen, Some("req-1"));
+        /// ```
+        fn propagate_context(&mut self) -> &mut Self {
+            self.propagate_context_with(TaskHooks::new())
+        }
+
+        /// [`propagate_context`](RuntimeBuilderExt::propagate_context), also calling your own
+        /// hooks (see [`TaskHooks`]).
+        ///
+        /// ```
+        /// use contextvars::tokio::{RuntimeBuilderExt, TaskHooks};
+        ///
+        /// let _runtime = tokio::runtime::Builder::new_current_thread()
+        ///     .propagate_context_with(TaskHooks::new().on_task_spawn(|_| {}))
+        ///     .build()
+        ///     .unwrap();
+        /// ```
+        fn propagate_context_with(&mut self, hooks: TaskHooks) -> &mut Self;
+    }
+
+    impl RuntimeBuilderExt for Builder {
+        fn propagate_context_with(&mut self, hooks: TaskHooks) -> &mut Self {
+            let TaskHooks {
+                spawn,
+                before_poll: user_before_poll,
+                after_poll: user_after_poll,
+                terminate,
+            } = hooks;
+            self.on_task_spawn(move |meta| {
+                on_spawn(meta);
+                if let Some(hook) = &spawn {
+                    hook(meta);
+                }
+            })
+            .on_before_task_poll(move |meta| {
+                before_poll(meta);
+                if let Some(hook) = &user_before_poll {
+                    hook(meta);
+                }
+            })
+            .on_after_task_poll(move |meta| {
+                if let Some(hook) = &user_after_poll {
+                    hook(meta);
+                }
+                after_poll(meta);
+            })
+            .on_task_terminate(move |meta| {
+                if let Some(hook) = &terminate {
+                    hook(meta);
+                }
+                on_terminate(meta);
+            })
+        }
+    }
+}

@@ -153,6 +153,14 @@ pub(crate) struct Frame<'a> {
 /// case nothing is installed.
 #[inline]
 pub(crate) fn enter(slot: &mut Context) -> Option<Frame<'_>> {
+    let guard_ops = enter_slot(slot)?;
+    Some(Frame { slot, guard_ops })
+}
+
+/// Swaps `*slot` in as the current context and opens a frame; returns the guard counter to
+/// hand to [`leave_slot`].
+#[inline]
+fn enter_slot(slot: &mut Context) -> Option<u64> {
     let swapped = CURRENT.try_with(|current| match current.try_borrow_mut() {
         Ok(mut current) => {
             mem::swap(&mut *current, slot);
@@ -164,57 +172,98 @@ pub(crate) fn enter(slot: &mut Context) -> Option<Frame<'_>> {
         return None;
     }
     DEPTH.set(DEPTH.get() + 1);
-    Some(Frame {
-        slot,
-        guard_ops: GUARD_OPS.get(),
-    })
+    Some(GUARD_OPS.get())
+}
+
+/// Closes the innermost frame, opened by [`enter_slot`]: settles its guards, swaps the outer
+/// context (in `*slot`) back in, leaving the frame's context in `*slot`.
+#[inline]
+fn leave_slot(slot: &mut Context, guard_ops: u64) {
+    if GUARD_OPS.get() != guard_ops {
+        settle_guards();
+    }
+    DEPTH.set(DEPTH.get() - 1);
+    let _ = CURRENT.try_with(|current| {
+        if let Ok(mut current) = current.try_borrow_mut() {
+            mem::swap(&mut *current, slot);
+        }
+    });
+    if GUARD_OPS.get() != guard_ops {
+        apply_pending_drops();
+    }
 }
 
 impl Drop for Frame<'_> {
     #[inline]
     fn drop(&mut self) {
-        if GUARD_OPS.get() != self.guard_ops {
-            self.settle_guards();
-        }
-        DEPTH.set(DEPTH.get() - 1);
-        let _ = CURRENT.try_with(|current| {
-            if let Ok(mut current) = current.try_borrow_mut() {
-                mem::swap(&mut *current, self.slot);
+        leave_slot(self.slot, self.guard_ops);
+    }
+}
+
+#[cfg(all(feature = "tokio", tokio_unstable))]
+thread_local! {
+    /// Frames opened and closed by separate calls (a runtime's before- and after-poll hooks):
+    /// the outer context each saved, and its guard counter.
+    static HOOKED: RefCell<Vec<(Context, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+#[cfg(all(feature = "tokio", tokio_unstable))]
+/// Opens a frame with `context` current, to be closed by [`close_frame`] on this thread; frames
+/// opened so must nest with every other frame (a runtime's poll hooks do: a poll runs inside
+/// whatever frames are around it and ends before they do).
+pub(crate) fn open_frame(mut context: Context) {
+    if let Some(guard_ops) = enter_slot(&mut context) {
+        let pushed = HOOKED.try_with(|hooked| match hooked.try_borrow_mut() {
+            Ok(mut hooked) => {
+                hooked.push((context, guard_ops));
+                None
             }
+            Err(_) => Some((context, guard_ops)),
         });
-        if GUARD_OPS.get() != self.guard_ops {
-            apply_pending_drops();
+        // Could not record it: close it at once rather than leave it open.
+        if let Ok(Some((mut outer, guard_ops))) = pushed {
+            leave_slot(&mut outer, guard_ops);
         }
     }
 }
 
-impl Frame<'_> {
-    /// The frame ends with guard slots of its own: they go with it, and the frame's context
-    /// becomes what it was before the first of them was attached.
-    #[cold]
-    fn settle_guards(&mut self) {
-        let depth = DEPTH.get();
-        let mut discarded = Vec::new();
-        let _ = GUARDS.try_with(|guards| {
-            let Ok(mut guards) = guards.try_borrow_mut() else {
-                return;
-            };
-            // Newest first, so that the last `previous` kept is the oldest slot's.
-            let mut before_first = None;
-            while guards.last().is_some_and(|slot| slot.frame == depth) {
-                let slot = guards.pop().expect("checked non-empty");
-                discarded.extend(before_first.replace(slot.previous));
-            }
-            if let Some(before_first) = before_first {
-                let _ = CURRENT.try_with(|current| {
-                    if let Ok(mut current) = current.try_borrow_mut() {
-                        discarded.push(mem::replace(&mut *current, before_first));
-                    }
-                });
-            }
-        });
-        drop(discarded);
-    }
+#[cfg(all(feature = "tokio", tokio_unstable))]
+/// Closes the frame opened last by [`open_frame`] on this thread and returns its context (with
+/// what was set in it); `None` when there is none.
+pub(crate) fn close_frame() -> Option<Context> {
+    let (mut slot, guard_ops) = HOOKED
+        .try_with(|hooked| hooked.try_borrow_mut().ok()?.pop())
+        .ok()
+        .flatten()?;
+    leave_slot(&mut slot, guard_ops);
+    Some(slot)
+}
+
+/// The innermost frame ends with guard slots of its own: they go with it, and the frame's
+/// context becomes what it was before the first of them was attached.
+#[cold]
+fn settle_guards() {
+    let depth = DEPTH.get();
+    let mut discarded = Vec::new();
+    let _ = GUARDS.try_with(|guards| {
+        let Ok(mut guards) = guards.try_borrow_mut() else {
+            return;
+        };
+        // Newest first, so that the last `previous` kept is the oldest slot's.
+        let mut before_first = None;
+        while guards.last().is_some_and(|slot| slot.frame == depth) {
+            let slot = guards.pop().expect("checked non-empty");
+            discarded.extend(before_first.replace(slot.previous));
+        }
+        if let Some(before_first) = before_first {
+            let _ = CURRENT.try_with(|current| {
+                if let Ok(mut current) = current.try_borrow_mut() {
+                    discarded.push(mem::replace(&mut *current, before_first));
+                }
+            });
+        }
+    });
+    drop(discarded);
 }
 
 /// Applies the drops of guards of the (now innermost) frame that were dropped while an inner
