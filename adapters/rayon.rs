@@ -1,8 +1,8 @@
 //! [Rayon](https://docs.rs/rayon) with context: pool jobs, rayon's entry points and parallel
-//! iterators that see the caller's context on every worker thread.
+//! iterators that see the caller's context on every worker thread (feature `rayon`).
 //!
-//! Feature `rayon`. Everything here captures [`Context::current`] when it is called and runs
-//! each closure it hands to rayon inside a copy of that context, on whichever worker runs it.
+//! Everything here captures [`Context::current`] when it is called and runs each closure it
+//! hands to rayon inside a copy of that context, on whichever worker runs it.
 //! When the closure returns, or panics, the worker's context is exactly what it was before
 //! (normally empty): nothing leaks from one job into the next one on the same thread.
 //!

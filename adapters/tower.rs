@@ -49,13 +49,15 @@
 //!   request exists yet.
 //! - **Streaming response bodies.** Only the response *future* runs in the request's context.
 //!   The body it returns is polled afterwards by the connection task, outside it: a stream
-//!   behind the body (for axum, `Body::from_stream`) that reads [`REQUEST_ID`] or any other
-//!   variable while producing its items sees the empty context. Either capture what you need
-//!   in the handler before building the stream (`let id = REQUEST_ID.get();` and move `id`
-//!   into it), or wrap the stream in the handler with
+//!   behind the body (for axum, `Body::from_stream`; for tonic, the stream a server-streaming
+//!   or bidirectional method returns) that reads [`REQUEST_ID`] or any other variable while
+//!   producing its items sees the empty context. Either capture what you need in the handler
+//!   before building the stream (`let id = REQUEST_ID.get();` and move `id` into it), or wrap
+//!   the stream in the handler with
 //!   [`.with_current_context()`](crate::ContextExt::with_current_context): a `futures`
 //!   `Stream` wrapped in [`WithContext`] runs every `poll_next` inside the context it captured,
-//!   e.g. `Body::from_stream(stream.with_current_context())`.
+//!   e.g. `Body::from_stream(stream.with_current_context())` in axum, or
+//!   `Ok(Response::new(Box::pin(stream.with_current_context())))` in a tonic handler.
 //!
 //! # Bad input
 //!
@@ -108,6 +110,79 @@
 //! let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
 //! assert_eq!(body, r#"Some("req-1") Some("acme")"#);
 //! # }
+//! ```
+//!
+//! # gRPC with tonic
+//!
+//! tonic's server and its `Channel` are tower services over `http` requests, and gRPC metadata
+//! travels as HTTP/2 headers, so both layers work with tonic 0.14 as they are:
+//!
+//! - **Every service on a server:** `Server::builder().layer(ContextLayer::new(..))`.
+//! - **One service only:** `ContextLayer::new(..).named_layer(service)`, from tonic's
+//!   `tonic::service::LayerExt`. `add_service` routes by the service's gRPC name, which it reads
+//!   from tonic's `NamedService` trait; [`ContextService`] does not implement it, so a plain
+//!   `ContextLayer::new(..).layer(service)` is rejected with `error[E0277]: the trait bound
+//!   ContextService<...>: NamedService is not satisfied` (below). `named_layer` wraps the layered
+//!   service in tonic's `Layered`, which takes its name from the inner service.
+//! - **The client:** [`ClientContextLayer`] on the `Channel`, handed to the generated client's
+//!   `new`; or an interceptor that calls [`inject_headers_with`] (or [`inject_headers`]) on
+//!   `request.metadata_mut().as_mut()`, the metadata's [`HeaderMap`].
+//! - **Server-streaming methods:** the returned stream is polled after the handler has returned,
+//!   outside the request's context: return `Response::new(Box::pin(stream.with_current_context()))`
+//!   (see [what bypasses it](#what-bypasses-it)).
+//!
+//! Here tonic-health's generated server and client stand in for your own; the crate's
+//! `examples/grpc_orders.rs` writes a service with a unary and a server-streaming method by hand
+//! (no `protoc`) and calls it both ways.
+//!
+//! ```
+//! use contextvars::tower::{inject_headers_with, ClientContextLayer, ContextLayer, Propagation};
+//! use contextvars::ContextVar;
+//! use tonic::service::LayerExt as _;
+//! use tonic::transport::{Endpoint, Server};
+//! use tonic_health::pb::health_client::HealthClient;
+//! use tower::ServiceBuilder;
+//!
+//! static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
+//! let (_, health) = tonic_health::server::health_reporter();
+//!
+//! // Server: the layer for every service...
+//! let every_service = Server::builder()
+//!     .layer(ContextLayer::new(propagation.clone()))
+//!     .add_service(health.clone());
+//! // ...or for one service.
+//! let one_service = Server::builder()
+//!     .add_service(ContextLayer::new(propagation.clone()).named_layer(health));
+//!
+//! // Client: the layer on a `Channel`...
+//! let channel = Endpoint::from_static("http://127.0.0.1:50051").connect_lazy();
+//! let client = HealthClient::new(
+//!     ServiceBuilder::new()
+//!         .layer(ClientContextLayer::new(propagation.clone()))
+//!         .service(channel.clone()),
+//! );
+//! // ...or an interceptor.
+//! let intercepted = HealthClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+//!     inject_headers_with(&propagation, request.metadata_mut().as_mut());
+//!     Ok(request)
+//! });
+//! # let _ = (every_service, one_service, client, intercepted);
+//! # }
+//! ```
+//!
+//! A plain `.layer(..)` on one service does not compile:
+//!
+//! ```compile_fail,E0277
+//! use contextvars::tower::ContextLayer;
+//! use tower::Layer;
+//!
+//! let (_, health) = tonic_health::server::health_reporter();
+//! tonic::transport::Server::builder()
+//!     .add_service(ContextLayer::default().layer(health)); // not a `NamedService`
 //! ```
 
 use std::borrow::Cow;
@@ -1087,6 +1162,31 @@ pub struct ContextLayer<M = MakeUniqueRequestId> {
 }
 
 impl Default for ContextLayer {
+    /// A layer with the default [`Propagation`] and the default id generator: the same as
+    /// `ContextLayer::new(Propagation::default())`. The request id travels in `x-request-id` and
+    /// is set into [`REQUEST_ID`]; no baggage key is read into a variable, and every `baggage`
+    /// member is kept to be forwarded ([`Baggage::forwarded`]); missing ids are generated by
+    /// [`MakeUniqueRequestId`].
+    ///
+    /// ```
+    /// use contextvars::tower::{Baggage, ContextLayer, REQUEST_ID};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let service = ContextLayer::default().layer(service_fn(|_: http::Request<()>| async {
+    ///     let seen = format!("{:?} {}", REQUEST_ID.get(), Baggage::forwarded());
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(seen))
+    /// }));
+    /// let request = http::Request::builder()
+    ///     .header("x-request-id", "req-1")
+    ///     .header("baggage", "tenant=acme")
+    ///     .body(())
+    ///     .unwrap();
+    /// let response = service.oneshot(request).await.unwrap();
+    /// assert_eq!(response.into_body(), r#"Some("req-1") tenant=acme"#);
+    /// # }
+    /// ```
     fn default() -> ContextLayer {
         ContextLayer::new(Propagation::default())
     }

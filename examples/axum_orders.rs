@@ -17,8 +17,8 @@ use contextvars::tracing::FmtContextExt;
 use tracing::info;
 
 async fn send_notification(user_id: &str) {
-    tokio::time::sleep(Duration::from_millis(100)).await; // the response is long gone
-                                                          // `request_id` from the request's context is available here.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The response is long gone; `request_id` from the request's context is still here.
     info!(user_id, "sending notification");
 }
 

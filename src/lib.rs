@@ -80,6 +80,8 @@
 //!   and executors (modules of the same names, `async_std` and `async_task` with underscores).
 //! - `rayon`: rayon pools, entry points and parallel iterators with context
 //!   (`run_in_pool_with_context`, `join_with_context`, `par_iter().with_current_context()`).
+//! - `tower`: a fresh context for every request on tower servers (axum, hyper, tonic), with its
+//!   request id and W3C baggage, and a client layer that carries them to the next service.
 //! - `tracing`: context fields on every log line, and spans that travel with the context into
 //!   every spawn of every adapter.
 //!
@@ -143,6 +145,14 @@ pub mod tower;
 #[cfg_attr(docsrs, doc(cfg(feature = "rayon")))]
 #[path = "../adapters/rayon.rs"]
 pub mod rayon;
+
+/// The README's Rust code blocks, compiled and run as doc tests so that they cannot drift from
+/// the API. They use the `tokio`, `tower` and `tracing` adapters, so they are tested when those
+/// features are on (`cargo test --all-features`, as CI runs it).
+#[cfg(all(doctest, feature = "tokio", feature = "tower", feature = "tracing"))]
+#[doc(test(attr(allow(unused_variables))))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 pub use crate::context::{Context, ContextGuard, Entry, Iter};
 pub use crate::future::{ContextExt, ScopedFuture, WithContext};
