@@ -23,7 +23,15 @@
 //! [`ContextFieldsConfig::debug_values`], and bound the length of a value with
 //! [`ContextFieldsConfig::max_value_len`] (4 KiB by default: longer values are cut at a character
 //! boundary and end with `…`). A value whose formatting panics is skipped; the other fields and
-//! the event still print.
+//! the event still print. In the text formats, control characters in a value are escaped (`\n`,
+//! `\u{1b}`), so that a value can neither split a line nor send escape codes to a terminal.
+//!
+//! The call stands anywhere in the builder's chain: the format options after it (`with_target`,
+//! `without_time`, `compact`, `json`, ...) come from the same trait. When an event has a field
+//! with the name of a context variable, [the event's field wins][own-field-wins] and the variable
+//! is left out of that line, in every format.
+//!
+//! [own-field-wins]: FmtContextExt#an-events-own-field-wins
 //!
 //! [`with_context_fields`]: FmtContextExt::with_context_fields
 //!
@@ -57,8 +65,9 @@
 //! static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id").with_display();
 //!
 //! let subscriber = tracing_subscriber::fmt()
-//!     .with_context_fields() // the one line
+//!     .with_context_fields() // the one line, anywhere in the chain
 //!     .with_writer(std::io::sink)
+//!     .with_target(false)
 //!     .finish();
 //! tracing::subscriber::with_default(subscriber, || {
 //!     REQUEST_ID.scope("req-123".into(), || {
@@ -73,17 +82,24 @@ use std::fmt::{self, Write as _};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use ::tracing::field::{Field, Visit};
 use ::tracing::{Event, Subscriber};
 use ::tracing_subscriber::field::RecordFields;
-use ::tracing_subscriber::fmt::format::{Compact, Format, Full, Json, Writer};
+use ::tracing_subscriber::fmt::format::{Compact, FmtSpan, Format, Full, Json, JsonFields, Writer};
+use ::tracing_subscriber::fmt::time::FormatTime;
 use ::tracing_subscriber::fmt::{
     FmtContext, FormatEvent, FormatFields, Layer as FmtLayer, MakeWriter, SubscriberBuilder,
 };
 use ::tracing_subscriber::registry::LookupSpan;
+use ::tracing_subscriber::Registry;
 
 use crate::{Context, Entry, VarKey};
 
 /// Which context variables a logging integration prints, and how.
+///
+/// Whatever the configuration, a variable is left out of an event's line when the event has a
+/// field of the same name: [the event's own field wins](FmtContextExt#an-events-own-field-wins),
+/// in text and in JSON alike.
 ///
 /// # Examples
 ///
@@ -296,10 +312,51 @@ pub trait ContextStyle: sealed::Sealed {
 }
 
 mod sealed {
+    use super::{FmtSpan, FormatTime};
+
     pub trait Sealed {}
     impl Sealed for super::Full {}
     impl Sealed for super::Compact {}
     impl Sealed for super::Json {}
+
+    /// The format options of a builder or layer with context fields.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` has no such option here",
+        note = "after `with_context_fields()`, the options of the `Full`, `Compact` and `Json` \
+                formats are there; a custom `event_format`/`fmt_fields` goes before it"
+    )]
+    pub trait Options: Sized {
+        type WithTimer<T2>;
+        type WithoutTime;
+        type Compact;
+        type Json;
+        fn with_timer<T2: FormatTime + 'static>(self, timer: T2) -> Self::WithTimer<T2>;
+        fn without_time(self) -> Self::WithoutTime;
+        fn compact(self) -> Self::Compact;
+        fn json(self) -> Self::Json;
+        fn with_span_events(self, kind: FmtSpan) -> Self;
+        fn with_ansi(self, ansi: bool) -> Self;
+        fn with_ansi_sanitization(self, ansi_sanitization: bool) -> Self;
+        fn log_internal_errors(self, log_internal_errors: bool) -> Self;
+        fn with_target(self, display_target: bool) -> Self;
+        fn with_file(self, display_filename: bool) -> Self;
+        fn with_line_number(self, display_line_number: bool) -> Self;
+        fn with_level(self, display_level: bool) -> Self;
+        fn with_thread_names(self, display_thread_names: bool) -> Self;
+        fn with_thread_ids(self, display_thread_ids: bool) -> Self;
+    }
+
+    /// The options of the JSON format, on a builder or layer with context fields.
+    #[diagnostic::on_unimplemented(
+        message = "`flatten_event`, `with_current_span` and `with_span_list` are options of the \
+                   JSON format",
+        note = "call `.json()` first"
+    )]
+    pub trait JsonOptions: Sized {
+        fn flatten_event(self, flatten_event: bool) -> Self;
+        fn with_current_span(self, display_current_span: bool) -> Self;
+        fn with_span_list(self, display_span_list: bool) -> Self;
+    }
 }
 
 impl ContextStyle for Full {
@@ -369,6 +426,7 @@ where
         if context.iter().all(|entry| !self.config.wants(&entry)) {
             return self.inner.format_event(ctx, writer, event);
         }
+        let own = OwnFields::of(event, &context, &self.config);
         // JSON carries no colors: format into a buffer and splice the context object in.
         let mut spare = String::new();
         let mut reused =
@@ -382,13 +440,23 @@ where
             .inner
             .format_event(ctx, Writer::new(buffer), event)
             .and_then(|()| {
-                with_fields_text(
-                    &context,
-                    &self.config,
-                    STYLE_JSON,
-                    |object| json_context_object(object, &context, &self.config),
-                    |object| splice_json_object(buffer, object),
-                );
+                // A field of the event called `context` at the top level (`flatten_event`) is
+                // the event's own: it wins over the context object, as every own field does.
+                if own.has_context_key && has_top_level_key(buffer, CONTEXT_KEY) {
+                    // Nothing to add.
+                } else if own.shadowed.is_empty() {
+                    with_fields_text(
+                        &context,
+                        &self.config,
+                        STYLE_JSON,
+                        |object| json_context_object(object, &context, &self.config, &[]),
+                        |object| splice_json_object(buffer, object),
+                    );
+                } else {
+                    let mut object = String::new();
+                    json_context_object(&mut object, &context, &self.config, &own.shadowed);
+                    splice_json_object(buffer, &object);
+                }
                 writer.write_str(buffer)
             });
         if let Ok(Some(buffer)) = reused {
@@ -411,39 +479,118 @@ where
         mut writer: Writer<'writer>,
         fields: R,
     ) -> fmt::Result {
-        self.inner.format_fields(writer.by_ref(), fields)?;
+        // Taken before the event's own fields format, so that nothing they log sees it.
         if !FORMATTING_EVENT.replace(false) {
-            return Ok(());
+            return self.inner.format_fields(writer, fields);
         }
         let context = Context::current();
         if context.is_empty() {
-            return Ok(());
+            return self.inner.format_fields(writer, fields);
         }
+        let own = OwnFields::of(&fields, &context, &self.config);
+        self.inner.format_fields(writer.by_ref(), fields)?;
         let ansi = writer.has_ansi_escapes();
+        if !own.shadowed.is_empty() {
+            let mut text = String::new();
+            text_fields(&mut text, &context, &self.config, ansi, &own.shadowed);
+            return writer.write_str(&text);
+        }
         let style = if ansi { STYLE_ANSI } else { STYLE_PLAIN };
         with_fields_text(
             &context,
             &self.config,
             style,
-            |text| {
-                let mut value = String::new();
-                for entry in &context {
-                    if !self.config.wants(&entry) {
-                        continue;
-                    }
-                    value.clear();
-                    if self.config.format_value(&entry, &mut value) {
-                        let name = entry.name();
-                        let _ = if ansi {
-                            write!(text, " \x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m{value}")
-                        } else {
-                            write!(text, " {name}={value}")
-                        };
-                    }
-                }
-            },
+            |text| text_fields(text, &context, &self.config, ansi, &[]),
             |text| writer.write_str(text),
         )
+    }
+}
+
+/// The key of the context object in the JSON format.
+const CONTEXT_KEY: &str = "context";
+
+/// What an event's own fields mean for its context fields: the names that a wanted variable of
+/// the context shares (the event's field wins; the variable is left out of that line), and
+/// whether one of them is called `context`. In the common case nothing is shared and nothing is
+/// allocated.
+struct OwnFields<'a> {
+    context: &'a Context,
+    config: &'a ContextFieldsConfig,
+    shadowed: Vec<&'static str>,
+    has_context_key: bool,
+}
+
+impl<'a> OwnFields<'a> {
+    fn of(
+        fields: &impl RecordFields,
+        context: &'a Context,
+        config: &'a ContextFieldsConfig,
+    ) -> Self {
+        let mut own = OwnFields {
+            context,
+            config,
+            shadowed: Vec::new(),
+            has_context_key: false,
+        };
+        fields.record(&mut own);
+        own
+    }
+}
+
+impl Visit for OwnFields<'_> {
+    fn record_debug(&mut self, field: &Field, _: &dyn fmt::Debug) {
+        let name = field.name();
+        self.has_context_key |= name == CONTEXT_KEY;
+        if !self.shadowed.contains(&name)
+            && self
+                .context
+                .iter()
+                .any(|entry| entry.name() == name && self.config.wants(&entry))
+        {
+            self.shadowed.push(name);
+        }
+    }
+}
+
+/// Writes ` name=value` for the wanted variables of `context` not named in `skip`.
+fn text_fields(
+    text: &mut String,
+    context: &Context,
+    config: &ContextFieldsConfig,
+    ansi: bool,
+    skip: &[&str],
+) {
+    let mut value = String::new();
+    for entry in context {
+        let name = entry.name();
+        if !config.wants(&entry) || skip.contains(&name) {
+            continue;
+        }
+        value.clear();
+        if config.format_value(&entry, &mut value) {
+            escape_controls(&mut value);
+            let _ = if ansi {
+                write!(text, " \x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m{value}")
+            } else {
+                write!(text, " {name}={value}")
+            };
+        }
+    }
+}
+
+/// Escapes the control characters of a value printed in a text line (`\n`, `\u{1b}`), so that a
+/// value cannot end the line early or send escape sequences to a terminal.
+fn escape_controls(value: &mut String) {
+    if value.chars().any(char::is_control) {
+        let mut escaped = String::with_capacity(value.len() + 8);
+        for c in value.chars() {
+            if c.is_control() {
+                escaped.extend(c.escape_default());
+            } else {
+                escaped.push(c);
+            }
+        }
+        *value = escaped;
     }
 }
 
@@ -455,13 +602,53 @@ fn splice_json_object(line: &mut String, object: &str) {
     } // else not a JSON object: leave the line as the formatter wrote it
 }
 
-/// Writes `,"context":{...}` for the wanted variables of `context`.
-fn json_context_object(object: &mut String, context: &Context, config: &ContextFieldsConfig) {
+/// Whether the one JSON object on `line` has `key` (written without escapes) at its top level.
+fn has_top_level_key(line: &str, key: &str) -> bool {
+    let bytes = line.as_bytes();
+    let mut depth = 0usize;
+    let mut expect_key = false;
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'"' => {
+                let start = at + 1;
+                at = start;
+                while at < bytes.len() && bytes[at] != b'"' {
+                    at += if bytes[at] == b'\\' { 2 } else { 1 };
+                }
+                if depth == 1 && expect_key && line.get(start..at) == Some(key) {
+                    return true;
+                }
+                expect_key = false;
+            }
+            b'{' => {
+                depth += 1;
+                expect_key = depth == 1;
+            }
+            b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' => expect_key = depth == 1,
+            _ => {}
+        }
+        at += 1;
+    }
+    false
+}
+
+/// Writes `,"context":{...}` for the wanted variables of `context` not named in `skip`, or
+/// nothing when none is left.
+fn json_context_object(
+    object: &mut String,
+    context: &Context,
+    config: &ContextFieldsConfig,
+    skip: &[&str],
+) {
+    let start = object.len();
     object.push_str(",\"context\":{");
     let mut value = String::new();
     let mut first = true;
     for entry in context {
-        if !config.wants(&entry) {
+        if !config.wants(&entry) || skip.contains(&entry.name()) {
             continue;
         }
         value.clear();
@@ -495,7 +682,11 @@ fn json_context_object(object: &mut String, context: &Context, config: &ContextF
             None => push_json_string(object, &value),
         }
     }
-    object.push('}');
+    if first {
+        object.truncate(start);
+    } else {
+        object.push('}');
+    }
 }
 
 /// Booleans and numbers keep their JSON type.
@@ -541,6 +732,28 @@ fn push_json_string(out: &mut String, s: &str) {
 /// One-line set-up of context fields on `tracing_subscriber`'s fmt [`SubscriberBuilder`] and
 /// fmt [`Layer`](FmtLayer), in the `Full` (default), `Compact` and `Json` formats.
 ///
+/// # Anywhere in the chain
+///
+/// The builder's and the layer's format options (`with_target`, `with_ansi`, `without_time`,
+/// `compact`, `json`, `flatten_event`, ...) work before and after
+/// [`with_context_fields`](FmtContextExt::with_context_fields): after it they come from this
+/// trait, under the same names, and apply beneath the context fields, which keep their
+/// configuration. Calling it a second time replaces the configuration. What replaces the
+/// formatters it wraps goes before it: a custom `event_format` or `fmt_fields` (only the `Full`,
+/// `Compact` and `Json` formats are supported, not `pretty`). The `Options` and `JsonOptions`
+/// bounds in these methods' signatures are sealed: a builder or layer meets them once context
+/// fields are on (`JsonOptions` in the JSON format); before, its own methods of the same names
+/// are the ones called.
+///
+/// # An event's own field wins
+///
+/// When an event has a field with the name of a context variable (`info!(request_id = ..)` inside
+/// a context holding `request_id`), the event's field is printed and the variable is left out of
+/// that event's line, so that every key appears once per line. The rule is the same in every
+/// format: in the `Full` and `Compact` text, and in JSON, where the variable is left out of the
+/// `"context"` object (and where an event field called `context` at the top level of the line,
+/// with `flatten_event(true)`, replaces the whole object).
+///
 /// # Examples
 ///
 /// With a registry and layers, in JSON:
@@ -553,12 +766,29 @@ fn push_json_string(out: &mut String, s: &str) {
 ///     .with(tracing_subscriber::fmt::layer().json().with_context_fields());
 /// # drop(subscriber);
 /// ```
+///
+/// Anywhere in the chain:
+///
+/// ```
+/// use contextvars::tracing::FmtContextExt;
+///
+/// let _subscriber = tracing_subscriber::fmt()
+///     .with_context_fields()
+///     .with_target(false)
+///     .json()
+///     .flatten_event(true)
+///     .finish();
+/// ```
 pub trait FmtContextExt: Sized {
     /// The builder or layer, with context fields.
     type Output;
 
     /// Adds the current context's fields to every event, with the default
     /// [`ContextFieldsConfig`].
+    ///
+    /// An event's own field wins over a context variable of the same name (see
+    /// [the trait](FmtContextExt#an-events-own-field-wins)); the call can stand anywhere in the
+    /// chain.
     ///
     /// ```
     /// use contextvars::tracing::FmtContextExt;
@@ -568,7 +798,8 @@ pub trait FmtContextExt: Sized {
         self.with_context_fields_config(ContextFieldsConfig::default())
     }
 
-    /// Adds the current context's fields to every event, as `config` says.
+    /// Adds the current context's fields to every event, as `config` says; on a builder or layer
+    /// that has them already, replaces the configuration.
     ///
     /// ```
     /// use contextvars::tracing::{ContextFieldsConfig, FmtContextExt};
@@ -576,23 +807,327 @@ pub trait FmtContextExt: Sized {
     /// let _subscriber = tracing_subscriber::fmt().with_context_fields_config(config).finish();
     /// ```
     fn with_context_fields_config(self, config: ContextFieldsConfig) -> Self::Output;
+
+    /// The builder's and the layer's own `with_timer` ([`SubscriberBuilder::with_timer`],
+    /// [`Layer::with_timer`](FmtLayer::with_timer)), still there once context fields are on.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// use tracing_subscriber::fmt::time::Uptime;
+    /// let _subscriber = tracing_subscriber::fmt()
+    ///     .with_context_fields()
+    ///     .with_timer(Uptime::default())
+    ///     .finish();
+    /// ```
+    fn with_timer<T2>(self, timer: T2) -> <Self as sealed::Options>::WithTimer<T2>
+    where
+        Self: sealed::Options,
+        T2: FormatTime + 'static,
+    {
+        sealed::Options::with_timer(self, timer)
+    }
+
+    /// The builder's and the layer's own `without_time` ([`SubscriberBuilder::without_time`],
+    /// [`Layer::without_time`](FmtLayer::without_time)), still there once context fields are on.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// let _subscriber = tracing_subscriber::fmt().with_context_fields().without_time().finish();
+    /// ```
+    fn without_time(self) -> <Self as sealed::Options>::WithoutTime
+    where
+        Self: sealed::Options,
+    {
+        sealed::Options::without_time(self)
+    }
+
+    /// The builder's and the layer's own `compact` ([`SubscriberBuilder::compact`],
+    /// [`Layer::compact`](FmtLayer::compact)), still there once context fields are on.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// let _subscriber = tracing_subscriber::fmt().with_context_fields().compact().finish();
+    /// ```
+    fn compact(self) -> <Self as sealed::Options>::Compact
+    where
+        Self: sealed::Options,
+    {
+        sealed::Options::compact(self)
+    }
+
+    /// The builder's and the layer's own `json` ([`SubscriberBuilder::json`],
+    /// [`Layer::json`](FmtLayer::json)), still there once context fields are on: they move into
+    /// the `"context"` object.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// let _subscriber = tracing_subscriber::fmt().with_context_fields().json().finish();
+    /// ```
+    fn json(self) -> <Self as sealed::Options>::Json
+    where
+        Self: sealed::Options,
+    {
+        sealed::Options::json(self)
+    }
+
+    /// The builder's and the layer's own `with_span_events`
+    /// ([`SubscriberBuilder::with_span_events`],
+    /// [`Layer::with_span_events`](FmtLayer::with_span_events)), still there once context fields
+    /// are on.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// use tracing_subscriber::fmt::format::FmtSpan;
+    /// let _subscriber = tracing_subscriber::fmt()
+    ///     .with_context_fields()
+    ///     .with_span_events(FmtSpan::CLOSE)
+    ///     .finish();
+    /// ```
+    fn with_span_events(self, kind: FmtSpan) -> Self
+    where
+        Self: sealed::Options,
+    {
+        sealed::Options::with_span_events(self, kind)
+    }
+
+    /// The builder's and the layer's own `with_ansi` ([`SubscriberBuilder::with_ansi`],
+    /// [`Layer::with_ansi`](FmtLayer::with_ansi)), still there once context fields are on.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// let _s = tracing_subscriber::fmt().with_context_fields().with_ansi(false).finish();
+    /// ```
+    fn with_ansi(self, ansi: bool) -> Self
+    where
+        Self: sealed::Options,
+    {
+        sealed::Options::with_ansi(self, ansi)
+    }
+
+    /// The builder's and the layer's own `with_ansi_sanitization`
+    /// ([`SubscriberBuilder::with_ansi_sanitization`],
+    /// [`Layer::with_ansi_sanitization`](FmtLayer::with_ansi_sanitization)), still there once
+    /// context fields are on.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// let _subscriber = tracing_subscriber::fmt()
+    ///     .with_context_fields()
+    ///     .with_ansi_sanitization(true)
+    ///     .finish();
+    /// ```
+    fn with_ansi_sanitization(self, ansi_sanitization: bool) -> Self
+    where
+        Self: sealed::Options,
+    {
+        sealed::Options::with_ansi_sanitization(self, ansi_sanitization)
+    }
+
+    /// The builder's and the layer's own `log_internal_errors`
+    /// ([`SubscriberBuilder::log_internal_errors`],
+    /// [`Layer::log_internal_errors`](FmtLayer::log_internal_errors)), still there once context
+    /// fields are on.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// let _subscriber = tracing_subscriber::fmt()
+    ///     .with_context_fields()
+    ///     .log_internal_errors(false)
+    ///     .finish();
+    /// ```
+    fn log_internal_errors(self, log_internal_errors: bool) -> Self
+    where
+        Self: sealed::Options,
+    {
+        sealed::Options::log_internal_errors(self, log_internal_errors)
+    }
+
+    /// The builder's and the layer's own `with_target` ([`SubscriberBuilder::with_target`],
+    /// [`Layer::with_target`](FmtLayer::with_target)), still there once context fields are on.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// let _s = tracing_subscriber::fmt().with_context_fields().with_target(false).finish();
+    /// ```
+    fn with_target(self, display_target: bool) -> Self
+    where
+        Self: sealed::Options,
+    {
+        sealed::Options::with_target(self, display_target)
+    }
+
+    /// The builder's and the layer's own `with_file` ([`SubscriberBuilder::with_file`],
+    /// [`Layer::with_file`](FmtLayer::with_file)), still there once context fields are on.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// let _s = tracing_subscriber::fmt().with_context_fields().with_file(true).finish();
+    /// ```
+    fn with_file(self, display_filename: bool) -> Self
+    where
+        Self: sealed::Options,
+    {
+        sealed::Options::with_file(self, display_filename)
+    }
+
+    /// The builder's and the layer's own `with_line_number`
+    /// ([`SubscriberBuilder::with_line_number`],
+    /// [`Layer::with_line_number`](FmtLayer::with_line_number)), still there once context fields
+    /// are on.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// let _s = tracing_subscriber::fmt().with_context_fields().with_line_number(true).finish();
+    /// ```
+    fn with_line_number(self, display_line_number: bool) -> Self
+    where
+        Self: sealed::Options,
+    {
+        sealed::Options::with_line_number(self, display_line_number)
+    }
+
+    /// The builder's and the layer's own `with_level` ([`SubscriberBuilder::with_level`],
+    /// [`Layer::with_level`](FmtLayer::with_level)), still there once context fields are on.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// let _s = tracing_subscriber::fmt().with_context_fields().with_level(false).finish();
+    /// ```
+    fn with_level(self, display_level: bool) -> Self
+    where
+        Self: sealed::Options,
+    {
+        sealed::Options::with_level(self, display_level)
+    }
+
+    /// The builder's and the layer's own `with_thread_names`
+    /// ([`SubscriberBuilder::with_thread_names`],
+    /// [`Layer::with_thread_names`](FmtLayer::with_thread_names)), still there once context fields
+    /// are on.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// let _s = tracing_subscriber::fmt().with_context_fields().with_thread_names(true).finish();
+    /// ```
+    fn with_thread_names(self, display_thread_names: bool) -> Self
+    where
+        Self: sealed::Options,
+    {
+        sealed::Options::with_thread_names(self, display_thread_names)
+    }
+
+    /// The builder's and the layer's own `with_thread_ids` ([`SubscriberBuilder::with_thread_ids`],
+    /// [`Layer::with_thread_ids`](FmtLayer::with_thread_ids)), still there once context fields are
+    /// on.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// let _s = tracing_subscriber::fmt().with_context_fields().with_thread_ids(true).finish();
+    /// ```
+    fn with_thread_ids(self, display_thread_ids: bool) -> Self
+    where
+        Self: sealed::Options,
+    {
+        sealed::Options::with_thread_ids(self, display_thread_ids)
+    }
+
+    /// The JSON format's own `flatten_event` ([`SubscriberBuilder::flatten_event`],
+    /// [`Layer::flatten_event`](FmtLayer::flatten_event)), still there once context fields are on.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// let _subscriber = tracing_subscriber::fmt()
+    ///     .with_context_fields()
+    ///     .json()
+    ///     .flatten_event(true)
+    ///     .finish();
+    /// ```
+    fn flatten_event(self, flatten_event: bool) -> Self
+    where
+        Self: sealed::JsonOptions,
+    {
+        sealed::JsonOptions::flatten_event(self, flatten_event)
+    }
+
+    /// The JSON format's own `with_current_span` ([`SubscriberBuilder::with_current_span`],
+    /// [`Layer::with_current_span`](FmtLayer::with_current_span)), still there once context fields
+    /// are on.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// let _subscriber = tracing_subscriber::fmt()
+    ///     .with_context_fields()
+    ///     .json()
+    ///     .with_current_span(true)
+    ///     .finish();
+    /// ```
+    fn with_current_span(self, display_current_span: bool) -> Self
+    where
+        Self: sealed::JsonOptions,
+    {
+        sealed::JsonOptions::with_current_span(self, display_current_span)
+    }
+
+    /// The JSON format's own `with_span_list` ([`SubscriberBuilder::with_span_list`],
+    /// [`Layer::with_span_list`](FmtLayer::with_span_list)), still there once context fields are
+    /// on.
+    ///
+    /// ```
+    /// use contextvars::tracing::FmtContextExt;
+    /// let _subscriber = tracing_subscriber::fmt()
+    ///     .with_context_fields()
+    ///     .json()
+    ///     .with_span_list(true)
+    ///     .finish();
+    /// ```
+    fn with_span_list(self, display_span_list: bool) -> Self
+    where
+        Self: sealed::JsonOptions,
+    {
+        sealed::JsonOptions::with_span_list(self, display_span_list)
+    }
 }
+
+/// The fmt builder once context fields are on.
+type Builder<N, L, T, F, W> =
+    SubscriberBuilder<ContextFields<N>, ContextFormat<Format<L, T>>, F, W>;
+
+/// The fmt layer once context fields are on.
+type Layer<S, N, L, T, W> = FmtLayer<S, ContextFields<N>, ContextFormat<Format<L, T>>, W>;
 
 impl<N, L, T, F, W> FmtContextExt for SubscriberBuilder<N, Format<L, T>, F, W>
 where
     N: for<'writer> FormatFields<'writer> + 'static,
     L: ContextStyle,
-    Format<L, T>: FormatEvent<::tracing_subscriber::Registry, N> + 'static,
-    ContextFormat<Format<L, T>>:
-        FormatEvent<::tracing_subscriber::Registry, ContextFields<N>> + 'static,
+    Format<L, T>: FormatEvent<Registry, N> + 'static,
+    ContextFormat<Format<L, T>>: FormatEvent<Registry, ContextFields<N>> + 'static,
     W: for<'writer> MakeWriter<'writer> + 'static,
 {
-    type Output = SubscriberBuilder<ContextFields<N>, ContextFormat<Format<L, T>>, F, W>;
+    type Output = Builder<N, L, T, F, W>;
 
     fn with_context_fields_config(self, config: ContextFieldsConfig) -> Self::Output {
         let config = Arc::new(config);
         self.map_fmt_fields(ContextFields::wrapping(config.clone()))
             .map_event_format(ContextFormat::wrapping(config, L::JSON))
+    }
+}
+
+impl<N, L, T, F, W> FmtContextExt for Builder<N, L, T, F, W>
+where
+    N: for<'writer> FormatFields<'writer> + 'static,
+    L: ContextStyle,
+    ContextFormat<Format<L, T>>: FormatEvent<Registry, ContextFields<N>> + 'static,
+    W: for<'writer> MakeWriter<'writer> + 'static,
+{
+    type Output = Self;
+
+    fn with_context_fields_config(self, config: ContextFieldsConfig) -> Self::Output {
+        let config = Arc::new(config);
+        self.map_fmt_fields(|fields| ContextFields {
+            config: config.clone(),
+            ..fields
+        })
+        .map_event_format(|format| ContextFormat { config, ..format })
     }
 }
 
@@ -604,13 +1139,241 @@ where
     Format<L, T>: FormatEvent<S, ContextFields<N>> + 'static,
     W: for<'writer> MakeWriter<'writer> + 'static,
 {
-    type Output = FmtLayer<S, ContextFields<N>, ContextFormat<Format<L, T>>, W>;
+    type Output = Layer<S, N, L, T, W>;
 
     fn with_context_fields_config(self, config: ContextFieldsConfig) -> Self::Output {
         let config = Arc::new(config);
         self.map_fmt_fields(ContextFields::wrapping(config.clone()))
             .map_event_format(ContextFormat::wrapping(config, L::JSON))
     }
+}
+
+impl<S, N, L, T, W> FmtContextExt for Layer<S, N, L, T, W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'writer> FormatFields<'writer> + 'static,
+    L: ContextStyle,
+    ContextFormat<Format<L, T>>: FormatEvent<S, ContextFields<N>> + 'static,
+    W: for<'writer> MakeWriter<'writer> + 'static,
+{
+    type Output = Self;
+
+    fn with_context_fields_config(self, config: ContextFieldsConfig) -> Self::Output {
+        let config = Arc::new(config);
+        self.map_fmt_fields(|fields| ContextFields {
+            config: config.clone(),
+            ..fields
+        })
+        .map_event_format(|format| ContextFormat { config, ..format })
+    }
+}
+
+/// Takes the context fields off a builder, applies one of the builder's own options, and puts
+/// them back with the same configuration.
+fn rebuild_builder<N, L, T, F, W, N2, L2, T2>(
+    builder: Builder<N, L, T, F, W>,
+    option: impl FnOnce(
+        SubscriberBuilder<N, Format<L, T>, F, W>,
+    ) -> SubscriberBuilder<N2, Format<L2, T2>, F, W>,
+) -> Builder<N2, L2, T2, F, W>
+where
+    N: for<'w> FormatFields<'w> + 'static,
+    N2: for<'w> FormatFields<'w> + 'static,
+    L2: ContextStyle,
+    Format<L, T>: FormatEvent<Registry, N> + 'static,
+    Format<L2, T2>: FormatEvent<Registry, ContextFields<N2>> + 'static,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    let mut config = None;
+    let bare = builder
+        .map_fmt_fields(|fields| fields.inner)
+        .map_event_format(|format| {
+            config = Some(format.config);
+            format.inner
+        });
+    let Some(config) = config else {
+        unreachable!("`map_event_format` calls its closure")
+    };
+    option(bare)
+        .map_fmt_fields(ContextFields::wrapping(config.clone()))
+        .map_event_format(ContextFormat::wrapping(config, L2::JSON))
+}
+
+/// [`rebuild_builder`] for the layer.
+fn rebuild_layer<S, N, L, T, W, N2, L2, T2>(
+    layer: Layer<S, N, L, T, W>,
+    option: impl FnOnce(FmtLayer<S, N, Format<L, T>, W>) -> FmtLayer<S, N2, Format<L2, T2>, W>,
+) -> Layer<S, N2, L2, T2, W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+    N2: for<'w> FormatFields<'w> + 'static,
+    L2: ContextStyle,
+    Format<L, T>: FormatEvent<S, N> + 'static,
+    Format<L2, T2>: FormatEvent<S, ContextFields<N2>> + 'static,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    let mut config = None;
+    let bare = layer
+        .map_fmt_fields(|fields| fields.inner)
+        .map_event_format(|format| {
+            config = Some(format.config);
+            format.inner
+        });
+    let Some(config) = config else {
+        unreachable!("`map_event_format` calls its closure")
+    };
+    option(bare)
+        .map_fmt_fields(ContextFields::wrapping(config.clone()))
+        .map_event_format(ContextFormat::wrapping(config, L2::JSON))
+}
+
+/// Options that keep the type, each one line.
+macro_rules! same_type_options {
+    ($rebuild:ident: $($method:ident($arg:ident: $ty:ty)),* $(,)?) => {$(
+        fn $method(self, $arg: $ty) -> Self {
+            $rebuild(self, |inner| inner.$method($arg))
+        }
+    )*};
+}
+
+/// The builder's and the layer's options beneath the context fields, for each format.
+macro_rules! options_for_styles {
+    ($($style:ty),*) => {$(
+        impl<N, T, F, W> sealed::Options for Builder<N, $style, T, F, W>
+        where
+            N: for<'w> FormatFields<'w> + 'static,
+            T: FormatTime + 'static,
+            W: for<'w> MakeWriter<'w> + 'static,
+        {
+            type WithTimer<T2> = Builder<N, $style, T2, F, W>;
+            type WithoutTime = Builder<N, $style, (), F, W>;
+            type Compact = Builder<N, Compact, T, F, W>;
+            type Json = Builder<JsonFields, Json, T, F, W>;
+
+            fn with_timer<T2: FormatTime + 'static>(self, timer: T2) -> Self::WithTimer<T2> {
+                rebuild_builder(self, |inner| inner.with_timer(timer))
+            }
+
+            fn without_time(self) -> Self::WithoutTime {
+                rebuild_builder(self, |inner| inner.without_time())
+            }
+
+            fn compact(self) -> Self::Compact {
+                rebuild_builder(self, |inner| inner.compact())
+            }
+
+            fn json(self) -> Self::Json {
+                rebuild_builder(self, |inner| inner.json())
+            }
+
+            same_type_options!(rebuild_builder:
+                with_span_events(kind: FmtSpan),
+                with_ansi(ansi: bool),
+                with_ansi_sanitization(ansi_sanitization: bool),
+                log_internal_errors(log_internal_errors: bool),
+                with_target(display_target: bool),
+                with_file(display_filename: bool),
+                with_line_number(display_line_number: bool),
+                with_level(display_level: bool),
+                with_thread_names(display_thread_names: bool),
+                with_thread_ids(display_thread_ids: bool),
+            );
+        }
+
+        impl<S, N, T, W> sealed::Options for Layer<S, N, $style, T, W>
+        where
+            S: Subscriber + for<'a> LookupSpan<'a>,
+            N: for<'w> FormatFields<'w> + 'static,
+            T: FormatTime + 'static,
+            W: for<'w> MakeWriter<'w> + 'static,
+        {
+            type WithTimer<T2> = Layer<S, N, $style, T2, W>;
+            type WithoutTime = Layer<S, N, $style, (), W>;
+            type Compact = Layer<S, N, Compact, T, W>;
+            type Json = Layer<S, JsonFields, Json, T, W>;
+
+            fn with_timer<T2: FormatTime + 'static>(self, timer: T2) -> Self::WithTimer<T2> {
+                rebuild_layer(self, |inner| inner.with_timer(timer))
+            }
+
+            fn without_time(self) -> Self::WithoutTime {
+                rebuild_layer(self, |inner| inner.without_time())
+            }
+
+            fn compact(self) -> Self::Compact {
+                rebuild_layer(self, |inner| inner.compact())
+            }
+
+            fn json(self) -> Self::Json {
+                rebuild_layer(self, |inner| inner.json())
+            }
+
+            // The layer has these for any format.
+            fn with_ansi(self, ansi: bool) -> Self {
+                FmtLayer::with_ansi(self, ansi)
+            }
+
+            fn with_ansi_sanitization(self, ansi_sanitization: bool) -> Self {
+                FmtLayer::with_ansi_sanitization(self, ansi_sanitization)
+            }
+
+            fn log_internal_errors(self, log_internal_errors: bool) -> Self {
+                FmtLayer::log_internal_errors(self, log_internal_errors)
+            }
+
+            same_type_options!(rebuild_layer:
+                with_span_events(kind: FmtSpan),
+                with_target(display_target: bool),
+                with_file(display_filename: bool),
+                with_line_number(display_line_number: bool),
+                with_level(display_level: bool),
+                with_thread_names(display_thread_names: bool),
+                with_thread_ids(display_thread_ids: bool),
+            );
+        }
+    )*};
+}
+
+options_for_styles!(Full, Compact, Json);
+
+/// The JSON format's options beneath the context fields.
+macro_rules! json_options {
+    ($($method:ident($arg:ident)),*) => {$(
+        fn $method(self, $arg: bool) -> Self {
+            self.map_event_format(|format| ContextFormat {
+                inner: format.inner.$method($arg),
+                ..format
+            })
+        }
+    )*};
+}
+
+impl<N, T, F, W> sealed::JsonOptions for Builder<N, Json, T, F, W>
+where
+    N: for<'w> FormatFields<'w> + 'static,
+    T: FormatTime + 'static,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    json_options!(
+        flatten_event(flatten_event),
+        with_current_span(display_current_span),
+        with_span_list(display_span_list)
+    );
+}
+
+impl<S, N, T, W> sealed::JsonOptions for Layer<S, N, Json, T, W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+    T: FormatTime + 'static,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    json_options!(
+        flatten_event(flatten_event),
+        with_current_span(display_current_span),
+        with_span_list(display_span_list)
+    );
 }
 
 /// Spans as an opt-in on any future: the context *and* the current span travel with it.

@@ -5,6 +5,7 @@
 //! `curl -si -X POST -H 'x-request-id: req-abc' http://127.0.0.1:3000/orders`
 //! (set `PORT` to listen elsewhere; without the header, an id is generated).
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use axum::http::header::CONTENT_TYPE;
@@ -34,10 +35,14 @@ async fn create_order() -> impl IntoResponse {
 
 #[tokio::main]
 async fn main() {
+    // Colors on a terminal only, and never with `NO_COLOR` set.
+    let color = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     tracing_subscriber::fmt()
+        .with_context_fields() // every line prints request_id=...
+        .with_ansi(color)
         .with_target(false)
         .without_time()
-        .with_context_fields() // every line prints request_id=...
         .init();
 
     let app = Router::new()

@@ -4,6 +4,8 @@
 //!
 //! `cargo run --example logging --features tokio,tracing`
 
+use std::io::IsTerminal;
+
 use contextvars::tokio::{spawn_blocking_with_context, spawn_with_context};
 use contextvars::tracing::FmtContextExt;
 use contextvars::{preserve_context, ContextVar};
@@ -27,10 +29,14 @@ async fn worker() {
 
 #[tokio::main]
 async fn main() {
+    // Colors on a terminal only, and never with `NO_COLOR` set.
+    let color = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     tracing_subscriber::fmt()
+        .with_context_fields() // the one line of set-up
+        .with_ansi(color)
         .with_target(false)
         .without_time()
-        .with_context_fields() // the one line of set-up
         .init();
 
     let request = async {

@@ -96,6 +96,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod context;
+mod debug_value;
 mod future;
 mod job;
 mod map;
@@ -155,6 +156,7 @@ pub mod rayon;
 pub struct ReadmeDoctests;
 
 pub use crate::context::{Context, ContextGuard, Entry, Iter};
+pub use crate::debug_value::DebugValue;
 pub use crate::future::{ContextExt, ScopedFuture, WithContext};
 pub use crate::job::JobHandle;
 pub use crate::var::{AccessError, ContextVar, VarKey};
@@ -167,8 +169,11 @@ pub use crate::var::{AccessError, ContextVar, VarKey};
 /// [`.with_current_context()`](ContextExt::with_current_context) on every call's future (and,
 /// with the `tracing` feature, entering the span current at the call, like the adapters do).
 ///
-/// It works on free functions and inherent methods (`&self`, `&mut self`, `self`), generic or
-/// not; the future is `Send` whenever the body's future is. Not for `async fn` in traits.
+/// It works on free functions and methods (`&self`, `&mut self`, `self`, `self: Box<Self>`),
+/// generic or not: inherent methods, methods in an `impl Trait for Type` block (for a trait's
+/// `async fn` or `fn .. -> impl Future`), and default bodies written in a trait. The future is
+/// `Send` whenever the body's future is. A method declared in a trait without a body has nothing
+/// to wrap: the attribute goes on each implementation instead, and the compile error says so.
 ///
 /// # Examples
 ///
@@ -185,6 +190,30 @@ pub use crate::var::{AccessError, ContextVar, VarKey};
 /// let fut = USER_ID.scope("user-789".into(), worker); // called in the scope...
 /// let seen = futures::executor::block_on(fut); // ...polled outside it
 /// assert_eq!(seen.as_deref(), Some("user-789"));
+/// ```
+///
+/// On a trait's methods, in the implementation:
+///
+/// ```
+/// use contextvars::{preserve_context, ContextVar};
+///
+/// static USER_ID: ContextVar<String> = ContextVar::new("user_id");
+///
+/// trait Handler {
+///     fn handle(&self, path: &str) -> impl std::future::Future<Output = String> + Send;
+/// }
+///
+/// struct Orders;
+///
+/// impl Handler for Orders {
+///     #[preserve_context]
+///     async fn handle(&self, path: &str) -> String {
+///         format!("{path} for {}", USER_ID.get().unwrap_or_default())
+///     }
+/// }
+///
+/// let fut = USER_ID.scope("user-789".into(), || Orders.handle("/orders"));
+/// assert_eq!(futures::executor::block_on(fut), "/orders for user-789");
 /// ```
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]

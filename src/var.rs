@@ -48,9 +48,10 @@ fn display_fmt<T: fmt::Display>(value: &T, f: &mut fmt::Formatter<'_>) -> fmt::R
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-impl<T: fmt::Debug> ContextVar<T> {
+impl<T> ContextVar<T> {
     /// A new variable called `name`, with no default. Its values print with `Debug` in
-    /// [`Context`]'s `Debug` output and in logging integrations.
+    /// [`Context`]'s `Debug` output and in logging integrations; for values that must never be
+    /// printed (secrets), use [`ContextVar::opaque`].
     ///
     /// # Examples
     ///
@@ -63,7 +64,10 @@ impl<T: fmt::Debug> ContextVar<T> {
     /// let local: ContextVar<u64> = ContextVar::new("user_id");
     /// local.scope(1, || assert_eq!(USER_ID.get(), None)); // distinct from USER_ID
     /// ```
-    pub const fn new(name: &'static str) -> ContextVar<T> {
+    pub const fn new(name: &'static str) -> ContextVar<T>
+    where
+        T: crate::DebugValue,
+    {
         ContextVar {
             name,
             id: AtomicU64::new(0),

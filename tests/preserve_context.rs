@@ -138,3 +138,80 @@ fn unused_arguments_live_as_long_as_the_future() {
     futures::executor::block_on(fut);
     assert_eq!(drops.load(Ordering::SeqCst), 1);
 }
+
+/// `async fn` in a trait, implemented with `#[preserve_context]`.
+trait Greeter {
+    async fn greet(&self, suffix: &str) -> String;
+    async fn count(&mut self) -> (usize, Option<String>);
+}
+
+/// A trait that asks for a `Send` future, implemented with an `async fn`.
+trait SendService {
+    fn call(&self) -> impl std::future::Future<Output = Option<String>> + Send;
+}
+
+/// `#[preserve_context]` on a default body, in the trait.
+trait WithDefault {
+    #[preserve_context]
+    async fn seen(&self) -> Option<String> {
+        Yield(1).await;
+        USER_ID.get()
+    }
+}
+
+impl Greeter for Service {
+    #[preserve_context]
+    async fn greet(&self, suffix: &str) -> String {
+        Yield(1).await;
+        format!(
+            "{}:{}:{suffix}",
+            self.name,
+            USER_ID.get().unwrap_or_default()
+        )
+    }
+
+    #[preserve_context]
+    async fn count(&mut self) -> (usize, Option<String>) {
+        self.name.push('+');
+        Yield(1).await;
+        (self.name.len(), USER_ID.get())
+    }
+}
+
+impl SendService for Service {
+    #[preserve_context]
+    async fn call(&self) -> Option<String> {
+        Yield(1).await;
+        USER_ID.get()
+    }
+}
+
+impl WithDefault for Service {}
+
+#[test]
+fn trait_methods_taking_self_by_reference_carry_the_context_of_the_call() {
+    let mut service = Service { name: "svc".into() };
+    let greet = USER_ID.scope("u1".into(), || service.greet("x"));
+    assert_eq!(futures::executor::block_on(greet), "svc:u1:x");
+    let count = USER_ID.scope("u2".into(), || service.count());
+    assert_eq!(
+        futures::executor::block_on(count),
+        (4, Some("u2".to_string()))
+    );
+    let seen = USER_ID.scope("u3".into(), || service.seen());
+    assert_eq!(futures::executor::block_on(seen).as_deref(), Some("u3"));
+    assert_eq!(futures::executor::block_on(service.seen()), None);
+}
+
+#[test]
+fn a_trait_method_that_promises_send_runs_on_another_thread() {
+    let service = Service { name: "svc".into() };
+    let call = assert_send(USER_ID.scope("u4".into(), || service.call()));
+    let seen = std::thread::scope(|scope| {
+        scope
+            .spawn(move || futures::executor::block_on(call))
+            .join()
+            .unwrap()
+    });
+    assert_eq!(seen.as_deref(), Some("u4"));
+}

@@ -358,3 +358,216 @@ fn parallel_iterator_closures_log_with_the_context_and_the_span() {
         assert!(line.contains("par_request:"), "{line}");
     }
 }
+
+/// Runs `f` with `dispatch` as the default subscriber.
+fn with_dispatch(dispatch: impl Into<tracing::Dispatch>, f: impl FnOnce()) {
+    tracing::dispatcher::with_default(&dispatch.into(), f);
+}
+
+#[test]
+fn with_context_fields_works_anywhere_in_the_builder_chain() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_context_fields()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_target(false)
+        .with_level(false)
+        .without_time()
+        .compact();
+    with_dispatch(subscriber, || {
+        REQUEST_ID.scope("req-any".into(), || info!(n = 1, "anywhere"));
+    });
+    assert_eq!(captured.lines(), ["anywhere n=1 request_id=req-any"]);
+
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_context_fields()
+        .with_writer(captured.clone())
+        .without_time()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false);
+    with_dispatch(subscriber, || {
+        REQUEST_ID.scope("req-json".into(), || {
+            info_span!("ignored").in_scope(|| info!(n = 2, "json anywhere"));
+        });
+    });
+    let lines = captured.lines();
+    let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(line["n"], 2, "flattened: {line}");
+    assert_eq!(line["message"], "json anywhere");
+    assert_eq!(line["context"]["request_id"], "req-json");
+    for absent in ["fields", "span", "spans", "timestamp"] {
+        assert!(line.get(absent).is_none(), "{absent}: {line}");
+    }
+}
+
+#[test]
+fn with_context_fields_works_anywhere_on_a_layer_and_a_second_call_replaces_the_config() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let captured = Captured::default();
+    let layer = tracing_subscriber::fmt::layer()
+        .with_context_fields()
+        .with_writer(captured.clone())
+        .with_ansi(false)
+        .with_target(false)
+        .with_level(false)
+        .without_time()
+        .compact()
+        .with_context_fields_config(ContextFieldsConfig::new().only([USER_ID.key()]));
+    with_dispatch(tracing_subscriber::registry().with(layer), || {
+        REQUEST_ID.scope("req-layer".into(), || USER_ID.scope(5, || info!("layer")));
+    });
+    assert_eq!(captured.lines(), ["layer user_id=5"]);
+}
+
+/// A text subscriber in the `Full` or the `Compact` format, writing into `captured`.
+fn text_format(captured: &Captured, compact: bool) -> tracing::Dispatch {
+    let builder = tracing_subscriber::fmt()
+        .with_context_fields()
+        .with_ansi(false)
+        .with_writer(captured.clone());
+    match compact {
+        false => tracing::Dispatch::new(builder.finish()),
+        true => tracing::Dispatch::new(builder.compact().finish()),
+    }
+}
+
+/// Events whose fields share names with the context's variables, in a context holding
+/// `request_id = "ctx-id"` and `user_id = 7`.
+fn log_shared_names() {
+    REQUEST_ID.scope("ctx-id".into(), || {
+        USER_ID.scope(7, || {
+            info!(request_id = "own-id", "shadowed");
+            info!("not shadowed");
+            info!(request_id = "own-id", user_id = 8, "both shadowed");
+        });
+    });
+}
+
+#[test]
+fn an_events_own_field_wins_over_a_context_variable_of_the_same_name_in_text() {
+    for compact in [false, true] {
+        let captured = Captured::default();
+        with_dispatch(text_format(&captured, compact), log_shared_names);
+        let lines = captured.lines();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        fn fields(line: &str) -> (Vec<&str>, Vec<&str>) {
+            (field(line, "request_id"), field(line, "user_id"))
+        }
+        assert_eq!(
+            fields(&lines[0]),
+            (vec!["\"own-id\""], vec!["7"]),
+            "{}",
+            lines[0]
+        );
+        assert_eq!(
+            fields(&lines[1]),
+            (vec!["ctx-id"], vec!["7"]),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(
+            fields(&lines[2]),
+            (vec!["\"own-id\""], vec!["8"]),
+            "{}",
+            lines[2]
+        );
+    }
+}
+
+#[test]
+fn an_events_own_field_wins_over_a_context_variable_of_the_same_name_in_json() {
+    for flatten in [false, true] {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(flatten)
+            .with_context_fields()
+            .with_writer(captured.clone());
+        with_dispatch(subscriber, log_shared_names);
+        let lines: Vec<serde_json::Value> = captured
+            .lines()
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        let own = |line: &serde_json::Value, key: &str| match flatten {
+            true => line[key].clone(),
+            false => line["fields"][key].clone(),
+        };
+        assert_eq!(own(&lines[0], "request_id"), "own-id");
+        assert!(
+            lines[0]["context"].get("request_id").is_none(),
+            "{}",
+            lines[0]
+        );
+        assert_eq!(lines[0]["context"]["user_id"], 7);
+        assert_eq!(lines[1]["context"]["request_id"], "ctx-id");
+        assert_eq!(lines[1]["context"]["user_id"], 7);
+        assert_eq!(own(&lines[2], "user_id"), 8);
+        // Nothing left for the object: no object.
+        assert!(lines[2].get("context").is_none(), "{}", lines[2]);
+    }
+}
+
+#[test]
+fn an_event_field_called_context_wins_over_the_context_object_only_where_they_meet() {
+    for flatten in [false, true] {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_context_fields()
+            .json()
+            .flatten_event(flatten)
+            .with_writer(captured.clone());
+        with_dispatch(subscriber, || {
+            REQUEST_ID.scope("ctx-id".into(), || info!(context = "mine", "own context"));
+        });
+        let raw = &captured.lines()[0];
+        let line: serde_json::Value = serde_json::from_str(raw).unwrap();
+        if flatten {
+            // `serde_json` keeps the last of two equal keys: count them in the text.
+            assert_eq!(raw.matches("\"context\":").count(), 1, "one key: {raw}");
+            assert_eq!(line["context"], "mine", "{line}");
+        } else {
+            assert_eq!(line["fields"]["context"], "mine", "{line}");
+            assert_eq!(line["context"]["request_id"], "ctx-id", "{line}");
+        }
+    }
+}
+
+#[test]
+fn control_characters_in_a_value_are_escaped_in_text_lines() {
+    let captured = Captured::default();
+    with_dispatch(text_format(&captured, false), || {
+        REQUEST_ID.scope("a\nb\x1b[31mc".into(), || info!("controls"));
+    });
+    let lines = captured.lines();
+    assert_eq!(lines.len(), 1, "one line: {lines:?}");
+    assert!(
+        lines[0].ends_with(r"request_id=a\nb\u{1b}[31mc"),
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
+fn every_example_with_a_fmt_subscriber_colors_a_terminal_only() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let path = entry.unwrap().path();
+        let source = std::fs::read_to_string(&path).unwrap();
+        if source.contains("tracing_subscriber::fmt") {
+            for needed in [".with_ansi(color)", "is_terminal()", "\"NO_COLOR\""] {
+                assert!(source.contains(needed), "{}: no {needed}", path.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "the logging and axum_orders examples at least"
+    );
+}

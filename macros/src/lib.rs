@@ -8,8 +8,8 @@ use proc_macro2::Span;
 use quote::quote;
 use syn::visit_mut::VisitMut;
 use syn::{
-    parse_macro_input, parse_quote, FnArg, GenericParam, ItemFn, Lifetime, LifetimeParam, Pat,
-    ReturnType, Type,
+    parse_quote, FnArg, GenericParam, ItemFn, Lifetime, LifetimeParam, Pat, ReturnType,
+    TraitItemFn, Type,
 };
 
 /// Makes an `async fn` carry the context of its call site; see `contextvars::preserve_context`.
@@ -26,10 +26,27 @@ pub fn preserve_context(attr: TokenStream, item: TokenStream) -> TokenStream {
         .to_compile_error()
         .into();
     }
-    let function = parse_macro_input!(item as ItemFn);
+    let function = match syn::parse::<ItemFn>(item.clone()) {
+        Ok(function) => function,
+        Err(error) => return not_a_function(item, error).to_compile_error().into(),
+    };
     match expand(function) {
         Ok(tokens) => tokens.into(),
         Err(error) => error.to_compile_error().into(),
+    }
+}
+
+/// The error for an item that is not a function with a body, naming the alternative when it is a
+/// method declared in a trait without one.
+fn not_a_function(item: TokenStream, error: syn::Error) -> syn::Error {
+    match syn::parse::<TraitItemFn>(item) {
+        Ok(declaration) if declaration.default.is_none() => syn::Error::new_spanned(
+            &declaration.sig,
+            "#[preserve_context] needs the method's body, and a trait's declaration has none: \
+             put #[preserve_context] on the method in each `impl Trait for Type` block instead \
+             (or on a default body written in the trait)",
+        ),
+        _ => error,
     }
 }
 
@@ -76,7 +93,8 @@ fn expand(mut function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
     if signature.asyncness.is_none() {
         return Err(syn::Error::new_spanned(
             signature.fn_token,
-            "#[preserve_context] goes on an `async fn`",
+            "#[preserve_context] goes on an `async fn`; a `fn` that returns a future can return \
+             `future.with_current_context()` (`contextvars::ContextExt`) instead",
         ));
     }
     if let Some(constness) = &signature.constness {
@@ -87,31 +105,33 @@ fn expand(mut function: ItemFn) -> syn::Result<proc_macro2::TokenStream> {
     }
     signature.asyncness = None;
 
-    // Name the elided lifetimes of the arguments and the receiver.
+    // Name the elided lifetimes of the arguments and the receiver, each once: the lifetime
+    // parameters must match the elided ones one for one, or a trait impl's method no longer
+    // matches the trait's declaration.
     let mut namer = NameElided { named: Vec::new() };
     for input in &mut signature.inputs {
         match input {
-            FnArg::Receiver(receiver) => {
-                if let Some((_, lifetime @ None)) = &mut receiver.reference {
-                    *lifetime = Some(namer.fresh(Span::call_site()));
+            FnArg::Receiver(receiver) => match &mut receiver.reference {
+                // `&self`, `&'a self`, `&mut self`: `ty` repeats the reference (`&Self`); name
+                // the lifetime once and keep both spellings in step.
+                Some((_, lifetime)) => {
+                    let named = match lifetime.take() {
+                        None => namer.fresh(Span::call_site()),
+                        Some(mut explicit) => {
+                            namer.visit_lifetime_mut(&mut explicit);
+                            explicit
+                        }
+                    };
+                    *lifetime = Some(named.clone());
+                    if let Type::Reference(reference) = &mut *receiver.ty {
+                        reference.lifetime = Some(named);
+                        namer.visit_type_mut(&mut reference.elem);
+                    }
                 }
-                if let Some((_, Some(lifetime))) = &mut receiver.reference {
-                    namer.visit_lifetime_mut(lifetime);
-                }
-                let ty = &mut *receiver.ty;
-                namer.visit_type_mut(ty);
-            }
+                // `self`, `mut self`, `self: Box<Self>`, `self: &Self`, `self: Pin<&mut Self>`.
+                None => namer.visit_type_mut(&mut receiver.ty),
+            },
             FnArg::Typed(typed) => namer.visit_type_mut(&mut typed.ty),
-        }
-    }
-    // A receiver's `ty` repeats its reference; keep both spellings in step.
-    for input in &mut signature.inputs {
-        if let FnArg::Receiver(receiver) = input {
-            if let (Some((_, Some(lifetime))), Type::Reference(reference)) =
-                (&receiver.reference, &mut *receiver.ty)
-            {
-                reference.lifetime = Some(lifetime.clone());
-            }
         }
     }
     for lifetime in &namer.named {

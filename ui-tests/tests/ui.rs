@@ -1,0 +1,13 @@
+//! The compile errors users see, as `tests/ui/*.stderr` holds them.
+
+#[test]
+fn preserve_context_names_the_alternative_where_it_cannot_go() {
+    let cases = trybuild::TestCases::new();
+    cases.compile_fail("tests/ui/preserve_context_on_a_trait_declaration.rs");
+    cases.compile_fail("tests/ui/preserve_context_on_a_fn_that_is_not_async.rs");
+}
+
+#[test]
+fn a_value_without_debug_points_to_context_var_opaque() {
+    trybuild::TestCases::new().compile_fail("tests/ui/new_without_debug.rs");
+}
