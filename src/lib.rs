@@ -73,6 +73,31 @@
 //! closure of [`Context::run`] / [`ContextVar::scope`], or else the thread itself. A frame ends by
 //! putting back exactly the context it found, even when it panics.
 //!
+//! # Never forget a spawn
+//!
+//! A task, pool job or thread started with the runtime's own `spawn` runs in the worker's
+//! context, normally empty, not in the caller's: one spawn written without its `_with_context`
+//! helper and that work loses the request id. Clippy can report every such call in your code. The
+//! README's section "Never forget a spawn" has the whole `clippy.toml` to copy (in the
+//! repository: `tests/fixtures/clippy-recipe/clippy.toml`, on which CI checks that clippy
+//! reports each entry). An excerpt:
+//!
+//! ```toml
+//! disallowed-methods = [
+//!     { path = "tokio::task::spawn", reason = "loses the caller's context: use contextvars::tokio::spawn_with_context" },
+//!     { path = "std::thread::spawn", reason = "loses the caller's context: use contextvars::thread::spawn_with_context, or run_in_pool_with_context for a result" },
+//!     # ... one entry for every raw spawn of tokio, async-std, smol, rayon and std threads
+//! ]
+//! await-holding-invalid-types = [
+//!     { path = "contextvars::ContextGuard", reason = "an attached context must not live across .await: give the future its context with .with_context(..) (contextvars::ContextExt)" },
+//! ]
+//! ```
+//!
+//! Clippy then warns at each raw call with the reason as a note, for example
+//! `use of a disallowed method tokio::task::spawn` (also when the call is spelled
+//! `tokio::spawn`), `note: loses the caller's context: use contextvars::tokio::spawn_with_context`.
+//! It sees only your own crates: spawns inside your dependencies are not reported.
+//!
 //! # Feature flags
 //!
 //! - `macros` (default): [`#[preserve_context]`](macro@preserve_context) for `async fn`s.
