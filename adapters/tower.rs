@@ -123,6 +123,7 @@ use ::http::header::{HeaderMap, HeaderName, HeaderValue};
 use ::http::{Request, Response};
 use ::tower::{Layer, Service};
 use ::tower_http::request_id::{MakeRequestId, RequestId};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 use pin_project_lite::pin_project;
 
 use crate::{Context, ContextExt, ContextVar, WithContext};
@@ -563,41 +564,33 @@ fn is_baggage_octet(b: u8) -> bool {
     matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
 }
 
+/// Decodes a value's `%` escapes. A `%` not followed by two hex digits makes the member
+/// malformed (`None`); decoded bytes that are not UTF-8 become U+FFFD, as the spec requires.
 fn percent_decode(value: &str) -> Option<Cow<'_, str>> {
-    if !value.contains('%') {
-        return Some(Cow::Borrowed(value));
-    }
     let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hi = (hex[0] as char).to_digit(16)?;
-            let lo = (hex[1] as char).to_digit(16)?;
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    // The spec: octet sequences that are not valid UTF-8 become U+FFFD, the member is kept.
-    Some(Cow::Owned(String::from_utf8_lossy(&out).into_owned()))
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    well_formed.then(|| percent_decode_str(value).decode_utf8_lossy())
 }
 
+/// What a value cannot hold as is: everything but the `baggage-octet`s (percent-encoding escapes
+/// every non-ASCII byte itself), plus `%` so decoding is unambiguous and `=` because
+/// OpenTelemetry's parser cuts values at it.
+const VALUE_ESCAPES: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b',')
+    .add(b';')
+    .add(b'\\')
+    .add(b'%')
+    .add(b'=');
+
 fn percent_encode_into(out: &mut String, value: &str) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in value.as_bytes() {
-        // `%` so decoding is unambiguous, `=` because OpenTelemetry's parser cuts values at it.
-        if is_baggage_octet(b) && b != b'%' && b != b'=' {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 15)] as char);
-        }
-    }
+    out.extend(utf8_percent_encode(value, VALUE_ESCAPES));
 }
 
 /// Builds a `baggage` header value within the limits, skipping keys already written.
