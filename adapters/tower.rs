@@ -154,9 +154,10 @@ pub static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id").with_d
 /// integrations do not print it.
 static FORWARDED: ContextVar<Baggage> = ContextVar::opaque("baggage");
 
-/// The registered members received with `%` escapes, as received: a variable whose value still
-/// formats to the decoded value is sent on with the same escapes, so it takes no more room than
-/// it did on the way in. Opaque, and only set when there is such a member.
+/// The registered members received with escapes that encoding their value would not give back,
+/// as received: a variable whose value still formats to the decoded value is sent on with the
+/// same escapes, so it takes no more room than it did on the way in. Opaque, and only set when
+/// there is such a member.
 static REGISTERED_AS_RECEIVED: ContextVar<Baggage> = ContextVar::opaque("baggage_as_received");
 
 /// The header the request id travels in unless configured otherwise: `x-request-id`.
@@ -220,8 +221,7 @@ const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 pub struct BaggageMember {
     key: Box<str>,
     value: Box<str>,
-    /// The value as received, when it had `%` escapes (without them it is what encoding the
-    /// decoded value gives back).
+    /// The value as received, when encoding `value` would not give it back.
     encoded: Option<Box<str>>,
     properties: Box<str>,
 }
@@ -523,10 +523,20 @@ struct RawMember<'a> {
 }
 
 impl<'a> RawMember<'a> {
-    /// The value as written, when it had `%` escapes: without them, encoding the decoded value
-    /// gives it back.
+    /// The value as written, when encoding the decoded value would not give it back (needless or
+    /// lowercase escapes, escapes of bytes that are not UTF-8).
     fn escaped(&self) -> Option<&'a str> {
-        matches!(self.value, Cow::Owned(_)).then_some(self.encoded)
+        let Cow::Owned(value) = &self.value else {
+            return None; // no escapes at all
+        };
+        let mut rest = self.encoded;
+        for chunk in utf8_percent_encode(value, VALUE_ESCAPES) {
+            match rest.strip_prefix(chunk) {
+                Some(after) => rest = after,
+                None => return Some(self.encoded),
+            }
+        }
+        (!rest.is_empty()).then_some(self.encoded)
     }
 }
 
@@ -603,6 +613,8 @@ fn parse_member(piece: &str) -> Option<RawMember<'_>> {
 /// each one and around its `=` (so none is ever written out): `p;q=v`. `None` when one of them is
 /// malformed or empty.
 fn canonical_properties(properties: &str) -> Option<Cow<'_, str>> {
+    // Without whitespace the input is canonical already: it is only checked.
+    let rewrite = properties.contains([' ', '\t']);
     let mut canonical = String::new();
     for (i, property) in properties.split(';').enumerate() {
         let property = trim_ows(property);
@@ -613,20 +625,21 @@ fn canonical_properties(properties: &str) -> Option<Cow<'_, str>> {
         if !is_token(key) || !value.is_none_or(|v| v.bytes().all(is_baggage_octet)) {
             return None;
         }
-        if i > 0 {
-            canonical.push(';');
-        }
-        canonical.push_str(key);
-        if let Some(value) = value {
-            canonical.push('=');
-            canonical.push_str(value);
+        if rewrite {
+            if i > 0 {
+                canonical.push(';');
+            }
+            canonical.push_str(key);
+            if let Some(value) = value {
+                canonical.push('=');
+                canonical.push_str(value);
+            }
         }
     }
-    Some(if canonical.len() == properties.len() {
-        // Nothing was removed: the input is already canonical.
-        Cow::Borrowed(properties)
-    } else {
+    Some(if rewrite {
         Cow::Owned(canonical)
+    } else {
+        Cow::Borrowed(properties)
     })
 }
 
@@ -649,6 +662,9 @@ fn is_baggage_octet(b: u8) -> bool {
 /// Decodes a value's `%` escapes. A `%` not followed by two hex digits makes the member
 /// malformed (`None`); decoded bytes that are not UTF-8 become U+FFFD, as the spec requires.
 fn percent_decode(value: &str) -> Option<Cow<'_, str>> {
+    if !value.contains('%') {
+        return Some(Cow::Borrowed(value)); // already text: nothing to check or decode
+    }
     let bytes = value.as_bytes();
     let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
         b != b'%'
@@ -656,7 +672,15 @@ fn percent_decode(value: &str) -> Option<Cow<'_, str>> {
                 .get(i + 1..i + 3)
                 .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
     });
-    well_formed.then(|| percent_decode_str(value).decode_utf8_lossy())
+    if !well_formed {
+        return None;
+    }
+    // Decoding only shrinks: one allocation, of the encoded length.
+    let mut decoded = Vec::with_capacity(value.len());
+    decoded.extend(percent_decode_str(value));
+    Some(Cow::Owned(String::from_utf8(decoded).unwrap_or_else(
+        |invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned(),
+    )))
 }
 
 /// What the W3C grammar does not let a value hold as is: every byte that is not a
