@@ -70,18 +70,27 @@
 //! | several request id headers | the first is read; if it is valid the others are left alone, if not they are all replaced by the generated id |
 //! | the generator returns `None` or an id that is empty or not visible ASCII | the request runs with no request id set and no response header |
 //! | a `baggage` header line with bytes that are not visible ASCII, space or tab (for example non-UTF-8) | that line is ignored whole; other `baggage` lines are still read |
-//! | several `baggage` lines | read in order, as one list joined by `,` |
+//! | several `baggage` lines | read in order, as one list joined by `,` (an empty line too) |
 //! | an empty member (`a=1,,b=2`, trailing `,`) | skipped |
-//! | a malformed member: no `=`, a key that is not an HTTP token, a value with a character outside the spec's `baggage-octet`s, a bad `%` escape (`%ZZ`, `%4` at the end), a malformed property | that member is dropped, the others are kept |
-//! | a value whose `%` escapes decode to bytes that are not valid UTF-8 (`a=%FF`) | the member is kept, each invalid sequence replaced by U+FFFD `�`, as the spec requires |
+//! | a malformed member: no `=`, a key that is not an HTTP token, a value with a character outside the spec's `baggage-octet`s, a bad `%` escape (`%ZZ`, `%4` at the end), a malformed property, a `;` with no property after it (`a=1;`, `a=1; `, `a=1;;p`) | that member is dropped, the others are kept |
+//! | spaces and tabs around keys, values, properties and their `=`, `;` and `,` (the spec's optional whitespace) | accepted and removed: what is forwarded has none |
+//! | a value whose `%` escapes decode to bytes that are not valid UTF-8 (`a=%FF`) | the member is kept, each invalid sequence replaced by U+FFFD `�`, as the spec requires; forwarded with the escapes it came with (`a=%FF`) |
 //! | a registered member whose value the parse function rejects (`None`) | that member is dropped and not forwarded, and does not count towards the member limit: the variable keeps the value of an earlier member of that key that parsed, or stays unset |
 //! | the same key twice | the last value that parses wins (at the position of the first); a later member of a key already kept does not count again towards the member limit |
 //! | more than 64 distinct keys ([`MAX_BAGGAGE_MEMBERS`]) | the first 64 keys accepted (valid, and for registered keys parsed) are kept; members with other keys after them are dropped, while later members of the kept keys still replace their values |
-//! | more than 8,192 bytes ([`MAX_BAGGAGE_BYTES`], all lines and their joining `,` counted) | members that end past byte 8,192 are dropped, those before kept |
+//! | more than 8,192 bytes ([`MAX_BAGGAGE_BYTES`], all lines read, empty ones included, and their joining `,` counted; ignored lines are not) | members that end past byte 8,192 are dropped, those before kept |
 //!
 //! On output the same limits apply: members are written registered variables first (in
 //! registration order), then the forwarded ones, and a member that would take the header past
-//! 64 members or 8,192 bytes is left out.
+//! 64 members or 8,192 bytes is left out. Nothing the service did not change grows on the way
+//! out, so what was accepted on the way in is forwarded: a forwarded member, and a registered
+//! variable whose value still formats to the value received, are written with their value as it
+//! came in (escapes, even needless or lowercase ones, included), and without the optional
+//! whitespace. New values are percent-encoded only where the grammar requires it: `%` and the
+//! bytes that are not `baggage-octet`s (controls, space, `"`, `,`, `;`, `\`, non-ASCII). `=` is
+//! written as is, as the grammar allows; note that OpenTelemetry's Rust `BaggagePropagator`
+//! (0.33) cuts a value at its first `=`, so a value meant for it should not hold one. No control
+//! character (tab included) is ever written.
 //!
 //! # Examples
 //!
@@ -198,6 +207,7 @@ use ::http::header::{HeaderMap, HeaderName, HeaderValue};
 use ::http::{Request, Response};
 use ::tower::{Layer, Service};
 use ::tower_http::request_id::{MakeRequestId, RequestId};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 use pin_project_lite::pin_project;
 
 use crate::{Context, ContextExt, ContextVar, WithContext};
@@ -218,6 +228,12 @@ pub static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id").with_d
 /// The baggage members received and not registered, kept to be forwarded. Opaque: logging
 /// integrations do not print it.
 static FORWARDED: ContextVar<Baggage> = ContextVar::opaque("baggage");
+
+/// The registered members received with escapes that encoding their value would not give back,
+/// as received: a variable whose value still formats to the decoded value is sent on with the
+/// same escapes, so it takes no more room than it did on the way in. Opaque, and only set when
+/// there is such a member.
+static REGISTERED_AS_RECEIVED: ContextVar<Baggage> = ContextVar::opaque("baggage_as_received");
 
 /// The header the request id travels in unless configured otherwise: `x-request-id`.
 ///
@@ -263,6 +279,10 @@ const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 
 /// One list-member of a [`Baggage`]: a key, its decoded value and its properties.
 ///
+/// A member read from a header also remembers its value as it was written there, `%` escapes
+/// included, and is written back that way until its value is replaced. Two members are equal
+/// when their keys, decoded values and properties are: how the value was escaped is not compared.
+///
 /// # Examples
 ///
 /// ```
@@ -272,12 +292,22 @@ const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 /// let member = baggage.iter().next().unwrap();
 /// assert_eq!((member.key(), member.value(), member.properties()), ("user", "Jörg", "secure;ttl=60"));
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct BaggageMember {
     key: Box<str>,
     value: Box<str>,
+    /// The value as received, when encoding `value` would not give it back.
+    encoded: Option<Box<str>>,
     properties: Box<str>,
 }
+
+impl PartialEq for BaggageMember {
+    fn eq(&self, other: &BaggageMember) -> bool {
+        (&self.key, &self.value, &self.properties) == (&other.key, &other.value, &other.properties)
+    }
+}
+
+impl Eq for BaggageMember {}
 
 impl BaggageMember {
     /// The member's key, as received (keys are case-sensitive).
@@ -300,12 +330,13 @@ impl BaggageMember {
         &self.value
     }
 
-    /// The member's properties, exactly as received apart from the spaces around them, without
-    /// the first `;` (empty when there are none). They are forwarded untouched.
+    /// The member's properties, without the first `;` (empty when there are none): each one as
+    /// received but for the optional whitespace (spaces, tabs) around it and around its `=`,
+    /// which is removed. They are forwarded this way.
     ///
     /// ```
-    /// let baggage = contextvars::tower::Baggage::parse("a=1 ; p1 ; p2=x");
-    /// assert_eq!(baggage.iter().next().unwrap().properties(), "p1 ; p2=x");
+    /// let baggage = contextvars::tower::Baggage::parse("a=1 ; p1 ;\tp2 = x%20y");
+    /// assert_eq!(baggage.iter().next().unwrap().properties(), "p1;p2=x%20y");
     /// ```
     pub fn properties(&self) -> &str {
         &self.properties
@@ -318,9 +349,14 @@ impl BaggageMember {
 /// ([`MAX_BAGGAGE_MEMBERS`], [`MAX_BAGGAGE_BYTES`]) are applied; see the
 /// [module docs](self#bad-input) for each case. Duplicate keys: the last value wins, and a
 /// duplicate does not count towards the member limit. Values whose escapes are not valid UTF-8
-/// are kept, with U+FFFD in place of the invalid sequences. Formatting
-/// (`Display`, [`to_header_value`](Baggage::to_header_value)) percent-encodes the values and
-/// applies the same limits.
+/// are kept, with U+FFFD in place of the invalid sequences.
+///
+/// Formatting (`Display`, [`to_header_value`](Baggage::to_header_value)) applies the same limits
+/// and writes no whitespace. A value given by [`insert`](Baggage::insert) is percent-encoded
+/// where the W3C grammar requires it: `%`, and every byte that is not a `baggage-octet` (controls,
+/// space, `"`, `,`, `;`, `\`, non-ASCII); `=` and the other visible ASCII characters are written
+/// as they are. A member read from a header and not replaced since is written back with its value
+/// exactly as received, so a list that was read within the limits is written within them.
 ///
 /// # Examples
 ///
@@ -415,10 +451,7 @@ impl Baggage {
     /// assert_eq!(contextvars::tower::Baggage::parse("a=%2C").get("a"), Some(","));
     /// ```
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.members
-            .iter()
-            .find(|member| &*member.key == key)
-            .map(|member| &*member.value)
+        self.member(key).map(|member| &*member.value)
     }
 
     /// Sets `key` to `value` (any string: it is percent-encoded on output), without properties.
@@ -436,7 +469,7 @@ impl Baggage {
     #[track_caller]
     pub fn insert(&mut self, key: &str, value: impl Into<String>) {
         assert!(is_token(key), "baggage key {key:?} is not an HTTP token");
-        self.push(key, value.into(), "");
+        self.push(key, value.into(), None, "");
     }
 
     /// Removes `key`, returning its value.
@@ -487,43 +520,62 @@ impl Baggage {
     /// assert_eq!(baggage.to_header_value().unwrap(), "a=1");
     /// ```
     pub fn to_header_value(&self) -> Option<HeaderValue> {
+        self.write().finish()
+    }
+
+    fn write(&self) -> Writer {
         let mut out = Writer::default();
         for m in &self.members {
-            out.member(&m.key, &m.value, &m.properties);
+            out.member(&m.key, &m.value, m.encoded.as_deref(), &m.properties);
         }
-        out.finish()
+        out
     }
 
     /// Takes a member read from a header: a key already present gets the new value, a new key is
     /// added only while there are fewer than [`MAX_BAGGAGE_MEMBERS`].
     fn accept(&mut self, member: RawMember<'_>) {
-        if self.members.len() < MAX_BAGGAGE_MEMBERS || self.get(member.key).is_some() {
-            self.push(member.key, member.value.into_owned(), member.properties);
+        if self.members.len() < MAX_BAGGAGE_MEMBERS || self.member(member.key).is_some() {
+            self.push_received(member);
         }
     }
 
-    fn push(&mut self, key: &str, value: String, properties: &str) {
+    /// Adds or replaces a member read from a header, remembering how its value was written.
+    fn push_received(&mut self, member: RawMember<'_>) {
+        let encoded = member.escaped();
+        self.push(
+            member.key,
+            member.value.into_owned(),
+            encoded,
+            &member.properties,
+        );
+    }
+
+    fn push(&mut self, key: &str, value: String, encoded: Option<&str>, properties: &str) {
+        let (value, encoded, properties) =
+            (value.into(), encoded.map(Into::into), properties.into());
         match self.members.iter_mut().find(|m| &*m.key == key) {
             Some(member) => {
-                member.value = value.into();
-                member.properties = properties.into();
+                member.value = value;
+                member.encoded = encoded;
+                member.properties = properties;
             }
             None => self.members.push(BaggageMember {
                 key: key.into(),
-                value: value.into(),
-                properties: properties.into(),
+                value,
+                encoded,
+                properties,
             }),
         }
+    }
+
+    fn member(&self, key: &str) -> Option<&BaggageMember> {
+        self.members.iter().find(|member| &*member.key == key)
     }
 }
 
 impl fmt::Display for Baggage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = Writer::default();
-        for m in &self.members {
-            out.member(&m.key, &m.value, &m.properties);
-        }
-        f.write_str(&out.text)
+        f.write_str(&self.write().text)
     }
 }
 
@@ -536,17 +588,38 @@ impl<'a> IntoIterator for &'a Baggage {
     }
 }
 
-/// A member as found in the header: slices of it, the value decoded.
+/// A member as found in the header: its key, its value decoded and as written, its properties
+/// without optional whitespace.
 struct RawMember<'a> {
     key: &'a str,
     value: Cow<'a, str>,
-    properties: &'a str,
+    encoded: &'a str,
+    properties: Cow<'a, str>,
 }
 
-/// How much of the byte limit the lines read so far have used.
+impl<'a> RawMember<'a> {
+    /// The value as written, when encoding the decoded value would not give it back (needless or
+    /// lowercase escapes, escapes of bytes that are not UTF-8).
+    fn escaped(&self) -> Option<&'a str> {
+        let Cow::Owned(value) = &self.value else {
+            return None; // no escapes at all
+        };
+        let mut rest = self.encoded;
+        for chunk in utf8_percent_encode(value, VALUE_ESCAPES) {
+            match rest.strip_prefix(chunk) {
+                Some(after) => rest = after,
+                None => return Some(self.encoded),
+            }
+        }
+        (!rest.is_empty()).then_some(self.encoded)
+    }
+}
+
+/// Where the lines read so far end in the list they form joined by `,`.
 #[derive(Default)]
 struct Budget {
-    bytes: usize,
+    /// The offset at which the next line starts: past the previous lines and their `,`s.
+    next: usize,
     done: bool,
 }
 
@@ -566,26 +639,22 @@ fn parse_headers(headers: &HeaderMap, mut f: impl FnMut(RawMember<'_>)) {
     }
 }
 
+/// Reads one line, which starts where the previous lines and the `,` joining it to them end
+/// (an empty line too takes its `,`).
 fn parse_line(line: &str, budget: &mut Budget, mut f: impl FnMut(RawMember<'_>)) {
-    // Lines are joined by one `,`.
-    let start = if budget.bytes == 0 {
-        0
-    } else {
-        budget.bytes + 1
-    };
-    let mut offset = start;
+    let mut start = budget.next;
     for piece in line.split(',') {
-        let end = offset + piece.len();
+        let end = start + piece.len();
         if end > MAX_BAGGAGE_BYTES {
             budget.done = true;
             return;
         }
-        offset = end + 1;
-        budget.bytes = end;
         if let Some(member) = parse_member(piece) {
             f(member);
         }
+        start = end + 1;
     }
+    budget.next = start;
 }
 
 fn parse_member(piece: &str) -> Option<RawMember<'_>> {
@@ -594,32 +663,59 @@ fn parse_member(piece: &str) -> Option<RawMember<'_>> {
         return None;
     }
     let (pair, properties) = match piece.split_once(';') {
-        Some((pair, properties)) => (pair, trim_ows(properties)),
-        None => (piece, ""),
+        Some((pair, properties)) => (pair, Some(properties)),
+        None => (piece, None),
     };
     let (key, value) = pair.split_once('=')?;
-    let (key, value) = (trim_ows(key), trim_ows(value));
-    if !is_token(key) || !value.bytes().all(is_baggage_octet) {
+    let (key, encoded) = (trim_ows(key), trim_ows(value));
+    if !is_token(key) || !encoded.bytes().all(is_baggage_octet) {
         return None;
     }
-    if !properties.is_empty() && !properties.split(';').all(is_property) {
-        return None;
-    }
+    let properties = match properties {
+        // A `;` must be followed by a property: `a=1;` is as malformed as `a=1;;p`.
+        Some(properties) => canonical_properties(properties)?,
+        None => Cow::Borrowed(""),
+    };
     Some(RawMember {
         key,
-        value: percent_decode(value)?,
+        value: percent_decode(encoded)?,
+        encoded,
         properties,
     })
 }
 
-fn is_property(property: &str) -> bool {
-    let property = trim_ows(property);
-    match property.split_once('=') {
-        Some((key, value)) => {
-            is_token(trim_ows(key)) && trim_ows(value).bytes().all(is_baggage_octet)
+/// The properties after a member's first `;`, checked, without the optional whitespace around
+/// each one and around its `=` (so none is ever written out): `p;q=v`. `None` when one of them is
+/// malformed or empty.
+fn canonical_properties(properties: &str) -> Option<Cow<'_, str>> {
+    // Without whitespace the input is canonical already: it is only checked.
+    let rewrite = properties.contains([' ', '\t']);
+    let mut canonical = String::new();
+    for (i, property) in properties.split(';').enumerate() {
+        let property = trim_ows(property);
+        let (key, value) = match property.split_once('=') {
+            Some((key, value)) => (trim_ows(key), Some(trim_ows(value))),
+            None => (property, None),
+        };
+        if !is_token(key) || !value.is_none_or(|v| v.bytes().all(is_baggage_octet)) {
+            return None;
         }
-        None => is_token(property),
+        if rewrite {
+            if i > 0 {
+                canonical.push(';');
+            }
+            canonical.push_str(key);
+            if let Some(value) = value {
+                canonical.push('=');
+                canonical.push_str(value);
+            }
+        }
     }
+    Some(if rewrite {
+        Cow::Owned(canonical)
+    } else {
+        Cow::Borrowed(properties)
+    })
 }
 
 fn trim_ows(s: &str) -> &str {
@@ -638,42 +734,40 @@ fn is_baggage_octet(b: u8) -> bool {
     matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
 }
 
+/// Decodes a value's `%` escapes. A `%` not followed by two hex digits makes the member
+/// malformed (`None`); decoded bytes that are not UTF-8 become U+FFFD, as the spec requires.
 fn percent_decode(value: &str) -> Option<Cow<'_, str>> {
     if !value.contains('%') {
-        return Some(Cow::Borrowed(value));
+        return Some(Cow::Borrowed(value)); // already text: nothing to check or decode
     }
     let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hi = (hex[0] as char).to_digit(16)?;
-            let lo = (hex[1] as char).to_digit(16)?;
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let well_formed = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    // The spec: octet sequences that are not valid UTF-8 become U+FFFD, the member is kept.
-    Some(Cow::Owned(String::from_utf8_lossy(&out).into_owned()))
+    // Decoding only shrinks: one allocation, of the encoded length.
+    let mut decoded = Vec::with_capacity(value.len());
+    decoded.extend(percent_decode_str(value));
+    Some(Cow::Owned(String::from_utf8(decoded).unwrap_or_else(
+        |invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned(),
+    )))
 }
 
-fn percent_encode_into(out: &mut String, value: &str) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in value.as_bytes() {
-        // `%` so decoding is unambiguous, `=` because OpenTelemetry's parser cuts values at it.
-        if is_baggage_octet(b) && b != b'%' && b != b'=' {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 15)] as char);
-        }
-    }
-}
+/// What the W3C grammar does not let a value hold as is: every byte that is not a
+/// `baggage-octet` (percent-encoding escapes the non-ASCII ones itself), and `%` so that decoding
+/// gives the value back. `=` is a `baggage-octet` (base64 padding) and is written as is.
+const VALUE_ESCAPES: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b',')
+    .add(b';')
+    .add(b'\\')
+    .add(b'%');
 
 /// Builds a `baggage` header value within the limits, skipping keys already written.
 #[derive(Default)]
@@ -684,7 +778,9 @@ struct Writer {
 }
 
 impl Writer {
-    fn member(&mut self, key: &str, value: &str, properties: &str) {
+    /// Writes a member unless it would break a limit or its key was written already: its value
+    /// `encoded` as received if given, else percent-encoded from `value`.
+    fn member(&mut self, key: &str, value: &str, encoded: Option<&str>, properties: &str) {
         if self.members >= MAX_BAGGAGE_MEMBERS || self.keys.iter().any(|k| &**k == key) {
             return;
         }
@@ -694,7 +790,10 @@ impl Writer {
         }
         self.text.push_str(key);
         self.text.push('=');
-        percent_encode_into(&mut self.text, value);
+        match encoded {
+            Some(encoded) => self.text.push_str(encoded),
+            None => self.text.extend(utf8_percent_encode(value, VALUE_ESCAPES)),
+        }
         if !properties.is_empty() {
             self.text.push(';');
             self.text.push_str(properties);
@@ -711,7 +810,7 @@ impl Writer {
         if self.text.is_empty() {
             return None;
         }
-        // Only visible ASCII, spaces and tabs were written: this cannot fail.
+        // Only visible ASCII was written: this cannot fail.
         HeaderValue::from_str(&self.text).ok()
     }
 }
@@ -840,6 +939,7 @@ impl Propagation {
         // value has parsed, a later member of an accepted key replaces its value without counting
         // again, and one whose value does not parse leaves the earlier value in place.
         let mut forwarded = Baggage::new();
+        let mut as_received = Baggage::new();
         let mut parsed = vec![false; config.registered.len()];
         let mut kept = 0;
         parse_headers(request.headers(), |member| {
@@ -851,6 +951,11 @@ impl Propagation {
                     let registered = &config.registered[index];
                     if let Ok(next) = (registered.extract)(&member.value, ctx.clone()) {
                         ctx = next;
+                        if member.escaped().is_some() {
+                            as_received.push_received(member);
+                        } else {
+                            as_received.remove(member.key);
+                        }
                         if !parsed[index] {
                             parsed[index] = true;
                             kept += 1;
@@ -860,7 +965,7 @@ impl Propagation {
                 None => {
                     let known = forwarded.get(member.key).is_some();
                     if known || kept < MAX_BAGGAGE_MEMBERS {
-                        forwarded.push(member.key, member.value.into_owned(), member.properties);
+                        forwarded.push_received(member);
                         if !known {
                             kept += 1;
                         }
@@ -870,6 +975,9 @@ impl Propagation {
         });
         if !forwarded.is_empty() {
             ctx = ctx.with_value(&FORWARDED, forwarded);
+        }
+        if !as_received.is_empty() {
+            ctx = ctx.with_value(&REGISTERED_AS_RECEIVED, as_received);
         }
         (ctx, id)
     }
@@ -883,14 +991,20 @@ impl Propagation {
             }
         }
         let mut out = Writer::default();
+        let as_received = ctx.get_ref(&REGISTERED_AS_RECEIVED);
         for registered in &config.registered {
             (registered.inject)(ctx, &mut |value| {
-                out.member(&registered.key, value, "");
+                // A value that formats to what was received goes out as it came in.
+                let encoded = as_received
+                    .and_then(|received| received.member(&registered.key))
+                    .filter(|received| *received.value == *value)
+                    .and_then(|received| received.encoded.as_deref());
+                out.member(&registered.key, value, encoded, "");
             });
         }
         if let Some(forwarded) = ctx.get_ref(&FORWARDED) {
             for m in forwarded {
-                out.member(&m.key, &m.value, &m.properties);
+                out.member(&m.key, &m.value, m.encoded.as_deref(), &m.properties);
             }
         }
         if out.text.is_empty() {
@@ -898,7 +1012,9 @@ impl Propagation {
         }
         // Members the caller put there themselves are kept after ours.
         if headers.contains_key(BAGGAGE) {
-            parse_headers(headers, |m| out.member(m.key, &m.value, m.properties));
+            parse_headers(headers, |m| {
+                out.member(m.key, &m.value, m.escaped(), &m.properties)
+            });
         }
         if let Some(value) = out.finish() {
             headers.insert(BAGGAGE, value);

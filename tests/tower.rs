@@ -463,10 +463,10 @@ fn bad_baggage_drops_what_is_bad_and_keeps_the_rest() {
                 &[b"tenant=acme, nokey, =v, bad key=1, k=a\"b, p=%G1, r=1;bad prop, s=ok"],
                 r#"Some("r")|Some("acme")|None|s=ok"#,
             ),
-            // Escapes that decode to invalid UTF-8: kept, with U+FFFD.
+            // Escapes that decode to invalid UTF-8: kept, with U+FFFD, and forwarded as received.
             (
                 &[b"q=%FF,tenant=a%FFb"],
-                "Some(\"r\")|Some(\"a\u{FFFD}b\")|None|q=%EF%BF%BD",
+                "Some(\"r\")|Some(\"a\u{FFFD}b\")|None|q=%FF",
             ),
             // A registered member that does not parse is dropped, not forwarded.
             (
@@ -637,6 +637,53 @@ fn inject_writes_registered_forwarded_and_existing_members() {
     Context::new().run(|| inject_headers_with(&propagation, &mut headers));
     assert_eq!(headers.len(), 1);
     assert_eq!(headers["baggage"], "keep=me");
+}
+
+/// What the layer forwards: `inject_headers_with` called in the handler of a request that
+/// brought `lines` as its `baggage` headers.
+fn forwarded_by_the_layer(lines: &[&str]) -> Option<String> {
+    let service =
+        ContextLayer::new(propagation()).layer(tower::service_fn(|_: Request<()>| async {
+            let mut headers = HeaderMap::new();
+            inject_headers_with(&propagation(), &mut headers);
+            Ok::<_, Infallible>(axum::http::Response::new(headers))
+        }));
+    let mut request = Request::builder();
+    for line in lines {
+        request = request.header("baggage", *line);
+    }
+    let response = futures::executor::block_on(service.oneshot(request.body(()).unwrap())).unwrap();
+    let headers = response.into_body();
+    assert!(headers.get_all("baggage").iter().count() <= 1);
+    headers
+        .get("baggage")
+        .map(|value| value.to_str().unwrap().to_owned())
+}
+
+#[test]
+fn members_that_fit_on_the_way_in_fit_on_the_way_out() {
+    // `=` is written as is, not as `%3D`.
+    let header = format!("a={},b=x==", "v".repeat(8183));
+    assert_eq!(header.len(), 8191);
+    assert_eq!(forwarded_by_the_layer(&[&header]).unwrap(), header);
+    // Values with bad escapes (U+FFFD once decoded) go out as they came, forwarded or registered.
+    let forwarded = format!("a={}", "%FF".repeat(911));
+    assert_eq!(forwarded_by_the_layer(&[&forwarded]).unwrap(), forwarded);
+    let registered = format!("tenant={}", "%FF".repeat(911));
+    assert_eq!(forwarded_by_the_layer(&[&registered]).unwrap(), registered);
+    // Registered first, then forwarded; canonical spacing; never longer than what came in.
+    let lines = ["x=%FF%41 ; p = 1", "tenant = a%FF=;q, user.id=7"];
+    let out = forwarded_by_the_layer(&lines).unwrap();
+    assert_eq!(out, "tenant=a%FF=,user.id=7,x=%FF%41;p=1");
+    assert!(out.len() <= lines.join(",").len());
+}
+
+#[test]
+fn forwarded_properties_hold_no_control_characters() {
+    assert_eq!(
+        forwarded_by_the_layer(&["a=1;p\t;q\t=\tv"]).unwrap(),
+        "a=1;p;q=v"
+    );
 }
 
 #[test]
