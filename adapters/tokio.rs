@@ -28,6 +28,52 @@
 //! at the call, as if `.in_current_span()` had been written by hand; see
 //! [`crate::tracing`] for how to opt out for one spawn.
 //!
+//! # Automatic inheritance (`--cfg tokio_unstable`)
+//!
+//! A runtime built with [`RuntimeBuilderExt::propagate_context`] (available when the crate is
+//! built with `RUSTFLAGS="--cfg tokio_unstable"`, since tokio's task hooks are unstable) needs
+//! no wrapper at all: **every** task spawned on it, with plain `tokio::spawn`, `Handle::spawn`,
+//! `Runtime::spawn`, `JoinSet::spawn` or `task::Builder`, from any crate (hyper, tower, sqlx, your
+//! own), starts in a copy of its spawner's context, with the semantics of
+//! [`spawn_with_context`]: what it sets persists across its polls and never escapes it; the
+//! worker's context is restored after every poll, panics included; polls nested on one thread
+//! (`block_in_place` running another runtime's `block_on`) restore each level.
+//!
+//! ```ignore
+//! // Requires RUSTFLAGS="--cfg tokio_unstable"; #[tokio::main] cannot take hooks, so build the
+//! // runtime by hand in `main`:
+//! use contextvars::tokio::RuntimeBuilderExt;
+//!
+//! fn main() {
+//!     tokio::runtime::Builder::new_multi_thread()
+//!         .enable_all()
+//!         .propagate_context() // last: it sets the runtime's task hooks
+//!         .build()
+//!         .unwrap()
+//!         .block_on(serve());
+//! }
+//! # async fn serve() {}
+//! ```
+//!
+//! How: tokio calls the spawn hook synchronously on the spawning thread, before the first poll,
+//! so the spawner's [`Context::current`](crate::Context::current) is captured there, keyed by
+//! the task's id; the before- and after-poll hooks install it and save it back (what the task
+//! set included); the terminate hook frees it. Tokio keeps one callback per hook: pass your own
+//! (tokio-console, profilers) through [`TaskHooks`] and
+//! [`propagate_context_with`](RuntimeBuilderExt::propagate_context_with), which calls them too.
+//!
+//! What it does not cover, and what to do instead:
+//!
+//! | Gap | Why | Do instead |
+//! |---|---|---|
+//! | the future given to `block_on` | it is not a task: no hook fires | it runs in the calling thread's context: give it values with `.with_context(..)` or `ContextVar::scope_future` |
+//! | `spawn_blocking` | tokio has no spawn hook for blocking jobs (it fires terminate only) | [`spawn_blocking_with_context`] |
+//! | tasks of a `LocalSet` | `LocalSet` runs no hooks | [`spawn_local_with_context`] |
+//! | a runtime built without the call, e.g. by `#[tokio::main]` (which cannot take hooks) | no hooks installed | build the runtime with `Builder` in `main`, as above |
+//! | a spawn onto a runtime that has shut down | the task is terminated before the spawn hook runs | nothing to do: no context is kept for it |
+//! | a task's future dropped at runtime shutdown, outside any poll | no poll hook fires around that drop | nothing to do for reads: while tokio drops it, [`ContextVar::get`](crate::ContextVar::get) and [`Context::current`](crate::Context::current) find the task's context by its id (`tokio::task::try_id()`); a `set` there is refused, as in any code outside a frame |
+//! | hooks set on the `Builder` after `propagate_context` | tokio keeps one callback per hook: the later one replaces ours | call `propagate_context` last; pass your hooks through [`TaskHooks`] |
+//!
 //! # What bypasses it
 //!
 //! `tokio::spawn`, `tokio::task::spawn_local`, `spawn_blocking`, `Runtime::spawn`, `Handle::spawn`,
@@ -401,6 +447,9 @@ pub use self::inherit::{RuntimeBuilderExt, TaskHooks};
 #[doc(hidden)]
 pub use self::inherit::__is_tracked;
 
+#[cfg(tokio_unstable)]
+pub(crate) use self::inherit::context_of_task_outside_poll;
+
 /// Automatic inheritance: runtime task hooks that give every task the spawner's context.
 #[cfg(tokio_unstable)]
 mod inherit {
@@ -408,6 +457,7 @@ mod inherit {
     use std::collections::HashMap;
     use std::fmt;
     use std::hash::{BuildHasherDefault, Hash, Hasher};
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
     use ::tokio::runtime::{Builder, TaskMeta};
@@ -529,6 +579,20 @@ mod inherit {
             TERMINATED_UNTRACKED.with(|last| last.set(Some(id)));
         }
         drop(removed);
+    }
+
+    /// Whether some runtime propagates contexts: until then, reads never look at the registry.
+    static IN_USE: AtomicBool = AtomicBool::new(false);
+
+    /// The context of the tokio task running on this thread outside any poll hook (its future
+    /// being dropped at runtime shutdown), if it is tracked.
+    pub(crate) fn context_of_task_outside_poll() -> Option<Context> {
+        if !IN_USE.load(Ordering::Relaxed) {
+            return None;
+        }
+        let id = ::tokio::task::try_id()?;
+        let context = shard(id).get(&id)?.clone();
+        context
     }
 
     /// Whether the task's context is tracked (for tests of the cleanup).
@@ -698,6 +762,7 @@ mod inherit {
 
     impl RuntimeBuilderExt for Builder {
         fn propagate_context_with(&mut self, hooks: TaskHooks) -> &mut Self {
+            IN_USE.store(true, Ordering::Relaxed);
             let TaskHooks {
                 spawn,
                 before_poll: user_before_poll,

@@ -43,11 +43,27 @@ thread_local! {
     // Plain integers have no destructor: reading them needs no liveness check.
     /// Depth of the innermost active frame; 0 is the thread's own top level.
     static DEPTH: Cell<usize> = const { Cell::new(0) };
-    /// Changes whenever a guard is attached or dropped, so that a frame can tell in one
-    /// comparison, when it ends, whether it has guard slots to settle.
-    static GUARD_OPS: Cell<u64> = const { Cell::new(0) };
+    /// Which frame has guard slots to settle when it ends, so that a frame can tell in one
+    /// comparison: the depth of the newest slot's frame (the slots of a frame are the newest
+    /// while it is innermost), [`PENDING`] while some guard dropped in an inner frame waits for
+    /// its own frame, or [`NO_SLOT`].
+    static ATTENTION: Cell<usize> = const { Cell::new(NO_SLOT) };
+    /// How many slots are marked dropped, waiting for their frame.
+    static PENDING_DROPS: Cell<usize> = const { Cell::new(0) };
     static NEXT_GUARD: Cell<u64> = const { Cell::new(0) };
     static GUARDS: RefCell<Vec<GuardSlot>> = const { RefCell::new(Vec::new()) };
+}
+
+const NO_SLOT: usize = usize::MAX;
+const PENDING: usize = usize::MAX - 1;
+
+/// Sets [`ATTENTION`] from the slots as they are now.
+fn refresh_attention(guards: &[GuardSlot]) {
+    ATTENTION.set(if PENDING_DROPS.get() > 0 {
+        PENDING
+    } else {
+        guards.last().map_or(NO_SLOT, |slot| slot.frame)
+    });
 }
 
 /// Why the current context cannot be changed.
@@ -65,6 +81,14 @@ pub(crate) enum Refusal {
 /// `f` must not run user code (the state is borrowed meanwhile): clone what it needs out.
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
+    // A task of a runtime with automatic inheritance, dropped at shutdown outside any poll:
+    // no hook installed its context, but tokio tells which task is being dropped.
+    #[cfg(all(feature = "tokio", tokio_unstable))]
+    if DEPTH.try_with(Cell::get).unwrap_or(0) == 0 {
+        if let Some(context) = crate::tokio::context_of_task_outside_poll() {
+            return Some(f(&context));
+        }
+    }
     CURRENT
         .try_with(|current| current.try_borrow().ok().map(|current| f(&current)))
         .ok()
@@ -145,7 +169,6 @@ pub(crate) fn drop_isolated<T>(value: T) {
 /// context (with whatever was set inside it) goes back into `slot`.
 pub(crate) struct Frame<'a> {
     slot: &'a mut Context,
-    guard_ops: u64,
 }
 
 /// Installs `*slot` as the current context for the life of the returned frame, without cloning
@@ -153,14 +176,13 @@ pub(crate) struct Frame<'a> {
 /// case nothing is installed.
 #[inline]
 pub(crate) fn enter(slot: &mut Context) -> Option<Frame<'_>> {
-    let guard_ops = enter_slot(slot)?;
-    Some(Frame { slot, guard_ops })
+    enter_slot(slot)?;
+    Some(Frame { slot })
 }
 
-/// Swaps `*slot` in as the current context and opens a frame; returns the guard counter to
-/// hand to [`leave_slot`].
+/// Swaps `*slot` in as the current context and opens a frame.
 #[inline]
-fn enter_slot(slot: &mut Context) -> Option<u64> {
+fn enter_slot(slot: &mut Context) -> Option<()> {
     let swapped = CURRENT.try_with(|current| match current.try_borrow_mut() {
         Ok(mut current) => {
             mem::swap(&mut *current, slot);
@@ -172,39 +194,52 @@ fn enter_slot(slot: &mut Context) -> Option<u64> {
         return None;
     }
     DEPTH.set(DEPTH.get() + 1);
-    Some(GUARD_OPS.get())
+    Some(())
 }
 
 /// Closes the innermost frame, opened by [`enter_slot`]: settles its guards, swaps the outer
 /// context (in `*slot`) back in, leaving the frame's context in `*slot`.
 #[inline]
-fn leave_slot(slot: &mut Context, guard_ops: u64) {
-    if GUARD_OPS.get() != guard_ops {
-        settle_guards();
+fn leave_slot(slot: &mut Context) {
+    let depth = DEPTH.get();
+    let attention = ATTENTION.get();
+    if attention == depth || attention == PENDING {
+        return leave_settling(slot, depth);
     }
-    DEPTH.set(DEPTH.get() - 1);
+    DEPTH.set(depth - 1);
+    swap_back(slot);
+}
+
+#[inline]
+fn swap_back(slot: &mut Context) {
     let _ = CURRENT.try_with(|current| {
         if let Ok(mut current) = current.try_borrow_mut() {
             mem::swap(&mut *current, slot);
         }
     });
-    if GUARD_OPS.get() != guard_ops {
-        apply_pending_drops();
-    }
+}
+
+/// [`leave_slot`] for a frame with guard slots of its own, or with drops waiting.
+#[cold]
+fn leave_settling(slot: &mut Context, depth: usize) {
+    settle_guards();
+    DEPTH.set(depth - 1);
+    swap_back(slot);
+    apply_pending_drops();
 }
 
 impl Drop for Frame<'_> {
     #[inline]
     fn drop(&mut self) {
-        leave_slot(self.slot, self.guard_ops);
+        leave_slot(self.slot);
     }
 }
 
 #[cfg(all(feature = "tokio", tokio_unstable))]
 thread_local! {
     /// Frames opened and closed by separate calls (a runtime's before- and after-poll hooks):
-    /// the outer context each saved, and its guard counter.
-    static HOOKED: RefCell<Vec<(Context, u64)>> = const { RefCell::new(Vec::new()) };
+    /// the outer context each saved.
+    static HOOKED: RefCell<Vec<Context>> = const { RefCell::new(Vec::new()) };
 }
 
 #[cfg(all(feature = "tokio", tokio_unstable))]
@@ -212,17 +247,17 @@ thread_local! {
 /// opened so must nest with every other frame (a runtime's poll hooks do: a poll runs inside
 /// whatever frames are around it and ends before they do).
 pub(crate) fn open_frame(mut context: Context) {
-    if let Some(guard_ops) = enter_slot(&mut context) {
+    if enter_slot(&mut context).is_some() {
         let pushed = HOOKED.try_with(|hooked| match hooked.try_borrow_mut() {
             Ok(mut hooked) => {
-                hooked.push((context, guard_ops));
+                hooked.push(context);
                 None
             }
-            Err(_) => Some((context, guard_ops)),
+            Err(_) => Some(context),
         });
         // Could not record it: close it at once rather than leave it open.
-        if let Ok(Some((mut outer, guard_ops))) = pushed {
-            leave_slot(&mut outer, guard_ops);
+        if let Ok(Some(mut outer)) = pushed {
+            leave_slot(&mut outer);
         }
     }
 }
@@ -231,11 +266,11 @@ pub(crate) fn open_frame(mut context: Context) {
 /// Closes the frame opened last by [`open_frame`] on this thread and returns its context (with
 /// what was set in it); `None` when there is none.
 pub(crate) fn close_frame() -> Option<Context> {
-    let (mut slot, guard_ops) = HOOKED
+    let mut slot = HOOKED
         .try_with(|hooked| hooked.try_borrow_mut().ok()?.pop())
         .ok()
         .flatten()?;
-    leave_slot(&mut slot, guard_ops);
+    leave_slot(&mut slot);
     Some(slot)
 }
 
@@ -253,8 +288,12 @@ fn settle_guards() {
         let mut before_first = None;
         while guards.last().is_some_and(|slot| slot.frame == depth) {
             let slot = guards.pop().expect("checked non-empty");
+            if slot.dropped {
+                PENDING_DROPS.set(PENDING_DROPS.get() - 1);
+            }
             discarded.extend(before_first.replace(slot.previous));
         }
+        refresh_attention(&guards);
         if let Some(before_first) = before_first {
             let _ = CURRENT.try_with(|current| {
                 if let Ok(mut current) = current.try_borrow_mut() {
@@ -280,9 +319,11 @@ fn apply_pending_drops() {
         while position > 0 && guards[position - 1].frame == depth {
             position -= 1;
             if guards[position].dropped {
+                PENDING_DROPS.set(PENDING_DROPS.get() - 1);
                 discarded.extend(remove_slot(&mut guards, position));
             }
         }
+        refresh_attention(&guards);
     });
     drop(discarded);
 }
@@ -340,15 +381,13 @@ pub(crate) fn attach(context: Context) -> Option<u64> {
     let pushed = GUARDS.try_with(|guards| match guards.try_borrow_mut() {
         Ok(mut guards) => {
             guards.push(slot);
+            refresh_attention(&guards);
             None
         }
         Err(_) => Some(slot),
     });
     match pushed {
-        Ok(None) => {
-            GUARD_OPS.set(GUARD_OPS.get().wrapping_add(1));
-            Some(id)
-        }
+        Ok(None) => Some(id),
         // The guard could not be recorded: undo the attach so that nothing outlives it.
         Ok(Some(slot)) => {
             let attached = CURRENT.try_with(|current| {
@@ -371,13 +410,18 @@ pub(crate) fn detach(id: u64) {
         let mut guards = guards.try_borrow_mut().ok()?;
         // Not found: its frame has ended, and the guard with it.
         let position = guards.iter().rposition(|slot| slot.id == id)?;
-        GUARD_OPS.set(GUARD_OPS.get().wrapping_add(1));
         if guards[position].frame != depth {
             // Attached in an outer frame, whose context is saved by an inner one meanwhile.
-            guards[position].dropped = true;
+            if !guards[position].dropped {
+                guards[position].dropped = true;
+                PENDING_DROPS.set(PENDING_DROPS.get() + 1);
+            }
+            refresh_attention(&guards);
             return None;
         }
-        remove_slot(&mut guards, position)
+        let displaced = remove_slot(&mut guards, position);
+        refresh_attention(&guards);
+        displaced
     });
     // Every context replaced here is dropped after the borrows end.
     drop(displaced);

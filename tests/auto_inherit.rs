@@ -441,3 +441,20 @@ fn an_axum_handler_using_only_plain_spawns_keeps_every_request_apart() {
         server.await.unwrap();
     });
 }
+
+#[test]
+fn a_task_dropped_at_shutdown_is_dropped_seeing_its_context() {
+    let runtime = multi_thread(2);
+    let (tx, rx) = mpsc::channel();
+    let (started, wait_started) = std::sync::mpsc::channel();
+    REQUEST_ID.scope("req-shutdown-drop".into(), || {
+        runtime.spawn(async move {
+            let _report = ReportOnDrop(tx);
+            started.send(()).unwrap();
+            std::future::pending::<()>().await;
+        })
+    });
+    wait_started.recv().unwrap();
+    drop(runtime);
+    assert_eq!(rx.recv().unwrap().as_deref(), Some("req-shutdown-drop"));
+}
