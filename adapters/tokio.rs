@@ -607,7 +607,7 @@ mod inherit {
     ///
     /// Your before-poll hook runs after the task's context is installed, and your after-poll
     /// hook before it is taken off, so both see the task's context; your spawn hook sees the
-    /// spawner's.
+    /// spawner's; your terminate hook runs once the task's context is freed.
     ///
     /// # Examples
     ///
@@ -788,10 +788,10 @@ mod inherit {
                 after_poll(meta);
             })
             .on_task_terminate(move |meta| {
+                on_terminate(meta);
                 if let Some(hook) = &terminate {
                     hook(meta);
                 }
-                on_terminate(meta);
             })
         }
     }

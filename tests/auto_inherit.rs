@@ -165,7 +165,16 @@ impl Drop for ReportOnDrop {
 
 #[test]
 fn an_aborted_task_is_dropped_in_its_context_and_forgotten() {
-    multi_thread(2).block_on(async {
+    // Tokio wakes the `JoinHandle` before it calls the terminate hook: wait for the hook.
+    let (terminated, wait_terminated) = mpsc::channel();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .propagate_context_with(TaskHooks::new().on_task_terminate(move |meta| {
+            let _ = terminated.send(meta.id());
+        }))
+        .build()
+        .unwrap();
+    runtime.block_on(async {
         let (tx, rx) = mpsc::channel();
         let (started, wait_started) = tokio::sync::oneshot::channel();
         let task = REQUEST_ID.scope("req-abort".into(), || {
@@ -180,6 +189,7 @@ fn an_aborted_task_is_dropped_in_its_context_and_forgotten() {
         task.abort();
         assert!(task.await.unwrap_err().is_cancelled());
         assert_eq!(rx.recv().unwrap().as_deref(), Some("req-abort"));
+        while wait_terminated.recv().unwrap() != task_id {}
         assert!(!contextvars::tokio::__is_tracked(task_id));
     });
 }
