@@ -232,6 +232,30 @@ fn nothing_from_the_caller_or_an_earlier_request_on_the_connection_is_visible() 
 }
 
 #[test]
+fn a_route_outside_the_layer_cannot_set_into_the_connection_task() {
+    // No layer: the handler runs in hyper's plain tokio task for the connection, with no frame
+    // of this crate. A set there would stay on the worker for the next request.
+    runtime().block_on(async {
+        let app = Router::new().route(
+            "/",
+            get(|| async {
+                let before = LEAK.get();
+                let refused = LEAK
+                    .try_set("set by a handler")
+                    .map_err(|error| error.is_outside_any_frame());
+                format!("{before:?} {refused:?}")
+            }),
+        );
+        let addr = serve(app).await;
+        let client = client(1);
+        for _ in 0..10 {
+            let response = client.request(get_request(addr, "/", &[])).await.unwrap();
+            assert_eq!(body_text(response.into_body()).await, "None Err(true)");
+        }
+    });
+}
+
+#[test]
 fn work_in_the_inner_services_call_runs_in_the_request_context() {
     runtime().block_on(async {
         let service = ContextLayer::default().layer(tower::service_fn(|_: Request<()>| {
