@@ -30,7 +30,7 @@
 //!
 //! # Automatic inheritance (`--cfg tokio_unstable`)
 //!
-//! A runtime built with [`RuntimeBuilderExt::propagate_context`] (available when the crate is
+//! A runtime built with `RuntimeBuilderExt::propagate_context` (available when the crate is
 //! built with `RUSTFLAGS="--cfg tokio_unstable"`, since tokio's task hooks are unstable) needs
 //! no wrapper at all: **every** task spawned on it, with plain `tokio::spawn`, `Handle::spawn`,
 //! `Runtime::spawn`, `JoinSet::spawn` or `task::Builder`, from any crate (hyper, tower, sqlx, your
@@ -59,8 +59,8 @@
 //! so the spawner's [`Context::current`](crate::Context::current) is captured there, keyed by
 //! the task's id; the before- and after-poll hooks install it and save it back (what the task
 //! set included); the terminate hook frees it. Tokio keeps one callback per hook: pass your own
-//! (tokio-console, profilers) through [`TaskHooks`] and
-//! [`propagate_context_with`](RuntimeBuilderExt::propagate_context_with), which calls them too.
+//! (tokio-console, profilers) through `TaskHooks` and
+//! `propagate_context_with`, which calls them too.
 //!
 //! What it does not cover, and what to do instead:
 //!
@@ -72,7 +72,7 @@
 //! | a runtime built without the call, e.g. by `#[tokio::main]` (which cannot take hooks) | no hooks installed | build the runtime with `Builder` in `main`, as above |
 //! | a spawn onto a runtime that has shut down | the task is terminated before the spawn hook runs | nothing to do: no context is kept for it |
 //! | a task's future dropped at runtime shutdown, outside any poll | no poll hook fires around that drop | nothing to do for reads: while tokio drops it, [`ContextVar::get`](crate::ContextVar::get) and [`Context::current`](crate::Context::current) find the task's context by its id (`tokio::task::try_id()`); a `set` there is refused, as in any code outside a frame |
-//! | hooks set on the `Builder` after `propagate_context` | tokio keeps one callback per hook: the later one replaces ours | call `propagate_context` last; pass your hooks through [`TaskHooks`] |
+//! | hooks set on the `Builder` after `propagate_context` | tokio keeps one callback per hook: the later one replaces ours | call `propagate_context` last; pass your hooks through `TaskHooks` |
 //!
 //! # What bypasses it
 //!

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use contextvars::{Context, ContextExt};
+use contextvars::{Context, ContextExt, ContextVar};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 use shared::{otel_context, our_context, unset_filler, OtelFiller, OtelTarget, SIZES, TARGET};
@@ -49,6 +49,12 @@ fn capture(c: &mut Criterion) {
     group.finish();
 }
 
+/// A value type of the user's, with a derived `Clone`.
+#[derive(Clone, Copy, Debug)]
+struct UserId(#[allow(dead_code)] u64);
+
+static USER_TYPED: ContextVar<UserId> = ContextVar::new("user_typed");
+
 fn get(c: &mut Criterion) {
     let mut group = c.benchmark_group("get");
     for n in SIZES {
@@ -60,6 +66,13 @@ fn get(c: &mut Criterion) {
         our_context(n).run(|| {
             group.bench_function(BenchmarkId::new("contextvars get", n), |b| {
                 b.iter(|| black_box(TARGET.get()))
+            });
+        });
+        // A type of the user's: its `Clone` may call back into the crate, so `get` clones the
+        // value's `Arc` out of the thread's state first.
+        our_context(n).with_value(&USER_TYPED, UserId(42)).run(|| {
+            group.bench_function(BenchmarkId::new("contextvars get (user type)", n), |b| {
+                b.iter(|| black_box(USER_TYPED.get()))
             });
         });
         let _otel = otel_context(n).attach();
