@@ -689,7 +689,7 @@ struct Carried {
 
 impl Carried {
     fn attach(self) -> CarriedGuard {
-        let context = self.context.attach();
+        let context = self.context.attach_unchecked();
         CarriedGuard {
             #[cfg(feature = "tracing")]
             _span: self.span.entered(),

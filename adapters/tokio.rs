@@ -448,15 +448,15 @@ pub use self::inherit::{RuntimeBuilderExt, TaskHooks};
 pub use self::inherit::__is_tracked;
 
 #[cfg(tokio_unstable)]
-pub(crate) use self::inherit::context_of_task_outside_poll;
+pub(crate) use self::inherit::{context_of_task_outside_poll, dropping_a_task_outside_its_poll};
 
 /// Automatic inheritance: runtime task hooks that give every task the spawner's context.
 #[cfg(tokio_unstable)]
 mod inherit {
-    use std::cell::Cell;
     use std::collections::HashMap;
     use std::fmt;
     use std::hash::{BuildHasherDefault, Hash, Hasher};
+    use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -492,54 +492,70 @@ mod inherit {
     /// A task's context between its polls; `None` while a poll has it installed.
     type Slot = Option<Context>;
 
+    /// How many recently terminated, untracked task ids a shard remembers (see [`Tasks`]).
+    const REMEMBERED: usize = 32;
+
+    /// The tasks of one shard.
+    #[derive(Default)]
+    struct Tasks {
+        slots: HashMap<Id, Slot, BuildHasherDefault<IdHasher>>,
+        /// Tasks terminated before they were tracked: tokio terminates a task spawned onto a
+        /// runtime that is shutting down before its spawn hook runs (on the spawning thread,
+        /// or on the thread shutting the runtime down), and the spawn hook must then not track
+        /// it. A small ring: the spawn hook follows within microseconds, and blocking jobs (which
+        /// terminate untracked too) must not make it grow.
+        terminated: [Option<Id>; REMEMBERED],
+        next: usize,
+    }
+
     /// One shard of the registry, alone on its cache lines.
     #[repr(align(128))]
-    struct Shard(Mutex<HashMap<Id, Slot, BuildHasherDefault<IdHasher>>>);
+    struct Shard(Mutex<Option<Tasks>>);
 
     const SHARDS: usize = 64;
 
     /// Every tracked task's context, keyed by its id (unique across runtimes), in shards so
     /// that polls of different tasks rarely meet on one lock. Chosen by measurement against a
     /// `DashMap`: see `benches/inherit.rs`.
-    static REGISTRY: [Shard; SHARDS] =
-        [const { Shard(Mutex::new(HashMap::with_hasher(BuildHasherDefault::new()))) }; SHARDS];
+    static REGISTRY: [Shard; SHARDS] = [const { Shard(Mutex::new(None)) }; SHARDS];
 
-    fn shard(id: Id) -> MutexGuard<'static, HashMap<Id, Slot, BuildHasherDefault<IdHasher>>> {
+    /// The id as a number: the multiplication is a bijection, so the number is unique too.
+    fn key(id: Id) -> u64 {
         let mut hasher = IdHasher::default();
         id.hash(&mut hasher);
-        // The lock guards plain map operations: poisoning cannot leave it inconsistent.
-        REGISTRY[hasher.finish() as usize % SHARDS]
+        hasher.finish()
+    }
+
+    /// Runs `f` on the tasks of `id`'s shard, under its lock (no user code runs there).
+    fn with_tasks<R>(id: Id, f: impl FnOnce(&mut Tasks) -> R) -> R {
+        let mut shard: MutexGuard<'static, Option<Tasks>> = REGISTRY[key(id) as usize % SHARDS]
             .0
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+            // Plain map operations: poisoning cannot leave it inconsistent.
+            .unwrap_or_else(PoisonError::into_inner);
+        f(shard.get_or_insert_with(Tasks::default))
     }
 
-    thread_local! {
-        /// The last task terminated on this thread that had no entry: a spawn onto a closed
-        /// runtime terminates the task before its spawn hook runs, on the same thread.
-        static TERMINATED_UNTRACKED: Cell<Option<Id>> = const { Cell::new(None) };
-    }
-
-    fn on_spawn(meta: &TaskMeta<'_>) {
-        let id = meta.id();
-        if TERMINATED_UNTRACKED.with(|last| last.get() == Some(id)) {
-            TERMINATED_UNTRACKED.with(|last| last.set(None));
-            return;
-        }
+    fn on_spawn(id: Id) {
         let context = Context::current();
-        let replaced = shard(id).insert(id, Some(context));
-        drop(replaced);
+        let refused = with_tasks(id, |tasks| {
+            if let Some(seen) = tasks.terminated.iter_mut().find(|seen| **seen == Some(id)) {
+                *seen = None;
+                return Some(context);
+            }
+            tasks.slots.insert(id, Some(context)).flatten()
+        });
+        drop(refused);
     }
 
-    fn before_poll(meta: &TaskMeta<'_>) {
-        let id = meta.id();
+    fn before_poll(id: Id) {
         let mut spins = 0u32;
         let context = loop {
-            let taken = match shard(id).get_mut(&id) {
+            let taken = with_tasks(id, |tasks| match tasks.slots.get_mut(&id) {
                 // Not tracked (spawned before the hooks could see it): a frame of its own.
                 None => Some(Context::new()),
                 Some(slot) => slot.take(),
-            };
+            });
             match taken {
                 Some(context) => break context,
                 // Woken during its previous poll, the task was rescheduled and picked up here
@@ -554,34 +570,36 @@ mod inherit {
                 }
             }
         };
-        state::open_frame(context);
+        state::open_frame(key(id), context);
     }
 
-    fn after_poll(meta: &TaskMeta<'_>) {
-        let Some(context) = state::close_frame() else {
+    fn after_poll(id: Id) {
+        // Only the frame this task's before-poll hook opened: never another task's.
+        let Some(context) = state::close_frame(key(id)) else {
             return;
         };
-        let id = meta.id();
-        let mut shard = shard(id);
-        let unclaimed = match shard.get_mut(&id) {
+        let unclaimed = with_tasks(id, |tasks| match tasks.slots.get_mut(&id) {
             Some(slot) => slot.replace(context),
             // Terminated during this poll: the context goes (after the lock is released).
             None => Some(context),
-        };
-        drop(shard);
+        });
         drop(unclaimed);
     }
 
-    fn on_terminate(meta: &TaskMeta<'_>) {
-        let id = meta.id();
-        let removed = shard(id).remove(&id);
-        if removed.is_none() {
-            TERMINATED_UNTRACKED.with(|last| last.set(Some(id)));
-        }
+    fn on_terminate(id: Id) {
+        let removed = with_tasks(id, |tasks| {
+            let removed = tasks.slots.remove(&id);
+            if removed.is_none() {
+                let next = tasks.next;
+                tasks.terminated[next] = Some(id);
+                tasks.next = (next + 1) % REMEMBERED;
+            }
+            removed
+        });
         drop(removed);
     }
 
-    /// Whether some runtime propagates contexts: until then, reads never look at the registry.
+    /// Whether some runtime propagates contexts: until then, nothing looks at the registry.
     static IN_USE: AtomicBool = AtomicBool::new(false);
 
     /// The context of the tokio task running on this thread outside any poll hook (its future
@@ -591,14 +609,26 @@ mod inherit {
             return None;
         }
         let id = ::tokio::task::try_id()?;
-        let context = shard(id).get(&id)?.clone();
-        context
+        with_tasks(id, |tasks| tasks.slots.get(&id).cloned().flatten())
+    }
+
+    /// Whether tokio is dropping a tracked task's future outside its polls (at shutdown): its
+    /// context is not installed, so whatever frame is current belongs to someone else.
+    pub(crate) fn dropping_a_task_outside_its_poll() -> bool {
+        if !IN_USE.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Some(id) = ::tokio::task::try_id() else {
+            return false;
+        };
+        // Between polls the slot holds the context; during one, the poll has it.
+        with_tasks(id, |tasks| matches!(tasks.slots.get(&id), Some(Some(_))))
     }
 
     /// Whether the task's context is tracked (for tests of the cleanup).
     #[doc(hidden)]
     pub fn __is_tracked(id: Id) -> bool {
-        shard(id).contains_key(&id)
+        with_tasks(id, |tasks| tasks.slots.contains_key(&id))
     }
 
     /// Your own runtime hooks, to be called alongside the ones that propagate the context
@@ -607,7 +637,10 @@ mod inherit {
     ///
     /// Your before-poll hook runs after the task's context is installed, and your after-poll
     /// hook before it is taken off, so both see the task's context; your spawn hook sees the
-    /// spawner's; your terminate hook runs once the task's context is freed.
+    /// spawner's; your terminate hook runs once the task's context is freed. A panic in your
+    /// poll hooks still closes the task's frame before it leaves tokio's poll. Keep the poll
+    /// hooks short: until your after-poll hook returns, the task's context is not back in the
+    /// registry, and a worker that picks the task up meanwhile waits for it.
     ///
     /// # Examples
     ///
@@ -770,29 +803,86 @@ mod inherit {
                 terminate,
             } = hooks;
             self.on_task_spawn(move |meta| {
-                on_spawn(meta);
+                on_spawn(meta.id());
                 if let Some(hook) = &spawn {
                     hook(meta);
                 }
             })
             .on_before_task_poll(move |meta| {
-                before_poll(meta);
+                before_poll(meta.id());
                 if let Some(hook) = &user_before_poll {
-                    hook(meta);
+                    // A panic there leaves tokio's poll: close the task's frame first.
+                    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| hook(meta))) {
+                        after_poll(meta.id());
+                        resume_unwind(panic);
+                    }
                 }
             })
             .on_after_task_poll(move |meta| {
-                if let Some(hook) = &user_after_poll {
-                    hook(meta);
+                let outcome = match &user_after_poll {
+                    Some(hook) => catch_unwind(AssertUnwindSafe(|| hook(meta))),
+                    None => Ok(()),
+                };
+                after_poll(meta.id());
+                if let Err(panic) = outcome {
+                    resume_unwind(panic);
                 }
-                after_poll(meta);
             })
             .on_task_terminate(move |meta| {
-                on_terminate(meta);
+                on_terminate(meta.id());
                 if let Some(hook) = &terminate {
                     hook(meta);
                 }
             })
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn some_task_id() -> Id {
+            let runtime = ::tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let id = runtime.spawn(async {}).id();
+            drop(runtime);
+            id
+        }
+
+        #[test]
+        fn a_task_terminated_before_its_spawn_hook_is_never_tracked() {
+            // The order a spawn racing a shutdown on another thread produces.
+            let id = some_task_id();
+            on_terminate(id);
+            on_spawn(id);
+            assert!(!__is_tracked(id));
+            // The usual order tracks, then forgets.
+            let other = some_task_id();
+            on_spawn(other);
+            assert!(__is_tracked(other));
+            on_terminate(other);
+            assert!(!__is_tracked(other));
+        }
+
+        #[test]
+        fn the_memory_of_untracked_terminations_stays_bounded() {
+            let ids: Vec<Id> = (0..(REMEMBERED * SHARDS * 2))
+                .map(|_| some_task_id())
+                .collect();
+            for &id in &ids {
+                on_terminate(id);
+            }
+            let remembered: usize = REGISTRY
+                .iter()
+                .map(|shard| {
+                    let shard = shard.0.lock().unwrap_or_else(PoisonError::into_inner);
+                    shard
+                        .as_ref()
+                        .map_or(0, |tasks| tasks.terminated.iter().flatten().count())
+                })
+                .sum();
+            assert!(remembered <= REMEMBERED * SHARDS);
         }
     }
 }

@@ -340,8 +340,50 @@ impl Context {
     /// drop(second);
     /// assert_eq!(REQUEST_ID.get(), None); // back to where we started
     /// ```
+    ///
+    /// # Panics
+    ///
+    /// Like [`ContextVar::set`], when no frame of this crate is active and the thread is running
+    /// a unit of work of a runtime or pool (a plain `tokio::spawn` task, a plain rayon job, ...):
+    /// a guard there that is forgotten, or held across an `.await` in a local task, would leave
+    /// the context on the worker for the next, unrelated task. Use [`run`](Context::run) or
+    /// [`with_context`](crate::ContextExt::with_context) there, or
+    /// [`try_attach`](Context::try_attach) to get the refusal as an error.
     #[must_use = "the context is detached again as soon as the guard is dropped"]
+    #[track_caller]
     pub fn attach(self) -> ContextGuard {
+        match self.try_attach() {
+            Ok(guard) => guard,
+            Err(error) => panic!("contextvars: {error}"),
+        }
+    }
+
+    /// Like [`attach`](Context::attach), but returns the refusal as an error instead of
+    /// panicking (see
+    /// [`AccessError::is_outside_any_frame`](crate::AccessError::is_outside_any_frame)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::{Context, ContextVar};
+    ///
+    /// static STAGE: ContextVar<&'static str> = ContextVar::new("stage");
+    ///
+    /// // On a thread you own, attaching is always accepted.
+    /// let guard = Context::new().with_value(&STAGE, "parse").try_attach().unwrap();
+    /// assert_eq!(STAGE.get(), Some("parse"));
+    /// drop(guard);
+    /// ```
+    pub fn try_attach(self) -> Result<ContextGuard, crate::AccessError> {
+        if !state::set_is_confined() {
+            return Err(crate::AccessError::outside_any_frame());
+        }
+        Ok(self.attach_unchecked())
+    }
+
+    /// Attaches without the check of [`try_attach`](Context::try_attach), for the crate's own
+    /// guards, which it always drops itself (the rayon adaptor's, around each batch).
+    pub(crate) fn attach_unchecked(self) -> ContextGuard {
         ContextGuard {
             id: state::attach(self),
             _not_send: PhantomData,

@@ -236,6 +236,12 @@ pin_project! {
     /// the context it was made in. From then on it is a [`WithContext`]: what it sets persists
     /// across its polls and never escapes it.
     ///
+    /// The context it is first polled in wins over the one it was made in. A future made while
+    /// serving one request and first polled inside another's context (handed over through a
+    /// channel, say) therefore sees the second request's values for the variables both set. For
+    /// a future that must keep exactly the context it was made in, wherever it runs, wrap it
+    /// with [`with_current_context`](crate::ContextExt::with_current_context) instead.
+    ///
     /// # Examples
     ///
     /// ```

@@ -98,7 +98,12 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
 /// Whether a value set now is confined to a frame: a frame of this crate is active, a guard is
 /// attached at the thread's top level, or the thread is not running some runtime's unit of work
 /// (so it is the thread's own top level, which belongs to whoever owns the thread).
-fn set_is_confined() -> bool {
+pub(crate) fn set_is_confined() -> bool {
+    #[cfg(all(feature = "tokio", tokio_unstable))]
+    if crate::tokio::dropping_a_task_outside_its_poll() {
+        // Whatever frame is around, it is not this task's.
+        return false;
+    }
     if DEPTH.try_with(Cell::get).unwrap_or(0) > 0 {
         return true;
     }
@@ -238,19 +243,19 @@ impl Drop for Frame<'_> {
 #[cfg(all(feature = "tokio", tokio_unstable))]
 thread_local! {
     /// Frames opened and closed by separate calls (a runtime's before- and after-poll hooks):
-    /// the outer context each saved.
-    static HOOKED: RefCell<Vec<Context>> = const { RefCell::new(Vec::new()) };
+    /// the tag of each (its task) and the outer context it saved.
+    static HOOKED: RefCell<Vec<(u64, Context)>> = const { RefCell::new(Vec::new()) };
 }
 
 #[cfg(all(feature = "tokio", tokio_unstable))]
 /// Opens a frame with `context` current, to be closed by [`close_frame`] on this thread; frames
 /// opened so must nest with every other frame (a runtime's poll hooks do: a poll runs inside
 /// whatever frames are around it and ends before they do).
-pub(crate) fn open_frame(mut context: Context) {
+pub(crate) fn open_frame(tag: u64, mut context: Context) {
     if enter_slot(&mut context).is_some() {
         let pushed = HOOKED.try_with(|hooked| match hooked.try_borrow_mut() {
             Ok(mut hooked) => {
-                hooked.push(context);
+                hooked.push((tag, context));
                 None
             }
             Err(_) => Some(context),
@@ -263,11 +268,18 @@ pub(crate) fn open_frame(mut context: Context) {
 }
 
 #[cfg(all(feature = "tokio", tokio_unstable))]
-/// Closes the frame opened last by [`open_frame`] on this thread and returns its context (with
-/// what was set in it); `None` when there is none.
-pub(crate) fn close_frame() -> Option<Context> {
+/// Closes the frame opened last by [`open_frame`] on this thread, if it was opened with `tag`, and
+/// returns its context (with what was set in it); `None` when it was not.
+pub(crate) fn close_frame(tag: u64) -> Option<Context> {
     let mut slot = HOOKED
-        .try_with(|hooked| hooked.try_borrow_mut().ok()?.pop())
+        .try_with(|hooked| {
+            let mut hooked = hooked.try_borrow_mut().ok()?;
+            // Only the frame opened with this tag, and only if it is the innermost.
+            match hooked.last() {
+                Some((top, _)) if *top == tag => hooked.pop().map(|(_, slot)| slot),
+                _ => None,
+            }
+        })
         .ok()
         .flatten()?;
     leave_slot(&mut slot);

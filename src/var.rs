@@ -539,6 +539,12 @@ pub struct AccessError {
 }
 
 impl AccessError {
+    pub(crate) fn outside_any_frame() -> AccessError {
+        AccessError {
+            kind: state::Refusal::NoFrame,
+        }
+    }
+
     /// Whether the value was refused because no frame of this crate was active on a thread
     /// running some runtime's or pool's unit of work (see [`ContextVar::set`]'s panics), rather
     /// than because the thread's storage is gone.

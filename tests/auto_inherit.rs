@@ -468,3 +468,58 @@ fn a_task_dropped_at_shutdown_is_dropped_seeing_its_context() {
     drop(runtime);
     assert_eq!(rx.recv().unwrap().as_deref(), Some("req-shutdown-drop"));
 }
+
+#[test]
+fn a_task_dropped_at_shutdown_inside_a_scope_cannot_set_into_it() {
+    struct TriesToSet(mpsc::Sender<(Option<String>, bool)>);
+    impl Drop for TriesToSet {
+        fn drop(&mut self) {
+            let refused = LEVEL.try_set(99).is_err();
+            let _ = self.0.send((id(), refused));
+        }
+    }
+    let (tx, rx) = mpsc::channel();
+    REQUEST_ID.scope("parent".into(), || {
+        let runtime = current_thread();
+        runtime.block_on(REQUEST_ID.scope_future("child".into(), async move {
+            tokio::spawn(async move {
+                let _tries = TriesToSet(tx);
+                std::future::pending::<()>().await;
+            });
+            tokio::task::yield_now().await;
+        }));
+        // Dropped inside the scope: the task's destructor runs on this thread, in this frame.
+        drop(runtime);
+        assert_eq!(LEVEL.get(), None, "nothing set into the enclosing scope");
+        assert_eq!(id().as_deref(), Some("parent"));
+    });
+    let (_seen, refused) = rx.recv().unwrap();
+    assert!(refused, "a set outside the task's own frame is refused");
+}
+
+#[test]
+fn a_panicking_user_hook_leaves_no_frame_open() {
+    for fail_after in [false, true] {
+        let hooks = if fail_after {
+            TaskHooks::new().on_after_task_poll(|_| panic!("user after-poll hook"))
+        } else {
+            TaskHooks::new().on_before_task_poll(|_| panic!("user before-poll hook"))
+        };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .propagate_context_with(hooks)
+                .build()
+                .unwrap();
+            runtime.block_on(REQUEST_ID.scope_future("secret".into(), async {
+                let _ = tokio::spawn(async {}).await;
+            }));
+        }));
+        assert!(outcome.is_err());
+        assert_eq!(id(), None, "the task's context is not left on this thread");
+        // And this thread is back at its own top level: a guard attaches and detaches cleanly.
+        let guard = Context::new().with_value(&LEVEL, 1).attach();
+        assert_eq!(LEVEL.get(), Some(1));
+        drop(guard);
+        assert_eq!(LEVEL.get(), None);
+    }
+}

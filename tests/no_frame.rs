@@ -168,13 +168,16 @@ mod rayon_paths {
     }
 
     #[test]
-    fn a_set_under_a_guard_ends_with_the_guard() {
+    fn a_plain_job_cannot_attach_but_a_guard_inside_run_is_confined() {
         let pool = one_thread_pool();
+        assert_refused(pool.install(|| Context::new().try_attach().map(drop)));
         pool.install(|| {
-            let guard = Context::new().attach();
-            RID.try_set("guarded".into()).unwrap();
-            assert_eq!(RID.get().as_deref(), Some("guarded"));
-            drop(guard);
+            Context::new().run(|| {
+                let guard = Context::new().attach();
+                RID.try_set("guarded".into()).unwrap();
+                assert_eq!(RID.get().as_deref(), Some("guarded"));
+                drop(guard);
+            })
         });
         assert_eq!(pool.install(|| RID.get()), None);
     }
@@ -205,4 +208,48 @@ mod rayon_paths {
 fn a_plain_task_on_smol_global_executor_cannot_set_into_its_thread() {
     let refused = smol::block_on(smol::spawn(async { RID.try_set("leak".into()) }));
     assert_refused(refused);
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn a_plain_task_cannot_attach_a_guard_that_could_outlive_it() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let refused = tokio::spawn(async {
+            Context::new()
+                .with_value(&RID, "req-A".into())
+                .try_attach()
+                .map(drop)
+        })
+        .await
+        .unwrap();
+        assert_refused(refused);
+        let panicked = tokio::spawn(async {
+            std::mem::forget(Context::new().with_value(&RID, "req-A".into()).attach());
+        })
+        .await
+        .unwrap_err();
+        assert!(panicked.is_panic());
+        // Nothing was left on the only worker thread.
+        assert_eq!(tokio::spawn(async { RID.get() }).await.unwrap(), None);
+        assert_refused(
+            tokio::spawn(async { RID.try_set("x".into()) })
+                .await
+                .unwrap(),
+        );
+        // Inside a frame, guards are fine: they end with it.
+        let framed = tokio::spawn(async {
+            Context::new().run(|| {
+                let guard = Context::new().with_value(&RID, "req-B".into()).attach();
+                let seen = RID.get();
+                drop(guard);
+                seen
+            })
+        })
+        .await
+        .unwrap();
+        assert_eq!(framed.as_deref(), Some("req-B"));
+    });
 }

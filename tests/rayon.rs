@@ -599,12 +599,22 @@ fn one_thread_pool() -> ThreadPool {
 #[test]
 fn a_guard_dropped_in_a_nested_frame_on_a_worker_does_not_reach_the_next_job() {
     let pool = one_thread_pool();
-    pool.install(|| {
-        let guard = Context::new()
-            .with_value(&REQUEST_ID, "req-guard".to_string())
-            .attach();
-        Context::new().run(move || drop(guard));
+    // At a plain job's top level a guard could outlive the job: it is refused outright.
+    assert!(pool
+        .install(|| Context::new().try_attach().map(drop))
+        .unwrap_err()
+        .is_outside_any_frame());
+    // Inside a frame, a guard dropped in a nested one settles when that one ends.
+    let seen = pool.install(|| {
+        Context::new().run(|| {
+            let guard = Context::new()
+                .with_value(&REQUEST_ID, "req-guard".to_string())
+                .attach();
+            Context::new().run(move || drop(guard));
+            REQUEST_ID.get()
+        })
     });
+    assert_eq!(seen, None);
     // The only worker runs the next, unrelated job.
     assert_eq!(pool.install(|| REQUEST_ID.get()), None);
 }
