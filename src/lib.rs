@@ -73,6 +73,23 @@
 //! closure of [`Context::run`] / [`ContextVar::scope`], or else the thread itself. A frame ends by
 //! putting back exactly the context it found, even when it panics.
 //!
+//! # Isolation
+//!
+//! One request's values never reach another's task:
+//!
+//! - a [`Context::attach`] guard never outlives the frame it was attached in;
+//! - a context's values are dropped in a frame of their own, with the empty context current, so
+//!   nothing their destructors set survives them;
+//! - a `set` (or `attach`) with no frame of the crate around it, in a runtime's task or a
+//!   pool's job, would stay on the worker thread for the next, unrelated task: it is refused
+//!   ([`ContextVar::set`] panics, [`ContextVar::try_set`] returns an [`AccessError`] naming
+//!   the fix). On a thread you own, outside any runtime's task, the thread's own top level
+//!   accepts values.
+//!
+//! With `RUSTFLAGS="--cfg tokio_unstable"`, a tokio runtime built with
+//! `contextvars::tokio::RuntimeBuilderExt::propagate_context` gives every plain `tokio::spawn`
+//! its spawner's context; see the `contextvars::tokio` module (feature `tokio`).
+//!
 //! # Never forget a spawn
 //!
 //! A task, pool job or thread started with the runtime's own `spawn` runs in the worker's
