@@ -126,6 +126,8 @@
 //!   request id and W3C baggage, and a client layer that carries them to the next service.
 //! - `tracing`: context fields on every log line, and spans that travel with the context into
 //!   every spawn of every adapter.
+//! - `log`: a wrapper around any [`log`](https://docs.rs/log) logger that adds the context's
+//!   fields to every record as key-values (env_logger, log4rs, fern, JSON loggers).
 //!
 //! # Minimum supported Rust version
 //!
@@ -179,6 +181,11 @@ pub mod async_task;
 #[path = "../adapters/tracing.rs"]
 pub mod tracing;
 
+#[cfg(feature = "log")]
+#[cfg_attr(docsrs, doc(cfg(feature = "log")))]
+#[path = "../adapters/log.rs"]
+pub mod log;
+
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[path = "../adapters/tower.rs"]
@@ -190,9 +197,15 @@ pub mod tower;
 pub mod rayon;
 
 /// The README's Rust code blocks, compiled and run as doc tests so that they cannot drift from
-/// the API. They use the `tokio`, `tower` and `tracing` adapters, so they are tested when those
-/// features are on (`cargo test --all-features`, as CI runs it).
-#[cfg(all(doctest, feature = "tokio", feature = "tower", feature = "tracing"))]
+/// the API. They use the `tokio`, `tower`, `tracing` and `log` adapters, so they are tested when
+/// those features are on (`cargo test --all-features`, as CI runs it).
+#[cfg(all(
+    doctest,
+    feature = "tokio",
+    feature = "tower",
+    feature = "tracing",
+    feature = "log"
+))]
 #[doc(test(attr(allow(unused_variables))))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
