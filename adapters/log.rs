@@ -63,13 +63,12 @@
 //! ```
 
 use std::cell::Cell;
-use std::fmt::Write as _;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ::log::kv::{self, Key, Source, Value, VisitSource};
 use ::log::{LevelFilter, Log, Metadata, Record, SetLoggerError};
 
-use crate::{Context, Entry, VarKey};
+use crate::fields::FieldSelection;
+use crate::{Context, VarKey};
 
 thread_local! {
     /// Set while this thread formats context values, so that a value whose formatting logs
@@ -107,9 +106,7 @@ thread_local! {
 #[derive(Debug)]
 pub struct ContextLogger<L> {
     inner: L,
-    only: Option<Vec<VarKey>>,
-    debug_values: bool,
-    max_value_len: usize,
+    fields: FieldSelection,
     max_level: LevelFilter,
 }
 
@@ -129,9 +126,7 @@ impl<L: Log> ContextLogger<L> {
     pub fn new(inner: L) -> Self {
         ContextLogger {
             inner,
-            only: None,
-            debug_values: false,
-            max_value_len: 4096,
+            fields: FieldSelection::default(),
             max_level: LevelFilter::Trace,
         }
     }
@@ -150,7 +145,7 @@ impl<L: Log> ContextLogger<L> {
     /// let _logger = contextvars::log::ContextLogger::new(MyLogger).only([A.key()]);
     /// ```
     pub fn only(mut self, vars: impl IntoIterator<Item = VarKey>) -> Self {
-        self.only = Some(vars.into_iter().collect());
+        self.fields.only = Some(vars.into_iter().collect());
         self
     }
 
@@ -166,7 +161,7 @@ impl<L: Log> ContextLogger<L> {
     /// let _logger = contextvars::log::ContextLogger::new(MyLogger).debug_values();
     /// ```
     pub fn debug_values(mut self) -> Self {
-        self.debug_values = true;
+        self.fields.debug_values = true;
         self
     }
 
@@ -182,7 +177,7 @@ impl<L: Log> ContextLogger<L> {
     /// let _logger = contextvars::log::ContextLogger::new(MyLogger).max_value_len(64);
     /// ```
     pub fn max_value_len(mut self, bytes: usize) -> Self {
-        self.max_value_len = bytes;
+        self.fields.max_value_len = bytes;
         self
     }
 
@@ -247,51 +242,20 @@ impl<L: Log> ContextLogger<L> {
         Ok(())
     }
 
-    fn wants(&self, entry: &Entry<'_>) -> bool {
-        entry.has_debug()
-            && self
-                .only
-                .as_ref()
-                .is_none_or(|keys| keys.contains(&entry.key()))
-    }
-
     /// The context's fields for `record`: formatted, capped, without those the record has.
     fn fields(&self, context: &Context, record: &Record<'_>) -> Vec<(&'static str, String)> {
         let own = record.key_values();
         let mut fields = Vec::new();
         for entry in context.iter() {
-            if !self.wants(&entry) || own.get(Key::from_str(entry.name())).is_some() {
+            if !self.fields.wants(&entry) || own.get(Key::from_str(entry.name())).is_some() {
                 continue;
             }
-            if let Some(value) = self.format_value(&entry) {
+            let mut value = String::new();
+            if self.fields.format_value(&entry, &mut value) {
                 fields.push((entry.name(), value));
             }
         }
         fields
-    }
-
-    /// One value, capped; `None` when its formatting panicked or failed.
-    fn format_value(&self, entry: &Entry<'_>) -> Option<String> {
-        let mut out = String::new();
-        let formatted = catch_unwind(AssertUnwindSafe(|| {
-            if self.debug_values {
-                write!(out, "{}", entry.debug())
-            } else {
-                write!(out, "{}", entry.display())
-            }
-        }));
-        if !matches!(formatted, Ok(Ok(()))) {
-            return None;
-        }
-        if out.len() > self.max_value_len {
-            let mut end = self.max_value_len;
-            while !out.is_char_boundary(end) {
-                end -= 1;
-            }
-            out.truncate(end);
-            out.push('…');
-        }
-        Some(out)
     }
 }
 

@@ -79,7 +79,6 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use ::tracing::field::{Field, Visit};
@@ -93,7 +92,8 @@ use ::tracing_subscriber::fmt::{
 use ::tracing_subscriber::registry::LookupSpan;
 use ::tracing_subscriber::Registry;
 
-use crate::{Context, Entry, VarKey};
+use crate::fields::FieldSelection;
+use crate::{Context, VarKey};
 
 /// Which context variables a logging integration prints, and how.
 ///
@@ -119,23 +119,10 @@ use crate::{Context, Entry, VarKey};
 ///     .max_value_len(256);
 /// let _subscriber = tracing_subscriber::fmt().with_context_fields_config(config).finish();
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ContextFieldsConfig {
-    only: Option<Vec<VarKey>>,
-    debug_values: bool,
-    max_value_len: usize,
+    fields: FieldSelection,
     format_each_event: bool,
-}
-
-impl Default for ContextFieldsConfig {
-    fn default() -> Self {
-        ContextFieldsConfig {
-            only: None,
-            debug_values: false,
-            max_value_len: 4096,
-            format_each_event: false,
-        }
-    }
 }
 
 impl ContextFieldsConfig {
@@ -156,7 +143,7 @@ impl ContextFieldsConfig {
     /// let _config = contextvars::tracing::ContextFieldsConfig::new().only([A.key()]);
     /// ```
     pub fn only(mut self, vars: impl IntoIterator<Item = VarKey>) -> Self {
-        self.only = Some(vars.into_iter().collect());
+        self.fields.only = Some(vars.into_iter().collect());
         self
     }
 
@@ -166,7 +153,7 @@ impl ContextFieldsConfig {
     /// let _config = contextvars::tracing::ContextFieldsConfig::new().debug_values();
     /// ```
     pub fn debug_values(mut self) -> Self {
-        self.debug_values = true;
+        self.fields.debug_values = true;
         self
     }
 
@@ -176,7 +163,7 @@ impl ContextFieldsConfig {
     /// let _config = contextvars::tracing::ContextFieldsConfig::new().max_value_len(64);
     /// ```
     pub fn max_value_len(mut self, bytes: usize) -> Self {
-        self.max_value_len = bytes;
+        self.fields.max_value_len = bytes;
         self
     }
 
@@ -192,48 +179,6 @@ impl ContextFieldsConfig {
     pub fn format_each_event(mut self) -> Self {
         self.format_each_event = true;
         self
-    }
-
-    fn wants(&self, entry: &Entry<'_>) -> bool {
-        entry.has_debug()
-            && self
-                .only
-                .as_ref()
-                .is_none_or(|keys| keys.contains(&entry.key()))
-    }
-
-    /// Formats one value into `out`; `false` (and `out` unchanged) when its formatting panicked.
-    fn format_value(&self, entry: &Entry<'_>, out: &mut String) -> bool {
-        let start = out.len();
-        let formatted = catch_unwind(AssertUnwindSafe(|| {
-            if self.debug_values {
-                write!(out, "{}", entry.debug())
-            } else {
-                write!(out, "{}", entry.display())
-            }
-        }));
-        match formatted {
-            Ok(Ok(())) => {
-                self.truncate(out, start);
-                true
-            }
-            _ => {
-                out.truncate(start);
-                false
-            }
-        }
-    }
-
-    /// Cuts what was written to `out` after `start` to the configured length.
-    fn truncate(&self, out: &mut String, start: usize) {
-        if out.len() - start > self.max_value_len {
-            let mut end = start + self.max_value_len;
-            while !out.is_char_boundary(end) {
-                end -= 1;
-            }
-            out.truncate(end);
-            out.push('…');
-        }
     }
 }
 
@@ -423,7 +368,10 @@ where
             return result;
         }
         let context = Context::current();
-        if context.iter().all(|entry| !self.config.wants(&entry)) {
+        if context
+            .iter()
+            .all(|entry| !self.config.fields.wants(&entry))
+        {
             return self.inner.format_event(ctx, writer, event);
         }
         let own = OwnFields::of(event, &context, &self.config);
@@ -545,7 +493,7 @@ impl Visit for OwnFields<'_> {
             && self
                 .context
                 .iter()
-                .any(|entry| entry.name() == name && self.config.wants(&entry))
+                .any(|entry| entry.name() == name && self.config.fields.wants(&entry))
         {
             self.shadowed.push(name);
         }
@@ -563,11 +511,11 @@ fn text_fields(
     let mut value = String::new();
     for entry in context {
         let name = entry.name();
-        if !config.wants(&entry) || skip.contains(&name) {
+        if !config.fields.wants(&entry) || skip.contains(&name) {
             continue;
         }
         value.clear();
-        if config.format_value(&entry, &mut value) {
+        if config.fields.format_value(&entry, &mut value) {
             escape_controls(&mut value);
             let _ = if ansi {
                 write!(text, " \x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m{value}")
@@ -648,7 +596,7 @@ fn json_context_object(
     let mut value = String::new();
     let mut first = true;
     for entry in context {
-        if !config.wants(&entry) || skip.contains(&entry.name()) {
+        if !config.fields.wants(&entry) || skip.contains(&entry.name()) {
             continue;
         }
         value.clear();
@@ -663,10 +611,10 @@ fn json_context_object(
             // Strings print raw (a JSON string), within the length limit.
             (None, Some(text)) => {
                 value.push_str(text);
-                config.truncate(&mut value, 0);
+                config.fields.truncate(&mut value, 0);
             }
             (None, None) => {
-                if !config.format_value(&entry, &mut value) {
+                if !config.fields.format_value(&entry, &mut value) {
                     continue;
                 }
             }

@@ -141,6 +141,8 @@
 
 mod context;
 mod debug_value;
+#[cfg(any(feature = "tracing", feature = "log"))]
+mod fields;
 mod future;
 mod job;
 mod map;

@@ -268,6 +268,15 @@ pub(crate) fn open_frame(tag: u64, mut context: Context) {
 }
 
 #[cfg(all(feature = "tokio", tokio_unstable))]
+/// The tag of the innermost frame opened by [`open_frame`] on this thread, if any.
+pub(crate) fn innermost_hook_tag() -> Option<u64> {
+    HOOKED
+        .try_with(|hooked| Some(hooked.try_borrow().ok()?.last()?.0))
+        .ok()
+        .flatten()
+}
+
+#[cfg(all(feature = "tokio", tokio_unstable))]
 /// Closes the frame opened last by [`open_frame`] on this thread, if it was opened with `tag`, and
 /// returns its context (with what was set in it); `None` when it was not.
 pub(crate) fn close_frame(tag: u64) -> Option<Context> {
@@ -307,11 +316,7 @@ fn settle_guards() {
         }
         refresh_attention(&guards);
         if let Some(before_first) = before_first {
-            let _ = CURRENT.try_with(|current| {
-                if let Ok(mut current) = current.try_borrow_mut() {
-                    discarded.push(mem::replace(&mut *current, before_first));
-                }
-            });
+            discarded.extend(replace_current(before_first));
         }
     });
     drop(discarded);
@@ -349,16 +354,22 @@ fn remove_slot(guards: &mut Vec<GuardSlot>, position: usize) -> Option<Context> 
         // innermost frame's are its own), will restore what this one saved.
         Some(above) => Some(mem::replace(&mut above.previous, slot.previous)),
         // The newest guard of this frame: restore.
-        None => CURRENT
-            .try_with(|current| {
-                current
-                    .try_borrow_mut()
-                    .ok()
-                    .map(|mut current| mem::replace(&mut *current, slot.previous))
-            })
-            .ok()
-            .flatten(),
+        None => replace_current(slot.previous),
     }
+}
+
+/// Makes `context` current and returns the one it replaced, to be dropped by the caller after
+/// its borrows end; `None` when the thread's storage is gone.
+fn replace_current(context: Context) -> Option<Context> {
+    CURRENT
+        .try_with(|current| {
+            current
+                .try_borrow_mut()
+                .ok()
+                .map(|mut current| mem::replace(&mut *current, context))
+        })
+        .ok()
+        .flatten()
 }
 
 /// Runs `f` inside `context`, consuming it; what `f` sets is dropped afterwards (in a frame of
@@ -402,13 +413,7 @@ pub(crate) fn attach(context: Context) -> Option<u64> {
         Ok(None) => Some(id),
         // The guard could not be recorded: undo the attach so that nothing outlives it.
         Ok(Some(slot)) => {
-            let attached = CURRENT.try_with(|current| {
-                current
-                    .try_borrow_mut()
-                    .ok()
-                    .map(|mut current| mem::replace(&mut *current, slot.previous))
-            });
-            drop(attached);
+            drop(replace_current(slot.previous));
             None
         }
         Err(_) => None,
