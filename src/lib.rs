@@ -193,6 +193,11 @@ pub mod log;
 #[path = "../adapters/tower.rs"]
 pub mod tower;
 
+#[cfg(feature = "actix-web")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix-web")))]
+#[path = "../adapters/actix_web.rs"]
+pub mod actix_web;
+
 #[cfg(feature = "rayon")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rayon")))]
 #[path = "../adapters/rayon.rs"]

@@ -452,6 +452,12 @@ fn in_unit_of_work() -> bool {
     if crate::tokio::in_unit_of_work() {
         return true;
     }
+    // actix-web runs on tokio: this covers its workers and `web::block` without the `tokio`
+    // feature.
+    #[cfg(all(feature = "actix-web", not(feature = "tokio")))]
+    if crate::actix_web::in_unit_of_work() {
+        return true;
+    }
     #[cfg(feature = "async-std")]
     if crate::async_std::in_unit_of_work() {
         return true;

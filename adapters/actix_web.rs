@@ -1,0 +1,421 @@
+//! [actix-web](https://docs.rs/actix-web) 4: a fresh context for every request with its request
+//! id and W3C Baggage, and spawns on actix's own paths that keep it (feature `actix-web`).
+//!
+//! # What it propagates
+//!
+//! [`ContextMiddleware`] (an actix-web [`Transform`], for `App::wrap`, `Scope::wrap` or
+//! `Resource::wrap`) runs each request's inner service (its `call` and the whole response
+//! future, including its drop) inside a context built from nothing but that request. The rules
+//! are those of the `tower` feature's `ContextLayer`, read by the same code (a [`Propagation`]
+//! shared by both):
+//!
+//! - **A fresh context.** Nothing from the worker thread, the connection or an earlier request
+//!   on the same connection is visible: the context starts from
+//!   [`Context::new`](crate::Context::new).
+//! - **The request id**, read from the `x-request-id` header (configurable on the
+//!   [`Propagation`]) or generated when the header is missing or invalid, is set into
+//!   [`REQUEST_ID`] (or the variable configured on the [`Propagation`]). A generated id is also
+//!   written into the request's header, so extractors that read it see the same id. The id is
+//!   echoed on the response unless the inner service already set that header.
+//! - **W3C Baggage.** Members whose keys were registered on the [`Propagation`] set their
+//!   variables; the other members are kept to be forwarded by the client side.
+//!
+//! Bad input never fails the request and never panics, with exactly the results listed in the
+//! `tower` module's "Bad input" table: a bad request id is replaced by a generated one and
+//! never echoed, malformed or oversized baggage members are dropped and the others kept.
+//!
+//! Work the handler starts keeps the request's context when it goes through this module:
+//!
+//! - [`spawn_with_context`]: `actix_web::rt::spawn` (the same as `actix_rt::spawn`, a tokio
+//!   `spawn_local` on the worker's own thread), for `!Send` futures too. The task keeps the
+//!   context after the response has been sent.
+//! - [`block_with_context`]: `actix_web::web::block`, the blocking pool, with the closure run
+//!   inside the caller's context.
+//!
+//! With the `tracing` feature, both also carry the `tracing::Span` current at the call.
+//!
+//! # What bypasses it
+//!
+//! | Path | What it sees | Do instead |
+//! |---|---|---|
+//! | `actix_web::rt::spawn` / `actix_rt::spawn` / `tokio::task::spawn_local` called directly | the worker's (empty) context | [`spawn_with_context`] |
+//! | `web::block` / `actix_rt::task::spawn_blocking` / `tokio::task::spawn_blocking` called directly | the blocking thread's (empty) context | [`block_with_context`] |
+//! | `Arbiter::spawn`, `Arbiter::spawn_fn`, `ArbiterHandle::spawn`: the future or closure runs on another arbiter's thread | that thread's (empty) context | wrap it: `arbiter.spawn(fut.with_current_context())`, `arbiter.spawn_fn(Context::current().wrap(f))` |
+//! | actors (actix): a message's handler runs in the actor's own task | the actor task's context, normally empty | send the values in the message, or run the handler's work inside `Context::run` with a context sent in it |
+//! | routes and default services outside the middleware (an `App` without `.wrap(..)`, a `Scope` whose sibling is wrapped) | the worker's (empty) context | wrap the `App` itself |
+//! | streaming response bodies (`HttpResponse::streaming`): the body is polled by the connection after the response future has returned | the worker's (empty) context | capture the values before building the stream, or build it with [`with_current_context`](crate::ContextExt::with_current_context): `HttpResponse::Ok().streaming(stream.with_current_context())` |
+//! | middleware registered *after* this one with `.wrap(..)` (actix runs the last registered first, outside the earlier ones) | the worker's (empty) context | register [`ContextMiddleware`] last, so it runs first |
+//! | `poll_ready` of the inner service | the caller's context: no request exists yet | — |
+//!
+//! A `set` in any of those places, outside every frame of this crate, is refused, as on tokio:
+//! actix's workers are tokio current-thread runtimes whose request handling runs in tokio tasks,
+//! and `web::block` jobs run on tokio's blocking pool, so the value would otherwise stay on the
+//! thread for the next request. Inside the middleware's request future, and inside the helpers
+//! above, `set` works as in any frame: it changes that request's (or that task's) context only.
+//! The future given to `System::block_on` (or `#[actix_web::main]`'s body) is not a task: as with
+//! tokio's `block_on`, it runs on the thread's own context.
+//!
+//! # Examples
+//!
+//! ```
+//! use actix_web::{web, App, HttpResponse};
+//! use contextvars::actix_web::{block_with_context, spawn_with_context, ContextMiddleware, REQUEST_ID};
+//!
+//! async fn create_order() -> HttpResponse {
+//!     // Runs after the response has been sent, still with the request's id.
+//!     spawn_with_context(async { println!("notify for {:?}", REQUEST_ID.get()) });
+//!     let total = block_with_context(|| format!("total for {:?}", REQUEST_ID.get())).await.unwrap();
+//!     HttpResponse::Ok().body(total)
+//! }
+//!
+//! # #[actix_web::main]
+//! # async fn main() {
+//! let app = actix_web::test::init_service(
+//!     App::new()
+//!         .route("/orders", web::post().to(create_order))
+//!         .wrap(ContextMiddleware::default()),
+//! )
+//! .await;
+//! let request = actix_web::test::TestRequest::post()
+//!     .uri("/orders")
+//!     .insert_header(("x-request-id", "req-abc"))
+//!     .to_request();
+//! let response = actix_web::test::call_service(&app, request).await;
+//! assert_eq!(response.headers()["x-request-id"], "req-abc");
+//! let body = actix_web::test::read_body(response).await;
+//! assert_eq!(body, r#"total for Some("req-abc")"#);
+//! # }
+//! ```
+//!
+//! [`Transform`]: ::actix_web::dev::Transform
+
+use std::fmt;
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use ::actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
+use ::actix_web::error::BlockingError;
+use ::actix_web::http::header::{HeaderName, HeaderValue};
+use ::actix_web::rt::task::JoinHandle;
+use pin_project_lite::pin_project;
+
+use crate::{Context, ContextExt, WithContext};
+
+pub use crate::tower::{Propagation, REQUEST_ID};
+
+/// An actix-web middleware that runs every request in a fresh context with its request id and
+/// baggage; see the [module docs](self).
+///
+/// Register it last (`.wrap(..)` calls run from the last to the first), so that every other
+/// middleware runs inside the request's context too.
+///
+/// # Examples
+///
+/// ```
+/// use actix_web::{web, App, HttpServer};
+/// use contextvars::actix_web::{ContextMiddleware, Propagation, REQUEST_ID};
+/// use contextvars::ContextVar;
+///
+/// static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
+///
+/// let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
+/// let server = HttpServer::new(move || {
+///     App::new()
+///         .route("/", web::get().to(|| async { REQUEST_ID.get().unwrap_or_default() }))
+///         .wrap(ContextMiddleware::new(propagation.clone()))
+/// });
+/// # let _ = server;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ContextMiddleware {
+    propagation: Propagation,
+}
+
+impl ContextMiddleware {
+    /// A middleware with this configuration, shared with the tower layers if you have any.
+    ///
+    /// ```
+    /// use contextvars::actix_web::{ContextMiddleware, Propagation};
+    ///
+    /// let middleware = ContextMiddleware::new(Propagation::builder().max_request_id_len(64).build());
+    /// # let _ = middleware;
+    /// ```
+    pub fn new(propagation: Propagation) -> ContextMiddleware {
+        ContextMiddleware { propagation }
+    }
+
+    /// The configuration this middleware uses.
+    ///
+    /// ```
+    /// let middleware = contextvars::actix_web::ContextMiddleware::default();
+    /// assert_eq!(format!("{:?}", middleware.propagation()).contains("x-request-id"), true);
+    /// ```
+    pub fn propagation(&self) -> &Propagation {
+        &self.propagation
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for ContextMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = S::Error;
+    type Transform = ContextMiddlewareService<S>;
+    type InitError = ();
+    type Future = Ready<Result<ContextMiddlewareService<S>, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(ContextMiddlewareService {
+            inner: service,
+            propagation: self.propagation.clone(),
+        }))
+    }
+}
+
+/// The service made by [`ContextMiddleware`] around the inner service.
+///
+/// # Examples
+///
+/// ```
+/// use actix_web::{web, App};
+/// use contextvars::actix_web::{ContextMiddleware, REQUEST_ID};
+///
+/// # #[actix_web::main]
+/// # async fn main() {
+/// // `init_service` builds the `ContextMiddlewareService` around the app's router.
+/// let app = actix_web::test::init_service(
+///     App::new()
+///         .route("/", web::get().to(|| async { REQUEST_ID.get().unwrap_or_default() }))
+///         .wrap(ContextMiddleware::default()),
+/// )
+/// .await;
+/// let request = actix_web::test::TestRequest::get().insert_header(("x-request-id", "abc")).to_request();
+/// let body = actix_web::test::call_and_read_body(&app, request).await;
+/// assert_eq!(body, "abc");
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct ContextMiddlewareService<S> {
+    inner: S,
+    propagation: Propagation,
+}
+
+impl<S, B> Service<ServiceRequest> for ContextMiddlewareService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&self, mut request: ServiceRequest) -> ResponseFuture<S::Future> {
+        let (ctx, id) = extract(&self.propagation, &mut request);
+        let future = ctx.run(|| self.inner.call(request));
+        ResponseFuture {
+            inner: future.with_context(ctx),
+            echo: id,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`ContextMiddlewareService`]: the inner service's future, polled
+    /// and dropped inside the request's context, which echoes the request id on the response.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_web::dev::{Service as _, Transform as _};
+    /// use actix_web::test::{ok_service, TestRequest};
+    /// use contextvars::actix_web::{ContextMiddleware, ResponseFuture};
+    ///
+    /// # #[actix_web::main]
+    /// # async fn main() {
+    /// let service = ContextMiddleware::default().new_transform(ok_service()).await.unwrap();
+    /// let future: ResponseFuture<_> = service.call(TestRequest::default().to_srv_request());
+    /// assert!(future.await.unwrap().headers().contains_key("x-request-id"));
+    /// # }
+    /// ```
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: WithContext<F>,
+        echo: Option<(HeaderName, HeaderValue)>,
+    }
+}
+
+impl<F: fmt::Debug> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, E>>,
+{
+    type Output = Result<ServiceResponse<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut result = match this.inner.poll(cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => return Poll::Pending,
+        };
+        if let (Ok(response), Some((name, id))) = (&mut result, this.echo.take()) {
+            if !response.headers().contains_key(&name) {
+                response.headers_mut().insert(name, id);
+            }
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// TEMPORARY bridge until the transport-neutral propagation core lands: runs the tower layer's
+/// extraction on a copy of the headers.
+fn extract(
+    propagation: &Propagation,
+    request: &mut ServiceRequest,
+) -> (Context, Option<(HeaderName, HeaderValue)>) {
+    use ::tower::{Layer, Service as _};
+    struct Capture;
+    impl ::tower::Service<::http::Request<()>> for Capture {
+        type Response = ::http::Response<(Context, ::http::HeaderMap)>;
+        type Error = std::convert::Infallible;
+        type Future = Ready<Result<Self::Response, Self::Error>>;
+        fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, request: ::http::Request<()>) -> Self::Future {
+            ready(Ok(::http::Response::new((
+                Context::current(),
+                request.headers().clone(),
+            ))))
+        }
+    }
+    let mut copy = ::http::Request::new(());
+    for (name, value) in request.headers().iter() {
+        if let (Ok(name), Ok(value)) = (
+            ::http::HeaderName::from_bytes(name.as_str().as_bytes()),
+            ::http::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            copy.headers_mut().append(name, value);
+        }
+    }
+    let mut service = crate::tower::ContextLayer::new(propagation.clone()).layer(Capture);
+    let mut future = std::pin::pin!(service.call(copy));
+    let waker = std::task::Waker::noop();
+    let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut TaskContext::from_waker(waker))
+    else {
+        unreachable!("the bridge's service is ready at once");
+    };
+    let (ctx, headers) = response.into_body();
+    let name = HeaderName::from_static("x-request-id");
+    let id = headers
+        .get("x-request-id")
+        .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
+    match &id {
+        Some(id) => {
+            request.headers_mut().insert(name.clone(), id.clone());
+        }
+        None => {
+            request.headers_mut().remove(&name);
+        }
+    }
+    (ctx, id.map(|id| (name, id)))
+}
+
+/// `actix_web::rt::spawn` (`actix_rt::spawn`) that runs the task inside a copy of the caller's
+/// context: the request's, when called from a handler behind [`ContextMiddleware`].
+///
+/// Like `actix_web::rt::spawn`, the task runs on the current worker's thread (a tokio
+/// `spawn_local`), so the future need not be `Send`. It keeps the context after the response
+/// has been sent, and is dropped inside it. With the `tracing` feature it also runs inside the
+/// caller's current span.
+///
+/// # Panics
+///
+/// Like `actix_web::rt::spawn`, panics when called outside an actix (or tokio `LocalSet`)
+/// runtime.
+///
+/// # Examples
+///
+/// ```
+/// use std::rc::Rc;
+/// use contextvars::actix_web::spawn_with_context;
+/// use contextvars::ContextVar;
+///
+/// static REQUEST_ID: ContextVar<&'static str> = ContextVar::new("request_id");
+///
+/// # #[actix_web::main]
+/// # async fn main() {
+/// let not_send = Rc::new(1);
+/// let task = REQUEST_ID.scope("req-1", || spawn_with_context(async move { (*not_send, REQUEST_ID.get()) }));
+/// let plain = REQUEST_ID.scope("req-1", || actix_web::rt::spawn(async { REQUEST_ID.get() }));
+/// assert_eq!(task.await.unwrap(), (1, Some("req-1")));
+/// assert_eq!(plain.await.unwrap(), None); // the plain spawn lost it
+/// # }
+/// ```
+#[track_caller]
+pub fn spawn_with_context<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    ::actix_web::rt::spawn(crate::propagate::task(future))
+}
+
+/// `actix_web::web::block` that runs the closure on the blocking pool inside a copy of the
+/// caller's context: the request's, when called from a handler behind [`ContextMiddleware`].
+///
+/// The closure is sent to the pool at the call (as `web::block` does), so the context is the one
+/// current at the call, not at the first poll. Its result comes back through the returned
+/// future; a panic in it as a [`BlockingError`], as with `web::block`. With the `tracing`
+/// feature it also runs inside the caller's current span.
+///
+/// # Panics
+///
+/// Like `web::block`, panics when called outside an actix (or tokio) runtime.
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::actix_web::block_with_context;
+/// use contextvars::ContextVar;
+///
+/// static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
+///
+/// fn load_order(order_id: u32) -> String {
+///     format!("order {order_id} for {}", REQUEST_ID.get().unwrap_or_default())
+/// }
+///
+/// # #[actix_web::main]
+/// # async fn main() {
+/// let job = REQUEST_ID.scope("req-7".into(), || block_with_context(|| load_order(3)));
+/// assert_eq!(job.await.unwrap(), "order 3 for req-7");
+/// # }
+/// ```
+#[track_caller]
+pub fn block_with_context<F, R>(f: F) -> impl Future<Output = Result<R, BlockingError>>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    ::actix_web::web::block(crate::propagate::job(f))
+}
+
+/// Whether this thread runs a task or a blocking job of a tokio runtime, which is what actix's
+/// workers and `web::block` run on: a `set` there outside any frame is refused. (With the
+/// `tokio` feature, the tokio adapter's check covers it.)
+#[cfg(not(feature = "tokio"))]
+pub(crate) fn in_unit_of_work() -> bool {
+    ::tokio::task::try_id().is_some()
+}

@@ -1,0 +1,501 @@
+//! The actix-web middleware and spawn helpers on a real `HttpServer` over loopback: ids under
+//! load in the handler, a spawned task and a blocking job (as `log` records), the bad-input
+//! rows shared with the tower layer, isolation between requests, and where `set` is refused.
+#![cfg(all(feature = "actix-web", feature = "log"))]
+
+#[path = "common/bad_input.rs"]
+mod bad_input;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use axum::body::Bytes;
+use axum::http;
+use contextvars::actix_web::{
+    block_with_context, spawn_with_context, ContextMiddleware, Propagation, REQUEST_ID,
+};
+use contextvars::log::ContextLogger;
+use contextvars::ContextVar;
+use futures::StreamExt;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use log::kv::{self, Key, Value, VisitSource};
+use tokio::sync::watch;
+
+use bad_input::Config;
+
+static LEAK: ContextVar<&'static str> = ContextVar::new("leak");
+
+// ---------------------------------------------------------------------------------------------
+// A real server on its own actix system thread, and a real HTTP client.
+
+/// A running `HttpServer`: its address, and what stops it.
+struct Running {
+    addr: SocketAddr,
+    handle: ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops the server gracefully and waits for its system thread to end.
+    async fn stop(mut self) {
+        self.handle.stop(true).await;
+        let thread = self.thread.take().unwrap();
+        tokio::task::spawn_blocking(move || thread.join().unwrap())
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A test that failed before `stop`: do not leave the server running.
+        if self.thread.is_some() {
+            drop(self.handle.stop(false));
+        }
+    }
+}
+
+/// Starts the server `build` makes on a system thread of its own (as `#[actix_web::main]`
+/// would), bound to 127.0.0.1 on a free port.
+fn start(build: impl FnOnce() -> (Server, SocketAddr) + Send + 'static) -> Running {
+    let (sender, receiver) = std_mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let (server, addr) = build();
+            sender.send((addr, server.handle())).unwrap();
+            server.await.unwrap();
+        })
+    });
+    let (addr, handle) = receiver.recv().expect("the server starts");
+    Running {
+        addr,
+        handle,
+        thread: Some(thread),
+    }
+}
+
+/// `HttpServer::new(factory)` with `workers` workers, on a free loopback port, no signal
+/// handling, started by [`start`].
+macro_rules! serve {
+    ($workers:expr, $factory:expr) => {
+        start(move || {
+            let server = HttpServer::new($factory)
+                .workers($workers)
+                .disable_signals()
+                .shutdown_timeout(5)
+                .bind(("127.0.0.1", 0))
+                .unwrap();
+            let addr = server.addrs()[0];
+            (server.run(), addr)
+        })
+    };
+}
+
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+fn client(max_idle: usize) -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(max_idle)
+        .build_http()
+}
+
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Sends a request with these headers (values as raw bytes); returns the response's
+/// `x-request-id` (or `echo_header`) and the body.
+async fn send(
+    client: &HttpClient,
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    echo_header: &str,
+) -> (Option<Vec<u8>>, String) {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, http::HeaderValue::from_bytes(value).unwrap());
+    }
+    let response = client
+        .request(request.body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK, "{path}");
+    let echoed = response
+        .headers()
+        .get(echo_header)
+        .map(|value| value.as_bytes().to_vec());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (echoed, String::from_utf8(body.to_vec()).unwrap())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load: 2,000 requests at 64 in flight; every log record carries exactly its own request's id.
+
+/// One `log` record of the load test: its message and its `request_id` key-value.
+type Logged = (String, Option<String>);
+
+/// Where the records of target `actix_load` go; the global logger is installed once.
+static LOAD_RECORDS: Mutex<Option<std_mpsc::Sender<Logged>>> = Mutex::new(None);
+
+struct CaptureLoad;
+
+impl log::Log for CaptureLoad {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target() == "actix_load"
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        struct RequestId(Option<String>);
+        impl<'kvs> VisitSource<'kvs> for RequestId {
+            fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), kv::Error> {
+                if key.as_str() == "request_id" {
+                    assert!(self.0.is_none(), "one request_id per record");
+                    self.0 = Some(value.to_string());
+                }
+                Ok(())
+            }
+        }
+        let mut id = RequestId(None);
+        record.key_values().visit(&mut id).unwrap();
+        if let Some(sender) = &*LOAD_RECORDS.lock().unwrap() {
+            sender.send((record.args().to_string(), id.0)).unwrap();
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn capture_load_records() -> std_mpsc::Receiver<Logged> {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| ContextLogger::new(CaptureLoad).install().unwrap());
+    let (sender, receiver) = std_mpsc::channel();
+    *LOAD_RECORDS.lock().unwrap() = Some(sender);
+    receiver
+}
+
+async fn load_handler(request: HttpRequest, released: web::Data<watch::Receiver<bool>>) -> String {
+    let sent = request
+        .headers()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    actix_web::rt::task::yield_now().await;
+    log::info!(target: "actix_load", "handler {sent}");
+
+    // Outlives the response: logs only once the test has every response. `!Send` on purpose.
+    let mut released = released.get_ref().clone();
+    let (task_sent, not_send) = (sent.clone(), Rc::new(()));
+    spawn_with_context(async move {
+        released.wait_for(|go| *go).await.unwrap();
+        let _keep = not_send;
+        log::info!(target: "actix_load", "task {task_sent}");
+    });
+    let blocking_sent = sent.clone();
+    block_with_context(move || log::info!(target: "actix_load", "blocking {blocking_sent}"))
+        .await
+        .unwrap();
+    REQUEST_ID.get().unwrap_or_default()
+}
+
+#[test]
+fn two_thousand_requests_at_64_in_flight_log_their_own_id_everywhere() {
+    const REQUESTS: usize = 2_000;
+    const IN_FLIGHT: usize = 64;
+    let records = capture_load_records();
+    let (release, released) = watch::channel(false);
+    let released = web::Data::new(released);
+    let server = serve!(2, move || {
+        App::new()
+            .app_data(released.clone())
+            .route("/work", web::get().to(load_handler))
+            .wrap(ContextMiddleware::default())
+    });
+
+    client_runtime().block_on(async {
+        let client = client(IN_FLIGHT);
+        let addr = server.addr;
+        let responses: Vec<(String, Option<Vec<u8>>, String)> = futures::stream::iter(0..REQUESTS)
+            .map(|i| {
+                let client = client.clone();
+                async move {
+                    let id = format!("load-{i:05}");
+                    let (echoed, body) = send(
+                        &client,
+                        addr,
+                        http::Method::GET,
+                        "/work",
+                        &[("x-request-id", id.as_bytes())],
+                        "x-request-id",
+                    )
+                    .await;
+                    (id, echoed, body)
+                }
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        assert_eq!(responses.len(), REQUESTS);
+        for (sent, echoed, body) in &responses {
+            assert_eq!(echoed.as_deref(), Some(sent.as_bytes()));
+            assert_eq!(body, sent);
+        }
+
+        // Every response is in; only now may the spawned tasks log.
+        release.send(true).unwrap();
+        let expected = REQUESTS * 3;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut mismatches = Vec::new();
+        for _ in 0..expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (message, id) = records.recv_timeout(left).expect("every record arrives");
+            let (_, sent) = message.split_once(' ').unwrap();
+            if id.as_deref() != Some(sent) {
+                mismatches.push((message.clone(), id));
+            }
+            *seen.entry(message).or_default() += 1;
+        }
+        assert!(mismatches.is_empty(), "mismatches: {mismatches:?}");
+        for i in 0..REQUESTS {
+            for kind in ["handler", "task", "blocking"] {
+                let message = format!("{kind} load-{i:05}");
+                assert_eq!(seen.get(&message), Some(&1), "{message}");
+            }
+        }
+        server.stop().await;
+    });
+    *LOAD_RECORDS.lock().unwrap() = None;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: the rows of the tower layer, with the same results.
+
+#[test]
+fn the_bad_input_rows_of_the_tower_layer_give_the_same_results() {
+    let server = serve!(1, || {
+        let mut app = App::new();
+        for config in Config::ALL {
+            app = app.service(
+                web::scope(&format!("/{config:?}"))
+                    .wrap(ContextMiddleware::new(config.propagation()))
+                    .route("/", web::post().to(|| async { bad_input::handler_body() })),
+            );
+        }
+        app
+    });
+    client_runtime().block_on(async {
+        let client = client(1);
+        let rows = bad_input::rows();
+        assert!(rows.len() >= 20);
+        for row in &rows {
+            let headers: Vec<(&str, &[u8])> = row
+                .headers
+                .iter()
+                .map(|(name, value)| (*name, value.as_slice()))
+                .collect();
+            let path = format!("/{:?}/", row.config);
+            let (echoed, body) = send(
+                &client,
+                server.addr,
+                http::Method::POST,
+                &path,
+                &headers,
+                "x-request-id",
+            )
+            .await;
+            row.check(echoed.as_deref(), &body);
+        }
+        server.stop().await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Isolation, and where `set` works.
+
+#[test]
+fn what_a_request_sets_stays_in_it_and_the_next_request_on_the_connection_starts_fresh() {
+    let server = serve!(1, || {
+        App::new()
+            .route(
+                "/set",
+                web::get().to(|| async {
+                    LEAK.try_set("from the first request").unwrap();
+                    // A task and a blocking job see it; what they set stays with them.
+                    let task = spawn_with_context(async {
+                        let seen = LEAK.get();
+                        LEAK.set("from the task");
+                        seen
+                    });
+                    let job = block_with_context(|| {
+                        let seen = LEAK.get();
+                        LEAK.set("from the job");
+                        seen
+                    });
+                    let (task, job) = (task.await.unwrap(), job.await.unwrap());
+                    format!("{task:?} {job:?} {:?}", LEAK.get())
+                }),
+            )
+            .route(
+                "/get",
+                web::get().to(|| async { format!("{:?}", LEAK.get()) }),
+            )
+            .wrap(ContextMiddleware::default())
+    });
+    client_runtime().block_on(async {
+        // One idle connection at most, one worker: the requests share the connection's task.
+        let client = client(1);
+        for _ in 0..3 {
+            let (_, body) = send(&client, server.addr, http::Method::GET, "/set", &[], "x").await;
+            assert_eq!(
+                body,
+                r#"Some("from the first request") Some("from the first request") Some("from the first request")"#
+            );
+            let (_, body) = send(&client, server.addr, http::Method::GET, "/get", &[], "x").await;
+            assert_eq!(body, "None");
+        }
+        server.stop().await;
+    });
+}
+
+/// What `try_set` does in each place a handler can run code, as `ok` or `refused`.
+async fn where_set_works() -> String {
+    let verdict = |result: Result<(), contextvars::AccessError>| {
+        if result.is_ok() {
+            "ok"
+        } else {
+            "refused"
+        }
+    };
+    let handler = verdict(LEAK.try_set("handler"));
+    let plain_spawn = actix_web::rt::spawn(async move { verdict(LEAK.try_set("plain spawn")) });
+    let plain_block = web::block(move || verdict(LEAK.try_set("plain block")));
+    let spawn = spawn_with_context(async move { verdict(LEAK.try_set("spawn")) });
+    let block = block_with_context(move || verdict(LEAK.try_set("block")));
+    format!(
+        "handler={handler} rt::spawn={} web::block={} spawn_with_context={} block_with_context={}",
+        plain_spawn.await.unwrap(),
+        plain_block.await.unwrap(),
+        spawn.await.unwrap(),
+        block.await.unwrap(),
+    )
+}
+
+#[test]
+fn a_set_outside_every_frame_on_an_actix_worker_is_refused_as_on_tokio() {
+    let server = serve!(1, || {
+        App::new()
+            .service(
+                web::scope("/with")
+                    .wrap(ContextMiddleware::default())
+                    .route("/", web::get().to(where_set_works)),
+            )
+            .route("/without/", web::get().to(where_set_works))
+            .route(
+                "/leak",
+                web::get().to(|| async { format!("{:?}", LEAK.get()) }),
+            )
+    });
+    client_runtime().block_on(async {
+        let client = client(1);
+        let (_, body) = send(&client, server.addr, http::Method::GET, "/with/", &[], "x").await;
+        assert_eq!(
+            body,
+            "handler=ok rt::spawn=refused web::block=refused spawn_with_context=ok block_with_context=ok"
+        );
+        // Without the middleware the handler runs in actix's connection task, outside any
+        // frame: refused, like a plain tokio task. The helpers give their children a frame.
+        let (_, body) = send(&client, server.addr, http::Method::GET, "/without/", &[], "x").await;
+        assert_eq!(
+            body,
+            "handler=refused rt::spawn=refused web::block=refused spawn_with_context=ok block_with_context=ok"
+        );
+        // Nothing reached the worker.
+        let (_, body) = send(&client, server.addr, http::Method::GET, "/leak", &[], "x").await;
+        assert_eq!(body, "None");
+        server.stop().await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The response header.
+
+#[test]
+fn the_id_is_echoed_in_the_configured_header_unless_the_handler_set_it() {
+    let custom = Propagation::builder()
+        .request_id_header(http::HeaderName::from_static("x-correlation-id"))
+        .build();
+    let server = serve!(1, move || {
+        App::new()
+            .service(
+                web::scope("/custom")
+                    .wrap(ContextMiddleware::new(custom.clone()))
+                    .route(
+                        "/",
+                        web::get().to(|| async { REQUEST_ID.get().unwrap_or_default() }),
+                    ),
+            )
+            .service(web::scope("/own").wrap(ContextMiddleware::default()).route(
+                "/",
+                web::get().to(|| async {
+                    HttpResponse::Ok()
+                        .insert_header(("x-request-id", "the handler's"))
+                        .body(REQUEST_ID.get().unwrap_or_default())
+                }),
+            ))
+    });
+    client_runtime().block_on(async {
+        let client = client(1);
+        let (echoed, body) = send(
+            &client,
+            server.addr,
+            http::Method::GET,
+            "/custom/",
+            &[
+                ("x-correlation-id", b"corr-1"),
+                ("x-request-id", b"ignored"),
+            ],
+            "x-correlation-id",
+        )
+        .await;
+        assert_eq!(
+            (echoed.as_deref(), body.as_str()),
+            (Some(&b"corr-1"[..]), "corr-1")
+        );
+        let (echoed, body) = send(
+            &client,
+            server.addr,
+            http::Method::GET,
+            "/own/",
+            &[("x-request-id", b"req-1")],
+            "x-request-id",
+        )
+        .await;
+        assert_eq!(
+            (echoed.as_deref(), body.as_str()),
+            (Some(&b"the handler's"[..]), "req-1")
+        );
+        server.stop().await;
+    });
+}
