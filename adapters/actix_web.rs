@@ -81,7 +81,7 @@
 //!     .insert_header(("x-request-id", "req-abc"))
 //!     .to_request();
 //! let response = actix_web::test::call_service(&app, request).await;
-//! assert_eq!(response.headers()["x-request-id"], "req-abc");
+//! assert_eq!(response.headers().get("x-request-id").unwrap(), "req-abc");
 //! let body = actix_web::test::read_body(response).await;
 //! assert_eq!(body, r#"total for Some("req-abc")"#);
 //! # }

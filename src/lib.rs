@@ -128,6 +128,9 @@
 //!   every spawn of every adapter.
 //! - `log`: a wrapper around any [`log`](https://docs.rs/log) logger that adds the context's
 //!   fields to every record as key-values (env_logger, log4rs, fern, JSON loggers).
+//! - `actix-web`: a middleware giving every actix-web request a fresh context with its request
+//!   id and W3C baggage (the rules of the `tower` feature, which it does not need), and
+//!   `spawn_with_context` / `block_with_context` for `actix_web::rt::spawn` and `web::block`.
 //!
 //! # Minimum supported Rust version
 //!
@@ -204,14 +207,15 @@ pub mod actix_web;
 pub mod rayon;
 
 /// The README's Rust code blocks, compiled and run as doc tests so that they cannot drift from
-/// the API. They use the `tokio`, `tower`, `tracing` and `log` adapters, so they are tested when
-/// those features are on (`cargo test --all-features`, as CI runs it).
+/// the API. They use the `tokio`, `tower`, `tracing`, `log` and `actix-web` adapters, so they are
+/// tested when those features are on (`cargo test --all-features`, as CI runs it).
 #[cfg(all(
     doctest,
     feature = "tokio",
     feature = "tower",
     feature = "tracing",
-    feature = "log"
+    feature = "log",
+    feature = "actix-web"
 ))]
 #[doc(test(attr(allow(unused_variables))))]
 #[doc = include_str!("../README.md")]
