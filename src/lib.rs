@@ -150,6 +150,7 @@ mod future;
 mod job;
 mod map;
 mod propagate;
+pub mod propagation;
 mod state;
 mod var;
 

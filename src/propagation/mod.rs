@@ -1,0 +1,737 @@
+//! What crosses process boundaries, whatever carries it: the request id, W3C Baggage and the
+//! baggage members to forward, read from and written into any carrier of string headers (HTTP,
+//! gRPC metadata, NATS message headers, a `HashMap`). Needs no feature and no `http`.
+//!
+//! A [`Propagation`] says which header carries the request id, which variable holds it, and which
+//! context variables travel as which baggage keys. Built once, it is shared by every side:
+//!
+//! - [`Propagation::extract`] builds the context an incoming request or message brings, from
+//!   nothing but its headers: a fresh context (never the caller's) with the request id and the
+//!   baggage;
+//! - [`Propagation::inject`] writes the current context into outgoing headers.
+//!
+//! The integrations are thin users of it: `contextvars::tower` (axum, hyper, tonic, server and
+//! client), `contextvars::reqwest` (a `reqwest-middleware` middleware) and
+//! `contextvars::async_nats` (publish, request and subscribe with context), each behind the
+//! feature of the same name. Your own transport implements [`Extractor`] and [`Injector`] for
+//! its message headers, the shape of OpenTelemetry's traits of the same names.
+//!
+//! # What it propagates
+//!
+//! - **The request id**, in the `x-request-id` header unless configured otherwise
+//!   ([`PropagationBuilder::request_id_header`]), set into [`REQUEST_ID`] (or the variable given
+//!   to [`PropagationBuilder::request_id_var`]). On the way in, an id that is missing or invalid
+//!   is replaced by a generated one ([`Propagation::extract`] uses [`unique_request_id`];
+//!   [`Propagation::extract_with`] takes your own generator, or none).
+//! - **W3C Baggage.** The `baggage` header is parsed by the
+//!   [W3C Baggage](https://www.w3.org/TR/baggage/) rules. Members whose keys were registered with
+//!   [`PropagationBuilder::baggage`] (or `baggage_str`, `baggage_with`) set their context
+//!   variables, parsed by the function given at registration; the other members are kept in the
+//!   context untouched ([`Baggage::forwarded`]) so the sending side writes them on.
+//!
+//! # What bypasses it
+//!
+//! - Anything that is not a registered variable, the request id or a forwarded member: other
+//!   context variables stay in the process.
+//! - Headers are only read and written where an integration (or your code) calls
+//!   [`Propagation::extract`] and [`Propagation::inject`]: messages sent or received without
+//!   them carry nothing.
+//! - Binary metadata (gRPC `-bin` keys, header values that are not text) is never read.
+//!
+//! # Bad input
+//!
+//! Bad input never fails the request or message and never panics. Exactly:
+//!
+//! | Input | What happens |
+//! |---|---|
+//! | request id header missing | a new id is generated |
+//! | request id empty, longer than [`PropagationBuilder::max_request_id_len`] (128 bytes by default), or with a byte that is not visible ASCII (`!`..=`~`; this covers spaces and non-UTF-8 bytes) | the header is ignored and replaced by a generated id; the bad value is never echoed |
+//! | several request id headers | the first is read; if it is valid the others are left alone, if not they are all replaced by the generated id |
+//! | the generator returns `None` or an id that is empty or not visible ASCII | the request runs with no request id set and no response header |
+//! | a `baggage` header line with bytes that are not visible ASCII, space or tab (for example non-UTF-8) | that line is ignored whole; other `baggage` lines are still read |
+//! | several `baggage` lines | read in order, as one list joined by `,` (an empty line too) |
+//! | an empty member (`a=1,,b=2`, trailing `,`) | skipped |
+//! | a malformed member: no `=`, a key that is not an HTTP token, a value with a character outside the spec's `baggage-octet`s, a bad `%` escape (`%ZZ`, `%4` at the end), a malformed property, a `;` with no property after it (`a=1;`, `a=1; `, `a=1;;p`) | that member is dropped, the others are kept |
+//! | spaces and tabs around keys, values, properties and their `=`, `;` and `,` (the spec's optional whitespace) | accepted and removed: what is forwarded has none |
+//! | a value whose `%` escapes decode to bytes that are not valid UTF-8 (`a=%FF`) | the member is kept, each invalid sequence replaced by U+FFFD `�`, as the spec requires; forwarded with the escapes it came with (`a=%FF`) |
+//! | a registered member whose value the parse function rejects (`None`) | that member is dropped and not forwarded, and does not count towards the member limit: the variable keeps the value of an earlier member of that key that parsed, or stays unset |
+//! | the same key twice | the last value that parses wins (at the position of the first); a later member of a key already kept does not count again towards the member limit |
+//! | more than 64 distinct keys ([`MAX_BAGGAGE_MEMBERS`]) | the first 64 keys accepted (valid, and for registered keys parsed) are kept; members with other keys after them are dropped, while later members of the kept keys still replace their values |
+//! | more than 8,192 bytes ([`MAX_BAGGAGE_BYTES`], all lines read, empty ones included, and their joining `,` counted; ignored lines are not) | members that end past byte 8,192 are dropped, those before kept |
+//!
+//! On output the same limits apply: members are written registered variables first (in
+//! registration order), then the forwarded ones, then those already in the carrier under other
+//! keys, and a member that would take the header past 64 members or 8,192 bytes is left out.
+//! Nothing the service did not change grows on the way out, so what was accepted on the way in
+//! is forwarded: a forwarded member, and a registered variable whose value still formats to the
+//! value received, are written with their value as it came in (escapes, even needless or
+//! lowercase ones, included), and without the optional whitespace. New values are
+//! percent-encoded only where the grammar requires it: `%` and the bytes that are not
+//! `baggage-octet`s (controls, space, `"`, `,`, `;`, `\`, non-ASCII). `=` is written as is, as
+//! the grammar allows; note that OpenTelemetry's Rust `BaggagePropagator` (0.33) cuts a value at
+//! its first `=`, so a value meant for it should not hold one. No control character (tab
+//! included) is ever written in `baggage`; a request id with a control character other than tab
+//! is not written at all.
+//!
+//! # Examples
+//!
+//! One hop through a `HashMap`, standing in for any message's headers:
+//!
+//! ```
+//! use std::collections::HashMap;
+//!
+//! use contextvars::propagation::{Propagation, REQUEST_ID};
+//! use contextvars::ContextVar;
+//!
+//! static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
+//!
+//! let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
+//!
+//! // The receiving side: a fresh context from the headers alone.
+//! let incoming = HashMap::from([
+//!     ("x-request-id".to_string(), "req-1".to_string()),
+//!     ("baggage".to_string(), "tenant=acme,other=kept".to_string()),
+//! ]);
+//! let context = propagation.extract(&incoming);
+//! assert_eq!(context.get(&REQUEST_ID).as_deref(), Some("req-1"));
+//! assert_eq!(context.get(&TENANT).as_deref(), Some("acme"));
+//!
+//! // The sending side, inside that context: the same id and baggage go on.
+//! let mut outgoing = HashMap::new();
+//! context.run(|| propagation.inject(&mut outgoing));
+//! assert_eq!(outgoing["x-request-id"], "req-1");
+//! assert_eq!(outgoing["baggage"], "tenant=acme,other=kept");
+//! ```
+
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::{Context, ContextVar};
+
+mod baggage;
+mod carrier;
+
+pub use self::baggage::{Baggage, BaggageMember};
+pub use self::carrier::{Extractor, Injector};
+
+use self::baggage::{parse_lines, Writer, BAGGAGE};
+
+/// The request id of the current request or message, set by [`Propagation::extract`] (and so by
+/// every server and consumer integration) unless another variable was chosen with
+/// [`PropagationBuilder::request_id_var`]. Printed with `Display` by logging integrations.
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::propagation::REQUEST_ID;
+///
+/// REQUEST_ID.scope("req-1".into(), || assert_eq!(REQUEST_ID.get().as_deref(), Some("req-1")));
+/// ```
+pub static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id").with_display();
+
+/// The baggage members received and not registered, kept to be forwarded. Opaque: logging
+/// integrations do not print it.
+static FORWARDED: ContextVar<Baggage> = ContextVar::opaque("baggage");
+
+/// The registered members received with escapes that encoding their value would not give back,
+/// as received: a variable whose value still formats to the decoded value is sent on with the
+/// same escapes, so it takes no more room than it did on the way in. Opaque, and only set when
+/// there is such a member.
+static REGISTERED_AS_RECEIVED: ContextVar<Baggage> = ContextVar::opaque("baggage_as_received");
+
+/// The header the request id travels in unless configured otherwise: `x-request-id`.
+///
+/// ```
+/// assert_eq!(contextvars::propagation::DEFAULT_REQUEST_ID_HEADER, "x-request-id");
+/// ```
+pub const DEFAULT_REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The longest request id accepted from a request unless configured otherwise, in bytes.
+///
+/// ```
+/// assert_eq!(contextvars::propagation::DEFAULT_MAX_REQUEST_ID_LEN, 128);
+/// ```
+pub const DEFAULT_MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The W3C Baggage limit on list-members, applied when reading and when writing.
+///
+/// ```
+/// use contextvars::propagation::{Baggage, MAX_BAGGAGE_MEMBERS};
+///
+/// let header: Vec<String> = (0..100).map(|i| format!("k{i}=v")).collect();
+/// assert_eq!(Baggage::parse(&header.join(",")).len(), MAX_BAGGAGE_MEMBERS);
+/// ```
+pub const MAX_BAGGAGE_MEMBERS: usize = 64;
+
+/// The W3C Baggage limit on the header's size in bytes, applied when reading and when writing.
+///
+/// ```
+/// use contextvars::propagation::{Baggage, MAX_BAGGAGE_BYTES};
+///
+/// let big = format!("a=1,b={},c=3", "x".repeat(MAX_BAGGAGE_BYTES));
+/// let baggage = Baggage::parse(&big);
+/// assert_eq!(baggage.get("a"), Some("1"));
+/// assert_eq!(baggage.get("b"), None); // ends past the limit, like everything after it
+/// assert_eq!(baggage.get("c"), None);
+/// ```
+pub const MAX_BAGGAGE_BYTES: usize = 8192;
+
+// ---------------------------------------------------------------------------------------------
+// Propagation: what travels, shared by both sides.
+
+type ExtractFn = dyn Fn(&str, Context) -> Result<Context, Context> + Send + Sync;
+type InjectFn = dyn Fn(&Context, &mut dyn FnMut(&str)) + Send + Sync;
+
+struct Registered {
+    key: Box<str>,
+    extract: Box<ExtractFn>,
+    inject: Box<InjectFn>,
+}
+
+struct Config {
+    request_id_header: Box<str>,
+    request_id_var: &'static ContextVar<String>,
+    max_request_id_len: usize,
+    registered: Vec<Registered>,
+}
+
+/// What crosses the network: the request id's header and variable, and which context variables
+/// travel as which baggage keys. Built once with [`Propagation::builder`], cheap to clone, and
+/// shared by the receiving side ([`extract`](Propagation::extract), and the server and consumer
+/// integrations) and the sending side ([`inject`](Propagation::inject), and the client
+/// integrations) so both agree.
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::propagation::Propagation;
+/// use contextvars::ContextVar;
+///
+/// static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
+/// static USER_ID: ContextVar<u64> = ContextVar::new("user_id").with_display();
+///
+/// let propagation = Propagation::builder()
+///     .baggage_str(&TENANT, "tenant")
+///     .baggage(&USER_ID, "user.id", |s| s.parse().ok())
+///     .build();
+/// let mut headers = std::collections::HashMap::new();
+/// USER_ID.scope(42, || propagation.inject(&mut headers));
+/// assert_eq!(headers["baggage"], "user.id=42");
+/// ```
+#[derive(Clone)]
+pub struct Propagation {
+    config: Arc<Config>,
+}
+
+impl fmt::Debug for Propagation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<&str> = self.config.registered.iter().map(|r| &*r.key).collect();
+        f.debug_struct("Propagation")
+            .field("request_id_header", &self.config.request_id_header)
+            .field("request_id_var", &self.config.request_id_var.name())
+            .field("max_request_id_len", &self.config.max_request_id_len)
+            .field("baggage_keys", &keys)
+            .finish()
+    }
+}
+
+impl Default for Propagation {
+    /// `x-request-id` into [`REQUEST_ID`], no registered baggage keys (all members forwarded).
+    fn default() -> Propagation {
+        Propagation::builder().build()
+    }
+}
+
+/// What [`Propagation::extract_with`] read from a carrier: the context, and the request id with
+/// where it came from, for transports that echo it or write it back into the message.
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::propagation::Propagation;
+/// use std::collections::HashMap;
+///
+/// let headers = HashMap::from([("x-request-id".to_string(), "bad id".to_string())]);
+/// let extracted = Propagation::default().extract_with(&headers, || Some("new-1".into()));
+/// assert_eq!(extracted.request_id.as_deref(), Some("new-1"));
+/// assert!(!extracted.received);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Extracted {
+    /// The fresh context: the request id (when there is one) and the baggage.
+    pub context: Context,
+    /// The request id set into the context: the one received if it was valid, else the
+    /// generated one if the generator gave a valid one, else `None`.
+    pub request_id: Option<String>,
+    /// Whether the request id was the one received. When `false`, the carrier's own request id
+    /// header (if any) was missing or invalid and should not be echoed.
+    pub received: bool,
+}
+
+impl Propagation {
+    /// Starts a configuration: `x-request-id` into [`REQUEST_ID`], ids up to 128 bytes, no
+    /// registered baggage keys.
+    ///
+    /// ```
+    /// let propagation = contextvars::propagation::Propagation::builder().build();
+    /// # let _ = propagation;
+    /// ```
+    pub fn builder() -> PropagationBuilder {
+        PropagationBuilder {
+            config: Config {
+                request_id_header: DEFAULT_REQUEST_ID_HEADER.into(),
+                request_id_var: &REQUEST_ID,
+                max_request_id_len: DEFAULT_MAX_REQUEST_ID_LEN,
+                registered: Vec::new(),
+            },
+        }
+    }
+
+    /// The header (carrier key) the request id travels in, lowercase.
+    ///
+    /// ```
+    /// let propagation = contextvars::propagation::Propagation::default();
+    /// assert_eq!(propagation.request_id_header(), "x-request-id");
+    /// ```
+    pub fn request_id_header(&self) -> &str {
+        &self.config.request_id_header
+    }
+
+    /// The variable the request id is set into and sent from.
+    ///
+    /// ```
+    /// use contextvars::propagation::{Propagation, REQUEST_ID};
+    ///
+    /// assert!(std::ptr::eq(Propagation::default().request_id_var(), &REQUEST_ID));
+    /// ```
+    pub fn request_id_var(&self) -> &'static ContextVar<String> {
+        self.config.request_id_var
+    }
+
+    /// The context a request or message brings, from its headers alone: a fresh context (never
+    /// the current one) with the request id and the baggage. See the [module docs](self#bad-input)
+    /// for what is done with bad input.
+    ///
+    /// A missing or invalid request id is replaced by a new one from [`unique_request_id`], so
+    /// everything handled in the context has an id to log, as on an HTTP server; nothing is
+    /// written back into the carrier. For your own generator, or none, and to learn whether the
+    /// id was received, use [`extract_with`](Propagation::extract_with).
+    ///
+    /// ```
+    /// use contextvars::propagation::{Propagation, REQUEST_ID};
+    /// use std::collections::HashMap;
+    ///
+    /// let propagation = Propagation::default();
+    /// let received = propagation.extract(&HashMap::from([("x-request-id".to_string(), "a-1".to_string())]));
+    /// assert_eq!(received.get(&REQUEST_ID).as_deref(), Some("a-1"));
+    /// let generated = propagation.extract(&HashMap::new());
+    /// assert_eq!(generated.get(&REQUEST_ID).unwrap().len(), 32);
+    /// ```
+    pub fn extract<C: Extractor + ?Sized>(&self, carrier: &C) -> Context {
+        self.extract_with(carrier, || Some(unique_request_id()))
+            .context
+    }
+
+    /// [`extract`](Propagation::extract) with your own request id generator: `make_id` is called
+    /// only when the carrier's id is missing or invalid; `None`, or an id that is empty or not
+    /// visible ASCII, leaves the context without a request id. `|| None` never generates.
+    ///
+    /// ```
+    /// use contextvars::propagation::{Propagation, REQUEST_ID};
+    /// use std::collections::HashMap;
+    ///
+    /// let extracted = Propagation::default().extract_with(&HashMap::new(), || None);
+    /// assert_eq!(extracted.context.get(&REQUEST_ID), None);
+    /// assert_eq!(extracted.request_id, None);
+    /// ```
+    pub fn extract_with<C: Extractor + ?Sized>(
+        &self,
+        carrier: &C,
+        make_id: impl FnOnce() -> Option<String>,
+    ) -> Extracted {
+        let config = &*self.config;
+        let mut ctx = Context::new();
+
+        let mut request_id = carrier
+            .get(&config.request_id_header)
+            .filter(|id| id.len() <= config.max_request_id_len && is_visible_ascii(id))
+            .map(str::to_owned);
+        let received = request_id.is_some();
+        if !received {
+            request_id = make_id().filter(|id| is_visible_ascii(id));
+        }
+        if let Some(id) = &request_id {
+            ctx = ctx.with_value(config.request_id_var, id.clone());
+        }
+
+        // The member limit counts distinct keys accepted: a registered member counts once its
+        // value has parsed, a later member of an accepted key replaces its value without counting
+        // again, and one whose value does not parse leaves the earlier value in place.
+        let mut forwarded = Baggage::new();
+        let mut as_received = Baggage::new();
+        let mut parsed = vec![false; config.registered.len()];
+        let mut kept = 0;
+        parse_lines(carrier.get_all(BAGGAGE), |member| {
+            match config.registered.iter().position(|r| *r.key == *member.key) {
+                Some(index) => {
+                    if !parsed[index] && kept >= MAX_BAGGAGE_MEMBERS {
+                        return;
+                    }
+                    let registered = &config.registered[index];
+                    if let Ok(next) = (registered.extract)(&member.value, ctx.clone()) {
+                        ctx = next;
+                        if member.escaped().is_some() {
+                            as_received.push_received(member);
+                        } else {
+                            as_received.remove(member.key);
+                        }
+                        if !parsed[index] {
+                            parsed[index] = true;
+                            kept += 1;
+                        }
+                    }
+                }
+                None => {
+                    let known = forwarded.get(member.key).is_some();
+                    if known || kept < MAX_BAGGAGE_MEMBERS {
+                        forwarded.push_received(member);
+                        if !known {
+                            kept += 1;
+                        }
+                    }
+                }
+            }
+        });
+        if !forwarded.is_empty() {
+            ctx = ctx.with_value(&FORWARDED, forwarded);
+        }
+        if !as_received.is_empty() {
+            ctx = ctx.with_value(&REGISTERED_AS_RECEIVED, as_received);
+        }
+        Extracted {
+            context: ctx,
+            request_id,
+            received,
+        }
+    }
+
+    /// Writes the current context into outgoing headers: the request id header, and `baggage`
+    /// with the registered variables that are set, then the forwarded members, then members
+    /// already in the carrier under other keys (within the limits). Nothing is written for what
+    /// is not set, and what the carrier has under other keys is left alone.
+    ///
+    /// ```
+    /// use contextvars::propagation::Propagation;
+    /// use contextvars::ContextVar;
+    /// use std::collections::HashMap;
+    ///
+    /// static TENANT: ContextVar<String> = ContextVar::new("tenant");
+    ///
+    /// let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
+    /// let mut headers = HashMap::from([("baggage".to_string(), "mine=1".to_string())]);
+    /// TENANT.scope("acme corp".into(), || propagation.inject(&mut headers));
+    /// assert_eq!(headers["baggage"], "tenant=acme%20corp,mine=1");
+    /// ```
+    pub fn inject<C: Injector + ?Sized>(&self, carrier: &mut C) {
+        self.inject_context(&Context::current(), carrier);
+    }
+
+    /// [`inject`](Propagation::inject) for a context other than the current one.
+    ///
+    /// ```
+    /// use contextvars::propagation::{Propagation, REQUEST_ID};
+    /// use contextvars::Context;
+    /// use std::collections::HashMap;
+    ///
+    /// let context = Context::new().with_value(&REQUEST_ID, "req-2".to_string());
+    /// let mut headers = HashMap::new();
+    /// Propagation::default().inject_context(&context, &mut headers);
+    /// assert_eq!(headers["x-request-id"], "req-2");
+    /// ```
+    pub fn inject_context<C: Injector + ?Sized>(&self, ctx: &Context, carrier: &mut C) {
+        let config = &*self.config;
+        if let Some(id) = ctx.get_ref(config.request_id_var) {
+            if is_header_text(id) {
+                carrier.set(&config.request_id_header, id.clone());
+            }
+        }
+        let mut out = Writer::default();
+        let as_received = ctx.get_ref(&REGISTERED_AS_RECEIVED);
+        for registered in &config.registered {
+            (registered.inject)(ctx, &mut |value| {
+                // A value that formats to what was received goes out as it came in.
+                let encoded = as_received
+                    .and_then(|received| received.member(&registered.key))
+                    .filter(|received| *received.value == *value)
+                    .and_then(|received| received.encoded.as_deref());
+                out.member(&registered.key, value, encoded, "");
+            });
+        }
+        if let Some(forwarded) = ctx.get_ref(&FORWARDED) {
+            for m in forwarded {
+                out.member(&m.key, &m.value, m.encoded.as_deref(), &m.properties);
+            }
+        }
+        if out.is_empty() {
+            return;
+        }
+        // Members the caller put there themselves are kept after ours.
+        parse_lines(carrier.existing(BAGGAGE), |m| {
+            out.member(m.key, &m.value, m.escaped(), m.properties())
+        });
+        if let Some(value) = out.finish() {
+            carrier.set(BAGGAGE, value);
+        }
+    }
+}
+
+/// Configures a [`Propagation`]; see [`Propagation::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::propagation::Propagation;
+/// use contextvars::ContextVar;
+///
+/// static CORRELATION_ID: ContextVar<String> = ContextVar::new("correlation_id").with_display();
+///
+/// let propagation = Propagation::builder()
+///     .request_id_header("X-Correlation-Id")
+///     .request_id_var(&CORRELATION_ID)
+///     .max_request_id_len(64)
+///     .build();
+/// assert_eq!(propagation.request_id_header(), "x-correlation-id");
+/// ```
+pub struct PropagationBuilder {
+    config: Config,
+}
+
+impl fmt::Debug for PropagationBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PropagationBuilder").finish_non_exhaustive()
+    }
+}
+
+impl PropagationBuilder {
+    /// The header the request id is read from, echoed on and sent in (default `x-request-id`):
+    /// any HTTP token (`&str`, `String`, an `http::HeaderName`), stored lowercase, as HTTP/2 and
+    /// gRPC require; carriers find it in any case.
+    ///
+    /// # Panics
+    ///
+    /// When `name` is not an HTTP token (empty, or with spaces, `:`, `=` and the like).
+    ///
+    /// ```
+    /// let propagation = contextvars::propagation::Propagation::builder()
+    ///     .request_id_header("x-correlation-id")
+    ///     .build();
+    /// # let _ = propagation;
+    /// ```
+    #[track_caller]
+    pub fn request_id_header(mut self, name: impl AsRef<str>) -> PropagationBuilder {
+        let name = name.as_ref();
+        assert!(
+            is_token(name),
+            "request id header {name:?} is not an HTTP token"
+        );
+        self.config.request_id_header = name.to_ascii_lowercase().into();
+        self
+    }
+
+    /// The variable the request id is set into and sent from (default [`REQUEST_ID`]).
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static TRACE_ID: ContextVar<String> = ContextVar::new("trace_id").with_display();
+    ///
+    /// let propagation = contextvars::propagation::Propagation::builder().request_id_var(&TRACE_ID).build();
+    /// # let _ = propagation;
+    /// ```
+    pub fn request_id_var(mut self, var: &'static ContextVar<String>) -> PropagationBuilder {
+        self.config.request_id_var = var;
+        self
+    }
+
+    /// The longest request id accepted from a request, in bytes (default 128); a longer one is
+    /// replaced by a generated id. Generated ids are not held to it (only to being visible
+    /// ASCII), so a short limit cannot leave requests without an id.
+    ///
+    /// ```
+    /// let propagation = contextvars::propagation::Propagation::builder().max_request_id_len(36).build();
+    /// # let _ = propagation;
+    /// ```
+    pub fn max_request_id_len(mut self, len: usize) -> PropagationBuilder {
+        self.config.max_request_id_len = len;
+        self
+    }
+
+    /// Carries `var` as the baggage member `key`: received values are parsed with `parse`
+    /// (`None` drops the member), sent values are formatted with `Display`.
+    ///
+    /// Registering a key again replaces the earlier registration.
+    ///
+    /// # Panics
+    ///
+    /// When `key` is not an HTTP token (the W3C Baggage key syntax).
+    ///
+    /// ```
+    /// use contextvars::propagation::Propagation;
+    /// use contextvars::ContextVar;
+    ///
+    /// static USER_ID: ContextVar<u64> = ContextVar::new("user_id");
+    ///
+    /// let propagation = Propagation::builder().baggage(&USER_ID, "user.id", |s| s.parse().ok()).build();
+    /// # let _ = propagation;
+    /// ```
+    #[track_caller]
+    pub fn baggage<T>(
+        self,
+        var: &'static ContextVar<T>,
+        key: &str,
+        parse: impl Fn(&str) -> Option<T> + Send + Sync + 'static,
+    ) -> PropagationBuilder
+    where
+        T: fmt::Display + Send + Sync + 'static,
+    {
+        self.baggage_with(var, key, parse, |value: &T| value.to_string())
+    }
+
+    /// Carries a `String` variable as the baggage member `key`, as is.
+    ///
+    /// # Panics
+    ///
+    /// When `key` is not an HTTP token.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// static TENANT: ContextVar<String> = ContextVar::new("tenant");
+    ///
+    /// let propagation = contextvars::propagation::Propagation::builder().baggage_str(&TENANT, "tenant").build();
+    /// # let _ = propagation;
+    /// ```
+    #[track_caller]
+    pub fn baggage_str(self, var: &'static ContextVar<String>, key: &str) -> PropagationBuilder {
+        self.baggage_with(
+            var,
+            key,
+            |s| Some(s.to_owned()),
+            |value: &String| value.clone(),
+        )
+    }
+
+    /// Carries `var` as the baggage member `key`, with your own `parse` and `format` (for types
+    /// without `Display`, or a wire format of your own).
+    ///
+    /// # Panics
+    ///
+    /// When `key` is not an HTTP token.
+    ///
+    /// ```
+    /// use contextvars::ContextVar;
+    ///
+    /// #[derive(Debug, Clone, Copy, PartialEq)]
+    /// enum Plan { Free, Pro }
+    ///
+    /// static PLAN: ContextVar<Plan> = ContextVar::new("plan");
+    ///
+    /// let propagation = contextvars::propagation::Propagation::builder()
+    ///     .baggage_with(
+    ///         &PLAN,
+    ///         "plan",
+    ///         |s| match s { "free" => Some(Plan::Free), "pro" => Some(Plan::Pro), _ => None },
+    ///         |plan| match plan { Plan::Free => "free".into(), Plan::Pro => "pro".into() },
+    ///     )
+    ///     .build();
+    /// # let _ = propagation;
+    /// ```
+    #[track_caller]
+    pub fn baggage_with<T>(
+        mut self,
+        var: &'static ContextVar<T>,
+        key: &str,
+        parse: impl Fn(&str) -> Option<T> + Send + Sync + 'static,
+        format: impl Fn(&T) -> String + Send + Sync + 'static,
+    ) -> PropagationBuilder
+    where
+        T: Send + Sync + 'static,
+    {
+        assert!(is_token(key), "baggage key {key:?} is not an HTTP token");
+        self.config.registered.retain(|r| &*r.key != key);
+        self.config.registered.push(Registered {
+            key: key.into(),
+            extract: Box::new(move |value, ctx| match parse(value) {
+                Some(parsed) => Ok(ctx.with_value(var, parsed)),
+                None => Err(ctx),
+            }),
+            inject: Box::new(move |ctx, write| {
+                if let Some(value) = ctx.get_ref(var) {
+                    write(&format(value));
+                }
+            }),
+        });
+        self
+    }
+
+    /// The finished configuration.
+    ///
+    /// ```
+    /// let propagation = contextvars::propagation::Propagation::builder().build();
+    /// # let _ = propagation;
+    /// ```
+    pub fn build(self) -> Propagation {
+        Propagation {
+            config: Arc::new(self.config),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request ids and tokens.
+
+/// A new request id: a random 64-bit prefix chosen once per process, then a counter, as 32
+/// lowercase hex digits. Unique within the process and, with overwhelming likelihood, across
+/// processes; cheaper than a UUID (no system call per id). Not a secret: ids are predictable
+/// from one another. [`Propagation::extract`] generates missing ids with it.
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::propagation::unique_request_id;
+///
+/// let (a, b) = (unique_request_id(), unique_request_id());
+/// assert_eq!(a.len(), 32);
+/// assert_ne!(a, b);
+/// ```
+pub fn unique_request_id() -> String {
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| RandomState::new().hash_one(std::process::id()));
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix:016x}{n:016x}")
+}
+
+/// A usable request id: non-empty, visible ASCII only.
+fn is_visible_ascii(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| (0x21..=0x7E).contains(&b))
+}
+
+/// What an HTTP header value may hold (and so what is written as a request id): no control
+/// character but tab, not empty.
+fn is_header_text(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7F))
+}
+
+/// An HTTP token (RFC 9110 `tchar`s), non-empty: the syntax of header names and baggage keys.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
