@@ -5,24 +5,31 @@
 //!
 //! [`ContextMiddleware`] (an actix-web [`Transform`], for `App::wrap`, `Scope::wrap` or
 //! `Resource::wrap`) runs each request's inner service (its `call` and the whole response
-//! future, including its drop) inside a context built from nothing but that request. The rules
-//! are those of the `tower` feature's `ContextLayer`, read by the same code (a [`Propagation`]
-//! shared by both):
+//! future, including its drop) inside a context built from nothing but that request's headers,
+//! by [`Propagation::extract_with`]: the rules of [`crate::propagation`], the same code the
+//! `tower` feature's `ContextLayer` runs (that feature is not needed).
 //!
 //! - **A fresh context.** Nothing from the worker thread, the connection or an earlier request
 //!   on the same connection is visible: the context starts from
 //!   [`Context::new`](crate::Context::new).
 //! - **The request id**, read from the `x-request-id` header (configurable on the
-//!   [`Propagation`]) or generated when the header is missing or invalid, is set into
-//!   [`REQUEST_ID`] (or the variable configured on the [`Propagation`]). A generated id is also
-//!   written into the request's header, so extractors that read it see the same id. The id is
-//!   echoed on the response unless the inner service already set that header.
+//!   [`Propagation`]) or generated when the header is missing or invalid (by
+//!   [`unique_request_id`], or your generator: [`ContextMiddleware::make_request_id`]), is set
+//!   into [`REQUEST_ID`](crate::propagation::REQUEST_ID) (or the variable configured on the
+//!   [`Propagation`]). A generated id is also written into the request's header, in place of the
+//!   bad ones, so extractors that read the header see the id the context has. The id is echoed
+//!   on the response unless the inner service already set that header.
 //! - **W3C Baggage.** Members whose keys were registered on the [`Propagation`] set their
-//!   variables; the other members are kept to be forwarded by the client side.
+//!   variables; the other members are kept to be forwarded
+//!   ([`Baggage::forwarded`](crate::propagation::Baggage::forwarded)) by whatever sends the next
+//!   request: [`Propagation::inject`] writes into actix's [`HeaderMap`] (awc's
+//!   `ClientRequest::headers_mut`), `http::HeaderMap`s (feature `tower`) and any
+//!   [`Injector`].
 //!
-//! Bad input never fails the request and never panics, with exactly the results listed in the
-//! `tower` module's "Bad input" table: a bad request id is replaced by a generated one and
-//! never echoed, malformed or oversized baggage members are dropped and the others kept.
+//! Bad input never fails the request and never panics, with exactly the results of the
+//! [bad-input table](crate::propagation#bad-input): a bad request id is replaced by a generated
+//! one and never echoed, malformed or oversized baggage members are dropped and the others kept.
+//! The tests replay the tower layer's bad-input rows against a real actix-web server.
 //!
 //! Work the handler starts keeps the request's context when it goes through this module:
 //!
@@ -59,7 +66,8 @@
 //!
 //! ```
 //! use actix_web::{web, App, HttpResponse};
-//! use contextvars::actix_web::{block_with_context, spawn_with_context, ContextMiddleware, REQUEST_ID};
+//! use contextvars::actix_web::{block_with_context, spawn_with_context, ContextMiddleware};
+//! use contextvars::propagation::REQUEST_ID;
 //!
 //! async fn create_order() -> HttpResponse {
 //!     // Runs after the response has been sent, still with the request's id.
@@ -92,17 +100,22 @@
 use std::fmt;
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use ::actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use ::actix_web::error::BlockingError;
-use ::actix_web::http::header::{HeaderName, HeaderValue};
+use ::actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use ::actix_web::rt::task::JoinHandle;
 use pin_project_lite::pin_project;
 
-use crate::{Context, ContextExt, WithContext};
+use crate::propagation::{
+    unique_request_id, Extractor, Injector, Propagation, DEFAULT_REQUEST_ID_HEADER,
+};
+use crate::{ContextExt, WithContext};
 
-pub use crate::tower::{Propagation, REQUEST_ID};
+/// Generates a request id for a request whose own is missing or invalid.
+type MakeId = dyn Fn(&ServiceRequest) -> Option<String> + Send + Sync;
 
 /// An actix-web middleware that runs every request in a fresh context with its request id and
 /// baggage; see the [module docs](self).
@@ -114,7 +127,8 @@ pub use crate::tower::{Propagation, REQUEST_ID};
 ///
 /// ```
 /// use actix_web::{web, App, HttpServer};
-/// use contextvars::actix_web::{ContextMiddleware, Propagation, REQUEST_ID};
+/// use contextvars::actix_web::ContextMiddleware;
+/// use contextvars::propagation::{Propagation, REQUEST_ID};
 /// use contextvars::ContextVar;
 ///
 /// static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
@@ -127,29 +141,85 @@ pub use crate::tower::{Propagation, REQUEST_ID};
 /// });
 /// # let _ = server;
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone)]
 pub struct ContextMiddleware {
     propagation: Propagation,
+    header: HeaderName,
+    make_id: Arc<MakeId>,
+}
+
+impl fmt::Debug for ContextMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContextMiddleware")
+            .field("propagation", &self.propagation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ContextMiddleware {
+    /// A middleware with the default [`Propagation`]: the request id travels in `x-request-id`
+    /// and is set into [`REQUEST_ID`](crate::propagation::REQUEST_ID), no baggage key is read
+    /// into a variable and every `baggage` member is kept to be forwarded; missing ids are
+    /// generated by [`unique_request_id`].
+    ///
+    /// ```
+    /// let middleware = contextvars::actix_web::ContextMiddleware::default();
+    /// # let _ = middleware;
+    /// ```
+    fn default() -> ContextMiddleware {
+        ContextMiddleware::new(Propagation::default())
+    }
 }
 
 impl ContextMiddleware {
-    /// A middleware with this configuration, shared with the tower layers if you have any.
+    /// A middleware with this configuration (shared with the tower layers or any other
+    /// integration, if you have some) and the default id generator, [`unique_request_id`].
     ///
     /// ```
-    /// use contextvars::actix_web::{ContextMiddleware, Propagation};
+    /// use contextvars::actix_web::ContextMiddleware;
+    /// use contextvars::propagation::Propagation;
     ///
     /// let middleware = ContextMiddleware::new(Propagation::builder().max_request_id_len(64).build());
     /// # let _ = middleware;
     /// ```
     pub fn new(propagation: Propagation) -> ContextMiddleware {
-        ContextMiddleware { propagation }
+        // The builder accepts HTTP tokens only, which are all valid header names.
+        let header = HeaderName::try_from(propagation.request_id_header())
+            .unwrap_or(HeaderName::from_static(DEFAULT_REQUEST_ID_HEADER));
+        ContextMiddleware {
+            propagation,
+            header,
+            make_id: Arc::new(|_| Some(unique_request_id())),
+        }
+    }
+
+    /// Generates missing or invalid request ids with `make_id`, which sees the request. An id
+    /// it returns that is empty or not visible ASCII, or `None`, leaves the request without a
+    /// request id (no variable set, no header echoed), as the module docs' table says.
+    ///
+    /// ```
+    /// use contextvars::actix_web::ContextMiddleware;
+    ///
+    /// let middleware = ContextMiddleware::default().make_request_id(|request| {
+    ///     Some(format!("{}-{}", request.method(), contextvars::propagation::unique_request_id()))
+    /// });
+    /// # let _ = middleware;
+    /// ```
+    pub fn make_request_id(
+        self,
+        make_id: impl Fn(&ServiceRequest) -> Option<String> + Send + Sync + 'static,
+    ) -> ContextMiddleware {
+        ContextMiddleware {
+            make_id: Arc::new(make_id),
+            ..self
+        }
     }
 
     /// The configuration this middleware uses.
     ///
     /// ```
     /// let middleware = contextvars::actix_web::ContextMiddleware::default();
-    /// assert_eq!(format!("{:?}", middleware.propagation()).contains("x-request-id"), true);
+    /// assert_eq!(middleware.propagation().request_id_header(), "x-request-id");
     /// ```
     pub fn propagation(&self) -> &Propagation {
         &self.propagation
@@ -169,7 +239,7 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(ContextMiddlewareService {
             inner: service,
-            propagation: self.propagation.clone(),
+            middleware: self.clone(),
         }))
     }
 }
@@ -180,7 +250,8 @@ where
 ///
 /// ```
 /// use actix_web::{web, App};
-/// use contextvars::actix_web::{ContextMiddleware, REQUEST_ID};
+/// use contextvars::actix_web::ContextMiddleware;
+/// use contextvars::propagation::REQUEST_ID;
 ///
 /// # #[actix_web::main]
 /// # async fn main() {
@@ -199,7 +270,7 @@ where
 #[derive(Debug)]
 pub struct ContextMiddlewareService<S> {
     inner: S,
-    propagation: Propagation,
+    middleware: ContextMiddleware,
 }
 
 impl<S, B> Service<ServiceRequest> for ContextMiddlewareService<S>
@@ -215,11 +286,33 @@ where
     }
 
     fn call(&self, mut request: ServiceRequest) -> ResponseFuture<S::Future> {
-        let (ctx, id) = extract(&self.propagation, &mut request);
+        let ContextMiddleware {
+            propagation,
+            header,
+            make_id,
+        } = &self.middleware;
+        let extracted = propagation.extract_with(request.headers(), || make_id(&request));
+        // The request carries the id the context has: the one received, or the generated one
+        // in place of a bad one (or none), also for extractors that read the header.
+        let id = match (&extracted.request_id, extracted.received) {
+            (Some(_), true) => request.headers().get(header).cloned(),
+            (Some(id), false) => HeaderValue::from_str(id).ok(),
+            (None, _) => None,
+        };
+        match &id {
+            Some(id) if !extracted.received => {
+                request.headers_mut().insert(header.clone(), id.clone());
+            }
+            Some(_) => {}
+            None => {
+                request.headers_mut().remove(header);
+            }
+        }
+        let ctx = extracted.context;
         let future = ctx.run(|| self.inner.call(request));
         ResponseFuture {
             inner: future.with_context(ctx),
-            echo: id,
+            echo: id.map(|id| (header.clone(), id)),
         }
     }
 }
@@ -279,59 +372,63 @@ where
     }
 }
 
-/// TEMPORARY bridge until the transport-neutral propagation core lands: runs the tower layer's
-/// extraction on a copy of the headers.
-fn extract(
-    propagation: &Propagation,
-    request: &mut ServiceRequest,
-) -> (Context, Option<(HeaderName, HeaderValue)>) {
-    use ::tower::{Layer, Service as _};
-    struct Capture;
-    impl ::tower::Service<::http::Request<()>> for Capture {
-        type Response = ::http::Response<(Context, ::http::HeaderMap)>;
-        type Error = std::convert::Infallible;
-        type Future = Ready<Result<Self::Response, Self::Error>>;
-        fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
-            Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, request: ::http::Request<()>) -> Self::Future {
-            ready(Ok(::http::Response::new((
-                Context::current(),
-                request.headers().clone(),
-            ))))
-        }
+// ---------------------------------------------------------------------------------------------
+// Carriers: actix's header map (the `http` 0.2 types of actix-http).
+
+/// Reads a [`Propagation`] from actix-web's headers: the request's (`ServiceRequest::headers`,
+/// `HttpRequest::headers`) or a response's. Values that are not text (not visible ASCII, space
+/// or tab) are skipped, as the bad-input rules require. [`ContextMiddleware`] uses it.
+///
+/// ```
+/// use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+/// use contextvars::propagation::{Propagation, REQUEST_ID};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(HeaderName::from_static("x-request-id"), HeaderValue::from_static("req-1"));
+/// let context = Propagation::default().extract(&headers);
+/// assert_eq!(context.get(&REQUEST_ID).as_deref(), Some("req-1"));
+/// ```
+impl Extractor for HeaderMap {
+    fn get(&self, key: &str) -> Option<&str> {
+        HeaderMap::get(self, key)?.to_str().ok()
     }
-    let mut copy = ::http::Request::new(());
-    for (name, value) in request.headers().iter() {
-        if let (Ok(name), Ok(value)) = (
-            ::http::HeaderName::from_bytes(name.as_str().as_bytes()),
-            ::http::HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            copy.headers_mut().append(name, value);
-        }
+
+    fn get_all(&self, key: &str) -> Vec<&str> {
+        HeaderMap::get_all(self, key)
+            .filter_map(|value| value.to_str().ok())
+            .collect()
     }
-    let mut service = crate::tower::ContextLayer::new(propagation.clone()).layer(Capture);
-    let mut future = std::pin::pin!(service.call(copy));
-    let waker = std::task::Waker::noop();
-    let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut TaskContext::from_waker(waker))
-    else {
-        unreachable!("the bridge's service is ready at once");
-    };
-    let (ctx, headers) = response.into_body();
-    let name = HeaderName::from_static("x-request-id");
-    let id = headers
-        .get("x-request-id")
-        .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
-    match &id {
-        Some(id) => {
-            request.headers_mut().insert(name.clone(), id.clone());
-        }
-        None => {
-            request.headers_mut().remove(&name);
-        }
+
+    fn keys(&self) -> Vec<&str> {
+        HeaderMap::keys(self).map(HeaderName::as_str).collect()
     }
-    (ctx, id.map(|id| (name, id)))
 }
+
+/// Writes a [`Propagation`] into actix-web's headers, for example those of an awc client request
+/// (`ClientRequest::headers_mut`), so the request id and baggage go on to the next service.
+///
+/// ```
+/// use actix_web::http::header::HeaderMap;
+/// use contextvars::propagation::{Propagation, REQUEST_ID};
+///
+/// let mut headers = HeaderMap::new();
+/// REQUEST_ID.scope("req-9".into(), || Propagation::default().inject(&mut headers));
+/// assert_eq!(headers.get("x-request-id").unwrap(), "req-9");
+/// ```
+impl Injector for HeaderMap {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(key), HeaderValue::try_from(value)) {
+            self.insert(name, value);
+        }
+    }
+
+    fn existing(&self, key: &str) -> Vec<&str> {
+        Extractor::get_all(self, key)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Spawning on actix's own paths.
 
 /// `actix_web::rt::spawn` (`actix_rt::spawn`) that runs the task inside a copy of the caller's
 /// context: the request's, when called from a handler behind [`ContextMiddleware`].

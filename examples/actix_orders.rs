@@ -35,12 +35,11 @@ async fn create_order(done: web::Data<mpsc::Sender<()>>) -> HttpResponse {
     log::info!("creating order");
     // The counterpart of `create_task_with_context`: a plain `actix_web::rt::spawn` would log
     // without the id.
-    spawn_with_context(send_notification(
-        "user-123".into(),
-        done.get_ref().clone(),
-    ));
+    spawn_with_context(send_notification("user-123".into(), done.get_ref().clone()));
     // The counterpart of `run_in_executor_with_context`, for `web::block`.
-    let reserved = block_with_context(|| reserve_stock("sku-42")).await.unwrap();
+    let reserved = block_with_context(|| reserve_stock("sku-42"))
+        .await
+        .unwrap();
     HttpResponse::Ok()
         .content_type("application/json")
         .body(format!(r#"{{"status":"created","reserved":{reserved}}}"#))

@@ -17,10 +17,9 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use axum::body::Bytes;
 use axum::http;
-use contextvars::actix_web::{
-    block_with_context, spawn_with_context, ContextMiddleware, Propagation, REQUEST_ID,
-};
+use contextvars::actix_web::{block_with_context, spawn_with_context, ContextMiddleware};
 use contextvars::log::ContextLogger;
+use contextvars::propagation::{Propagation, REQUEST_ID};
 use contextvars::ContextVar;
 use futures::StreamExt;
 use http_body_util::{BodyExt, Empty};
@@ -30,7 +29,7 @@ use hyper_util::rt::TokioExecutor;
 use log::kv::{self, Key, Value, VisitSource};
 use tokio::sync::watch;
 
-use bad_input::Config;
+use bad_input::{Config, Generator};
 
 static LEAK: ContextVar<&'static str> = ContextVar::new("leak");
 
@@ -292,6 +291,16 @@ fn two_thousand_requests_at_64_in_flight_log_their_own_id_everywhere() {
 // ---------------------------------------------------------------------------------------------
 // Bad input: the rows of the tower layer, with the same results.
 
+/// The middleware for a row's configuration.
+fn middleware(config: Config) -> ContextMiddleware {
+    let middleware = ContextMiddleware::new(config.propagation());
+    match config.generator() {
+        Generator::Default => middleware,
+        Generator::Nothing => middleware.make_request_id(|_| None),
+        Generator::Invalid => middleware.make_request_id(|_| Some("not valid".into())),
+    }
+}
+
 #[test]
 fn the_bad_input_rows_of_the_tower_layer_give_the_same_results() {
     let server = serve!(1, || {
@@ -299,7 +308,7 @@ fn the_bad_input_rows_of_the_tower_layer_give_the_same_results() {
         for config in Config::ALL {
             app = app.service(
                 web::scope(&format!("/{config:?}"))
-                    .wrap(ContextMiddleware::new(config.propagation()))
+                    .wrap(middleware(config))
                     .route("/", web::post().to(|| async { bad_input::handler_body() })),
             );
         }
@@ -308,7 +317,7 @@ fn the_bad_input_rows_of_the_tower_layer_give_the_same_results() {
     client_runtime().block_on(async {
         let client = client(1);
         let rows = bad_input::rows();
-        assert!(rows.len() >= 20);
+        assert!(rows.len() >= 25);
         for row in &rows {
             let headers: Vec<(&str, &[u8])> = row
                 .headers
@@ -327,6 +336,68 @@ fn the_bad_input_rows_of_the_tower_layer_give_the_same_results() {
             .await;
             row.check(echoed.as_deref(), &body);
         }
+        server.stop().await;
+    });
+}
+
+#[test]
+fn the_request_carries_the_id_the_context_has() {
+    // What the handler's extractors see in the header, beside the context's id.
+    let server = serve!(1, || {
+        App::new()
+            .service(
+                web::scope("/none")
+                    .wrap(ContextMiddleware::default().make_request_id(|_| None))
+                    .route(
+                        "/",
+                        web::get().to(|request: HttpRequest| async move {
+                            format!("{}", request.headers().contains_key("x-request-id"))
+                        }),
+                    ),
+            )
+            .service(web::scope("").wrap(ContextMiddleware::default()).route(
+                "/",
+                web::get().to(|request: HttpRequest| async move {
+                    let headers: Vec<String> = request
+                        .headers()
+                        .get_all("x-request-id")
+                        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+                        .collect();
+                    format!("{headers:?} {:?}", REQUEST_ID.get())
+                }),
+            ))
+    });
+    client_runtime().block_on(async {
+        let client = client(1);
+        let get = |path: &'static str, headers: &'static [(&'static str, &'static [u8])]| {
+            let client = client.clone();
+            let addr = server.addr;
+            async move {
+                send(
+                    &client,
+                    addr,
+                    http::Method::GET,
+                    path,
+                    headers,
+                    "x-request-id",
+                )
+                .await
+            }
+        };
+        // A valid first id: the request keeps every header as it came.
+        let (_, body) = get("/", &[("x-request-id", b"a"), ("x-request-id", b"b")]).await;
+        assert_eq!(body, r#"["a", "b"] Some("a")"#);
+        // A bad first id: every one is replaced by the generated id.
+        let (echoed, body) = get("/", &[("x-request-id", b"bad id"), ("x-request-id", b"b")]).await;
+        let echoed = String::from_utf8(echoed.unwrap()).unwrap();
+        assert_eq!(body, format!("[{echoed:?}] Some({echoed:?})"));
+        // None at all: the generated one is there.
+        let (echoed, body) = get("/", &[]).await;
+        let echoed = String::from_utf8(echoed.unwrap()).unwrap();
+        assert_eq!(body, format!("[{echoed:?}] Some({echoed:?})"));
+        // No id from the generator: the bad header is gone from the request too.
+        let (echoed, body) = get("/none/", &[("x-request-id", b"bad id")]).await;
+        assert_eq!((echoed, body.as_str()), (None, "false"));
         server.stop().await;
     });
 }
@@ -444,7 +515,7 @@ fn a_set_outside_every_frame_on_an_actix_worker_is_refused_as_on_tokio() {
 #[test]
 fn the_id_is_echoed_in_the_configured_header_unless_the_handler_set_it() {
     let custom = Propagation::builder()
-        .request_id_header(http::HeaderName::from_static("x-correlation-id"))
+        .request_id_header("x-correlation-id")
         .build();
     let server = serve!(1, move || {
         App::new()

@@ -3,7 +3,7 @@
 //! them with, and what the handler and the response must show. A server test sends every row
 //! through its own stack, with a handler that answers [`handler_body`], and calls [`Row::check`].
 
-use contextvars::tower::{Baggage, Propagation, REQUEST_ID};
+use contextvars::propagation::{Baggage, Propagation, REQUEST_ID};
 use contextvars::ContextVar;
 
 pub(crate) static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
@@ -18,14 +18,45 @@ pub(crate) enum Config {
     ShortIds,
     /// `tenant` parsed as a number into `USER_ID`, nothing else registered.
     NumericTenant,
+    /// The standard one, with a request id generator that gives none.
+    GeneratorGivesNone,
+    /// The standard one, with a request id generator that gives `not valid` (has a space).
+    GeneratorGivesInvalid,
+}
+
+/// What a server's request id generator does for a configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Generator {
+    /// The integration's default generator.
+    Default,
+    /// Gives no id.
+    Nothing,
+    /// Gives `not valid`.
+    Invalid,
 }
 
 impl Config {
-    pub(crate) const ALL: [Config; 3] = [Config::Standard, Config::ShortIds, Config::NumericTenant];
+    pub(crate) const ALL: [Config; 5] = [
+        Config::Standard,
+        Config::ShortIds,
+        Config::NumericTenant,
+        Config::GeneratorGivesNone,
+        Config::GeneratorGivesInvalid,
+    ];
+
+    pub(crate) fn generator(self) -> Generator {
+        match self {
+            Config::GeneratorGivesNone => Generator::Nothing,
+            Config::GeneratorGivesInvalid => Generator::Invalid,
+            _ => Generator::Default,
+        }
+    }
 
     pub(crate) fn propagation(self) -> Propagation {
         match self {
-            Config::Standard => standard(),
+            Config::Standard | Config::GeneratorGivesNone | Config::GeneratorGivesInvalid => {
+                standard()
+            }
             Config::ShortIds => Propagation::builder()
                 .baggage_str(&TENANT, "tenant")
                 .baggage(&USER_ID, "user.id", |s| s.parse().ok())
@@ -64,6 +95,8 @@ pub(crate) enum Expect {
     Generated,
     /// This id in the handler and on the response.
     Echoed(String),
+    /// No request id in the handler, and none on the response.
+    NoId,
     /// Exactly this handler body (the id sent was `r`, and is echoed).
     Body(String),
     /// The id `r` echoed; the forwarded baggage, parsed, satisfies the function.
@@ -108,6 +141,10 @@ impl Row {
                     body.starts_with(&format!("Some({id:?})|")),
                     "{name}: {body}"
                 );
+            }
+            Expect::NoId => {
+                assert_eq!(echoed, None, "{name}");
+                assert!(body.starts_with("None|"), "{name}: {body}");
             }
             Expect::Body(expected) => {
                 assert_eq!(echoed, Some(&b"r"[..]), "{name}");
@@ -195,6 +232,18 @@ pub(crate) fn rows() -> Vec<Row> {
             Standard,
             vec![id("bad one"), id("second")],
             Expect::Generated,
+        ),
+        row(
+            "the generator gives no id",
+            GeneratorGivesNone,
+            vec![],
+            Expect::NoId,
+        ),
+        row(
+            "the generator gives an invalid id",
+            GeneratorGivesInvalid,
+            vec![id("bad id")],
+            Expect::NoId,
         ),
         // Baggage.
         row(
