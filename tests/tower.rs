@@ -2,6 +2,9 @@
 //! the response, two hops with baggage, bad inputs, and OpenTelemetry interop.
 #![cfg(all(feature = "tower", feature = "tokio", feature = "rayon"))]
 
+#[path = "common/bad_input.rs"]
+mod bad_input;
+
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,8 +29,8 @@ use tokio::sync::{mpsc, watch};
 use tower::{Layer, ServiceExt};
 use tower_http::request_id::{MakeRequestId, RequestId};
 
-static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
-static USER_ID: ContextVar<u64> = ContextVar::new("user_id").with_display();
+use bad_input::{Generator, TENANT, USER_ID};
+
 static LEAK: ContextVar<&'static str> = ContextVar::new("leak");
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -38,11 +41,9 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// `tenant` into `TENANT`, `user.id` into `USER_ID` (a number).
 fn propagation() -> Propagation {
-    Propagation::builder()
-        .baggage_str(&TENANT, "tenant")
-        .baggage(&USER_ID, "user.id", |s| s.parse().ok())
-        .build()
+    bad_input::standard()
 }
 
 async fn serve(app: Router) -> SocketAddr {
@@ -350,26 +351,16 @@ fn two_hops_carry_the_request_id_and_baggage() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Bad input: never fails, never panics, does what the docs say.
+// Bad input: never fails, never panics, does what the docs say. The rows are shared with the
+// actix-web middleware's tests (`tests/common/bad_input.rs`).
 
-/// Sends `request` through a router that reports what the handler saw.
+/// Sends `request` through a router whose handler answers what it saw.
 async fn seen(
     layer: ContextLayer<impl MakeRequestId + Clone + Send + Sync + 'static>,
     request: Request<Body>,
 ) -> (Option<HeaderValue>, String) {
     let app = Router::new()
-        .route(
-            "/",
-            post(|| async {
-                format!(
-                    "{:?}|{:?}|{:?}|{}",
-                    REQUEST_ID.get(),
-                    TENANT.get(),
-                    USER_ID.get(),
-                    Baggage::forwarded()
-                )
-            }),
-        )
+        .route("/", post(|| async { bad_input::handler_body() }))
         .layer(layer);
     let response = app.oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -383,55 +374,6 @@ fn request_with(headers: &[(&str, &[u8])]) -> Request<Body> {
         request = request.header(*name, HeaderValue::from_bytes(value).unwrap());
     }
     request.body(Body::empty()).unwrap()
-}
-
-fn assert_generated(echoed: &Option<HeaderValue>, body: &str) {
-    let id = echoed.as_ref().unwrap().to_str().unwrap();
-    assert_eq!(id.len(), 32, "{id}");
-    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
-    assert!(body.starts_with(&format!("Some({id:?})")), "{body}");
-}
-
-#[test]
-fn bad_request_ids_are_replaced_by_generated_ones() {
-    runtime().block_on(async {
-        let layer = ContextLayer::new(propagation());
-        let long = "x".repeat(129);
-        let cases: [&[u8]; 5] = [
-            b"",
-            long.as_bytes(),
-            b"has space",
-            b"caf\xc3\xa9",
-            b"\xff\xfe",
-        ];
-        for bad in cases {
-            let (echoed, body) = seen(layer.clone(), request_with(&[("x-request-id", bad)])).await;
-            assert_generated(&echoed, &body);
-            assert_ne!(echoed.unwrap().as_bytes(), bad);
-        }
-        // Missing.
-        let (echoed, body) = seen(layer.clone(), request_with(&[])).await;
-        assert_generated(&echoed, &body);
-        // Exactly at the limit is fine; a configured limit is honored.
-        let at_limit = "y".repeat(128);
-        let (echoed, _) = seen(
-            layer.clone(),
-            request_with(&[("x-request-id", at_limit.as_bytes())]),
-        )
-        .await;
-        assert_eq!(echoed.unwrap(), at_limit.as_str());
-        let short = ContextLayer::new(Propagation::builder().max_request_id_len(4).build());
-        let (echoed, body) = seen(short, request_with(&[("x-request-id", b"12345")])).await;
-        assert_generated(&echoed, &body);
-        // Several headers: the first wins.
-        let request = Request::post("/")
-            .header("x-request-id", "first")
-            .header("x-request-id", "second")
-            .body(Body::empty())
-            .unwrap();
-        let (echoed, _) = seen(layer.clone(), request).await;
-        assert_eq!(echoed.unwrap(), "first");
-    });
 }
 
 #[derive(Clone)]
@@ -453,151 +395,29 @@ impl MakeRequestId for BadIds {
 }
 
 #[test]
-fn a_generator_without_an_id_leaves_the_request_without_one() {
+fn the_bad_input_rows_give_what_the_docs_say() {
     runtime().block_on(async {
-        let (echoed, body) = seen(
-            ContextLayer::default().make_request_id(NoIds),
-            request_with(&[]),
-        )
-        .await;
-        assert_eq!(echoed, None);
-        assert!(body.starts_with("None|"), "{body}");
-        let (echoed, body) = seen(
-            ContextLayer::default().make_request_id(BadIds),
-            request_with(&[]),
-        )
-        .await;
-        assert_eq!(echoed, None);
-        assert!(body.starts_with("None|"), "{body}");
+        let rows = bad_input::rows();
+        assert!(rows.len() >= 25);
+        for row in &rows {
+            let headers: Vec<(&str, &[u8])> = row
+                .headers
+                .iter()
+                .map(|(name, value)| (*name, value.as_slice()))
+                .collect();
+            let request = request_with(&headers);
+            let layer = ContextLayer::new(row.config.propagation());
+            let (echoed, body) = match row.config.generator() {
+                Generator::Default => seen(layer, request).await,
+                Generator::Nothing => seen(layer.make_request_id(NoIds), request).await,
+                Generator::Invalid => seen(layer.make_request_id(BadIds), request).await,
+            };
+            row.check(echoed.as_ref().map(HeaderValue::as_bytes), &body);
+        }
         // tower-http's own generator plugs in.
         let uuid = ContextLayer::default().make_request_id(tower_http::request_id::MakeRequestUuid);
         let (echoed, _) = seen(uuid, request_with(&[])).await;
         assert_eq!(echoed.unwrap().len(), 36);
-    });
-}
-
-#[test]
-fn bad_baggage_drops_what_is_bad_and_keeps_the_rest() {
-    runtime().block_on(async {
-        let layer = ContextLayer::new(propagation());
-        let id: (&str, &[u8]) = ("x-request-id", b"r");
-        let cases: &[(&[&[u8]], &str)] = &[
-            // Malformed members among good ones.
-            (
-                &[b"tenant=acme, nokey, =v, bad key=1, k=a\"b, p=%G1, r=1;bad prop, s=ok"],
-                r#"Some("r")|Some("acme")|None|s=ok"#,
-            ),
-            // Escapes that decode to invalid UTF-8: kept, with U+FFFD, and forwarded as received.
-            (
-                &[b"q=%FF,tenant=a%FFb"],
-                "Some(\"r\")|Some(\"a\u{FFFD}b\")|None|q=%FF",
-            ),
-            // A registered member that does not parse is dropped, not forwarded.
-            (
-                &[b"user.id=forty-two,tenant=t"],
-                r#"Some("r")|Some("t")|None|"#,
-            ),
-            // Duplicates: the last wins.
-            (
-                &[b"user.id=1,x=a,user.id=2,x=b"],
-                r#"Some("r")|None|Some(2)|x=b"#,
-            ),
-            // A non-UTF-8 line is ignored whole; other lines are read.
-            (
-                &[b"tenant=one", b"x=\xc3\xa9,y=2", b"user.id=7"],
-                r#"Some("r")|Some("one")|Some(7)|"#,
-            ),
-            // Empty members and spaces.
-            (
-                &[b" , ,tenant = spaced ,\t, x=1 ;  p ,"],
-                r#"Some("r")|Some("spaced")|None|x=1;p"#,
-            ),
-        ];
-        for (lines, expected) in cases {
-            let mut headers: Vec<(&str, &[u8])> = vec![id];
-            headers.extend(lines.iter().map(|line| ("baggage", *line)));
-            let (_, body) = seen(layer.clone(), request_with(&headers)).await;
-            assert_eq!(&body, expected, "{lines:?}");
-        }
-
-        // Over the byte limit: members ending past byte 8192 are dropped.
-        let big = format!("tenant=a,x={},user.id=3", "v".repeat(9000));
-        let (_, body) = seen(
-            layer.clone(),
-            request_with(&[id, ("baggage", big.as_bytes())]),
-        )
-        .await;
-        assert_eq!(body, r#"Some("r")|Some("a")|None|"#);
-
-        // Over the member limit: the first 64 are kept.
-        let many: Vec<String> = (0..100).map(|i| format!("m{i}={i}")).collect();
-        let (_, body) = seen(
-            layer.clone(),
-            request_with(&[id, ("baggage", many.join(",").as_bytes())]),
-        )
-        .await;
-        let forwarded = Baggage::parse(body.rsplit('|').next().unwrap());
-        assert_eq!(forwarded.len(), 64);
-        assert_eq!(forwarded.get("m63"), Some("63"));
-        assert_eq!(forwarded.get("m64"), None);
-    });
-}
-
-#[test]
-fn the_member_limit_counts_distinct_accepted_keys() {
-    runtime().block_on(async {
-        // `tenant` parsed as a number (into USER_ID, which `seen` prints third).
-        let numeric = ContextLayer::new(
-            Propagation::builder()
-                .baggage(&USER_ID, "tenant", |s| s.parse().ok())
-                .build(),
-        );
-        let id: (&str, &[u8]) = ("x-request-id", b"r");
-        let run = |baggage: String| {
-            let layer = numeric.clone();
-            async move {
-                seen(layer, request_with(&[id, ("baggage", baggage.as_bytes())]))
-                    .await
-                    .1
-            }
-        };
-
-        // Rejected registered members do not count: what follows them is still read.
-        let bad = vec!["tenant=bad"; 70].join(",");
-        assert_eq!(
-            run(format!("{bad},other=kept")).await,
-            r#"Some("r")|None|None|other=kept"#
-        );
-        // The last value that parses wins; one that does not leaves the earlier one.
-        assert_eq!(
-            run("tenant=5,tenant=7".into()).await,
-            r#"Some("r")|None|Some(7)|"#
-        );
-        assert_eq!(
-            run("tenant=5,tenant=bad".into()).await,
-            r#"Some("r")|None|Some(5)|"#
-        );
-        // Duplicates of accepted keys do not count, and still replace after the limit is
-        // reached, for registered and forwarded keys alike; new keys past it are dropped.
-        let full: Vec<String> = (1..63).map(|i| format!("m{i}={i}")).collect();
-        let header = format!(
-            "tenant=1,m0=a,tenant=2,m0=b,{},tenant=3,m0=c,new=x",
-            full.join(",")
-        );
-        let body = run(header).await;
-        assert!(body.starts_with(r#"Some("r")|None|Some(3)|"#), "{body}");
-        let forwarded = Baggage::parse(body.rsplit('|').next().unwrap());
-        assert_eq!(forwarded.len(), 63);
-        assert_eq!(forwarded.get("m0"), Some("c"));
-        assert_eq!(forwarded.get("m62"), Some("62"));
-        assert_eq!(forwarded.get("new"), None);
-        // The same rules as `Baggage::parse` on the forwarded members.
-        let forwarded_only: Vec<String> = (0..64).map(|i| format!("k{i}=v")).collect();
-        let header = format!("{},k0=b,k64=x", forwarded_only.join(","));
-        let body = run(header.clone()).await;
-        let forwarded = Baggage::parse(body.rsplit('|').next().unwrap());
-        assert_eq!(forwarded, Baggage::parse(&header));
-        assert_eq!(forwarded.get("k0"), Some("b"));
     });
 }
 

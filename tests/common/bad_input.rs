@@ -2,6 +2,7 @@
 //! layer, the actix-web middleware): each row is a request's headers, the configuration to read
 //! them with, and what the handler and the response must show. A server test sends every row
 //! through its own stack, with a handler that answers [`handler_body`], and calls [`Row::check`].
+#![allow(dead_code)]
 
 use contextvars::propagation::{Baggage, Propagation, REQUEST_ID};
 use contextvars::ContextVar;
