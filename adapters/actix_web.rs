@@ -45,7 +45,7 @@
 //!
 //! | Path | What it sees | Do instead |
 //! |---|---|---|
-//! | `actix_web::rt::spawn` / `actix_rt::spawn` / `tokio::task::spawn_local` called directly | the worker's (empty) context | [`spawn_with_context`] |
+//! | `actix_web::rt::spawn` / `actix_rt::spawn` / `tokio::spawn` / `tokio::task::spawn_local` called directly | the worker's (empty) context | [`spawn_with_context`] |
 //! | `web::block` / `actix_rt::task::spawn_blocking` / `tokio::task::spawn_blocking` called directly | the blocking thread's (empty) context | [`block_with_context`] |
 //! | `Arbiter::spawn`, `Arbiter::spawn_fn`, `ArbiterHandle::spawn`: the future or closure runs on another arbiter's thread | that thread's (empty) context | wrap it: `arbiter.spawn(fut.with_current_context())`, `arbiter.spawn_fn(Context::current().wrap(f))` |
 //! | actors (actix): a message's handler runs in the actor's own task | the actor task's context, normally empty | send the values in the message, or run the handler's work inside `Context::run` with a context sent in it |

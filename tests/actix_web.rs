@@ -20,7 +20,7 @@ use axum::http;
 use contextvars::actix_web::{block_with_context, spawn_with_context, ContextMiddleware};
 use contextvars::log::ContextLogger;
 use contextvars::propagation::{Propagation, REQUEST_ID};
-use contextvars::ContextVar;
+use contextvars::{ContextExt, ContextVar};
 use futures::StreamExt;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -505,6 +505,42 @@ fn a_set_outside_every_frame_on_an_actix_worker_is_refused_as_on_tokio() {
         // Nothing reached the worker.
         let (_, body) = send(&client, server.addr, http::Method::GET, "/leak", &[], "x").await;
         assert_eq!(body, "None");
+        server.stop().await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming bodies: polled by the connection after the response future, outside the context.
+
+#[test]
+fn a_streaming_body_sees_the_context_only_when_wrapped() {
+    let server = serve!(1, || {
+        App::new()
+            .route(
+                "/",
+                web::get().to(|| async {
+                    let item = || async {
+                        Ok::<_, actix_web::Error>(Bytes::from(format!("{:?};", REQUEST_ID.get())))
+                    };
+                    let plain = futures::stream::once(item());
+                    let wrapped = futures::stream::once(item()).with_current_context();
+                    HttpResponse::Ok().streaming(plain.chain(wrapped))
+                }),
+            )
+            .wrap(ContextMiddleware::default())
+    });
+    client_runtime().block_on(async {
+        let client = client(1);
+        let (_, body) = send(
+            &client,
+            server.addr,
+            http::Method::GET,
+            "/",
+            &[("x-request-id", b"s-1")],
+            "x-request-id",
+        )
+        .await;
+        assert_eq!(body, r#"None;Some("s-1");"#);
         server.stop().await;
     });
 }
