@@ -21,3 +21,12 @@ fn public_types_have_the_documented_auto_traits() {
 
 // `ContextGuard` is `!Send`: that is checked by a `compile_fail` doctest on `ContextGuard`
 // itself (doc comments in integration tests are never compiled).
+
+/// `HttpServer::new` takes a `Send + Clone` factory: the middleware is built outside it and
+/// cloned into every worker's `App`.
+#[cfg(feature = "actix-web")]
+#[test]
+fn the_actix_web_middleware_can_be_shared_by_every_worker() {
+    fn send_sync_clone_debug<T: Send + Sync + Clone + std::fmt::Debug + 'static>() {}
+    send_sync_clone_debug::<contextvars::actix_web::ContextMiddleware>();
+}
