@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use contextvars::tower::{
-    inject_headers_with, Baggage, ClientContextLayer, ContextLayer, Propagation, REQUEST_ID,
+    inject_headers_with, Baggage, ClientContextLayer, ContextLayer, Propagation, Trust, REQUEST_ID,
 };
 use contextvars::{Context, ContextExt, ContextVar};
 use futures::{Stream, StreamExt};
@@ -36,6 +36,8 @@ static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
 fn propagation() -> Propagation {
     Propagation::builder()
         .baggage_str(&TENANT, "tenant")
+        .inbound(Trust::Trusted)
+        .outbound(Trust::Trusted)
         .build()
 }
 

@@ -14,7 +14,7 @@ use axum::Router;
 use contextvars::rayon::run_in_global_pool_with_context;
 use contextvars::tokio::{spawn_blocking_with_context, spawn_with_context};
 use contextvars::tower::{
-    inject_headers_with, Baggage, ClientContextLayer, ContextLayer, Propagation, REQUEST_ID,
+    inject_headers_with, Baggage, ClientContextLayer, ContextLayer, Propagation, Trust, REQUEST_ID,
 };
 use contextvars::{Context, ContextVar};
 use futures::StreamExt;
@@ -42,7 +42,15 @@ fn propagation() -> Propagation {
     Propagation::builder()
         .baggage_str(&TENANT, "tenant")
         .baggage(&USER_ID, "user.id", |s| s.parse().ok())
+        .inbound(Trust::Trusted)
+        .outbound(Trust::Trusted)
         .build()
+}
+
+/// The default layer, for a service whose callers are trusted (these tests check the trusted
+/// behaviour; `tests/trust.rs` checks the untrusted one).
+fn internal_layer() -> ContextLayer {
+    ContextLayer::new(Propagation::builder().inbound(Trust::Trusted).build())
 }
 
 async fn serve(app: Router) -> SocketAddr {
@@ -133,7 +141,7 @@ fn two_thousand_requests_at_64_in_flight_each_see_their_own_id() {
                     }
                 }),
             )
-            .layer(ContextLayer::default());
+            .layer(internal_layer());
         let addr = serve(app).await;
         let client = client(IN_FLIGHT);
 
@@ -208,7 +216,7 @@ fn nothing_from_the_caller_or_an_earlier_request_on_the_connection_is_visible() 
                     format!("{before:?}")
                 }),
             )
-            .layer(ContextLayer::default());
+            .layer(internal_layer());
 
         // In process, called from a context that has a value.
         let outer = Context::new().with_value(&LEAK, "from the caller");
@@ -258,7 +266,7 @@ fn a_route_outside_the_layer_cannot_set_into_the_connection_task() {
 #[test]
 fn work_in_the_inner_services_call_runs_in_the_request_context() {
     runtime().block_on(async {
-        let service = ContextLayer::default().layer(tower::service_fn(|_: Request<()>| {
+        let service = internal_layer().layer(tower::service_fn(|_: Request<()>| {
             let seen_in_call = REQUEST_ID.get(); // before the future exists
             async move { Ok::<_, Infallible>(axum::http::Response::new(seen_in_call)) }
         }));
@@ -420,7 +428,12 @@ fn bad_request_ids_are_replaced_by_generated_ones() {
         )
         .await;
         assert_eq!(echoed.unwrap(), at_limit.as_str());
-        let short = ContextLayer::new(Propagation::builder().max_request_id_len(4).build());
+        let short = ContextLayer::new(
+            Propagation::builder()
+                .max_request_id_len(4)
+                .inbound(Trust::Trusted)
+                .build(),
+        );
         let (echoed, body) = seen(short, request_with(&[("x-request-id", b"12345")])).await;
         assert_generated(&echoed, &body);
         // Several headers: the first wins.
@@ -455,22 +468,15 @@ impl MakeRequestId for BadIds {
 #[test]
 fn a_generator_without_an_id_leaves_the_request_without_one() {
     runtime().block_on(async {
-        let (echoed, body) = seen(
-            ContextLayer::default().make_request_id(NoIds),
-            request_with(&[]),
-        )
-        .await;
+        let (echoed, body) = seen(internal_layer().make_request_id(NoIds), request_with(&[])).await;
         assert_eq!(echoed, None);
         assert!(body.starts_with("None|"), "{body}");
-        let (echoed, body) = seen(
-            ContextLayer::default().make_request_id(BadIds),
-            request_with(&[]),
-        )
-        .await;
+        let (echoed, body) =
+            seen(internal_layer().make_request_id(BadIds), request_with(&[])).await;
         assert_eq!(echoed, None);
         assert!(body.starts_with("None|"), "{body}");
         // tower-http's own generator plugs in.
-        let uuid = ContextLayer::default().make_request_id(tower_http::request_id::MakeRequestUuid);
+        let uuid = internal_layer().make_request_id(tower_http::request_id::MakeRequestUuid);
         let (echoed, _) = seen(uuid, request_with(&[])).await;
         assert_eq!(echoed.unwrap().len(), 36);
     });
@@ -550,6 +556,8 @@ fn the_member_limit_counts_distinct_accepted_keys() {
         let numeric = ContextLayer::new(
             Propagation::builder()
                 .baggage(&USER_ID, "tenant", |s| s.parse().ok())
+                .inbound(Trust::Trusted)
+                .outbound(Trust::Trusted)
                 .build(),
         );
         let id: (&str, &[u8]) = ("x-request-id", b"r");
@@ -621,7 +629,7 @@ fn a_streaming_body_sees_the_context_only_when_wrapped() {
                 "/bare",
                 get(move || async move { Body::from_stream(stream()) }),
             )
-            .layer(ContextLayer::default());
+            .layer(internal_layer());
         let addr = serve(app).await;
         let client = client(1);
 
