@@ -199,6 +199,16 @@ pub mod tower;
 #[path = "../adapters/rayon.rs"]
 pub mod rayon;
 
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+#[path = "../adapters/reqwest.rs"]
+pub mod reqwest;
+
+#[cfg(feature = "async-nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async-nats")))]
+#[path = "../adapters/async_nats.rs"]
+pub mod async_nats;
+
 /// The README's Rust code blocks, compiled and run as doc tests so that they cannot drift from
 /// the API. They use the `tokio`, `tower`, `tracing` and `log` adapters, so they are tested when
 /// those features are on (`cargo test --all-features`, as CI runs it).
