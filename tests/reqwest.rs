@@ -18,7 +18,9 @@ use tokio::sync::oneshot;
 static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
 
 fn propagation() -> Propagation {
-    Propagation::builder().baggage_str(&TENANT, "tenant").build()
+    Propagation::builder()
+        .baggage_str(&TENANT, "tenant")
+        .build()
 }
 
 /// A server that answers with what the request's context holds, and the `baggage` header as
@@ -85,7 +87,10 @@ async fn the_request_id_and_baggage_arrive() {
     // A context as a service receives it, with a member to forward.
     let incoming = std::collections::HashMap::from([
         ("x-request-id".to_string(), "req-1".to_string()),
-        ("baggage".to_string(), "tenant=acme%20corp,other=kept".to_string()),
+        (
+            "baggage".to_string(),
+            "tenant=acme%20corp,other=kept".to_string(),
+        ),
     ]);
     let ctx = propagation().extract(&incoming);
     let seen = fetch(&client, addr).with_context(ctx).await;
