@@ -37,7 +37,9 @@ static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
 
 /// Every hop agrees on what travels: the request id and the tenant.
 fn propagation() -> Propagation {
-    Propagation::builder().baggage_str(&TENANT, "tenant").build()
+    Propagation::builder()
+        .baggage_str(&TENANT, "tenant")
+        .build()
 }
 
 /// `POST /orders` (hop 1, HTTP): publishes the order on NATS in the request's context.
@@ -137,7 +139,10 @@ async fn main() -> ExitCode {
 
     // Two customers' requests, from a client that knows nothing of this crate.
     let client = reqwest::Client::new();
-    for (id, tenant, order) in [("req-1001", "acme", "order-1"), ("req-1002", "globex", "order-2")] {
+    for (id, tenant, order) in [
+        ("req-1001", "acme", "order-1"),
+        ("req-1002", "globex", "order-2"),
+    ] {
         let response = client
             .post(format!("http://{api}/orders"))
             .header("x-request-id", id)
