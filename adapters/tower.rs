@@ -34,9 +34,15 @@
 //!
 //! On the client, [`ClientContextLayer`] (for any `tower::Service<http::Request<B>>`, such as
 //! hyper-util's client) and [`inject_headers`] / [`inject_headers_with`] (for clients that are
-//! not tower, such as reqwest) write the current context into the outgoing headers: the request
+//! not tower, such as ureq) write the current context into the outgoing headers: the request
 //! id header, and `baggage` with the registered variables that are set plus the forwarded
-//! members. The registration is a [`Propagation`], shared by both sides.
+//! members. For reqwest, the `reqwest` feature has a middleware (`contextvars::reqwest`).
+//!
+//! The registration is a [`Propagation`], shared by both sides and by the other transports
+//! (NATS with the `async-nats` feature): the request id rules, W3C Baggage and its limits live
+//! in [`crate::propagation`], which needs no `http`; this module is the tower layer on top of it
+//! and re-exports its types, so `contextvars::tower::Propagation` and
+//! `contextvars::propagation::Propagation` are the same type.
 //!
 //! # What bypasses it
 //!
@@ -619,7 +625,8 @@ where
 /// Writes the current context into outgoing headers with the default [`Propagation`]: the
 /// request id from [`REQUEST_ID`] into `x-request-id`, and nothing else, since the default
 /// destination is [untrusted](Trust::Untrusted) (use [`inject_headers_with`] and a trusted
-/// propagation to send baggage to your own services). For clients that are not tower services.
+/// propagation to send baggage to your own services). For clients that are not tower services (ureq, isahc...); the same as
+/// `Propagation::default().inject(headers)`.
 ///
 /// # Examples
 ///

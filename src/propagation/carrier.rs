@@ -123,7 +123,7 @@ impl<S: BuildHasher> Injector for HashMap<String, String, S> {
     }
 }
 
-#[cfg(feature = "tower")]
+#[cfg(any(feature = "tower", feature = "reqwest"))]
 mod http_headers {
     use ::http::header::{HeaderMap, HeaderName, HeaderValue};
 

@@ -739,7 +739,9 @@ impl PropagationBuilder {
     ///
     /// # Panics
     ///
-    /// When `name` is not an HTTP token (empty, or with spaces, `:`, `=` and the like).
+    /// When `name` is not an HTTP token (empty, or with spaces, `:`, `=` and the like), or when
+    /// it ends in `-bin`: gRPC sends the values of such keys as base64 of binary data, so a
+    /// text id written there would reach the other side garbled.
     ///
     /// ```
     /// let propagation = contextvars::propagation::Propagation::builder()
@@ -754,7 +756,12 @@ impl PropagationBuilder {
             is_token(name),
             "request id header {name:?} is not an HTTP token"
         );
-        self.config.request_id_header = name.to_ascii_lowercase().into();
+        let name = name.to_ascii_lowercase();
+        assert!(
+            !name.ends_with("-bin"),
+            "request id header {name:?} is a gRPC binary key (`-bin`): use a text key"
+        );
+        self.config.request_id_header = name.into();
         self
     }
 
