@@ -11,6 +11,13 @@
 //! incoming request, then the members the request already had under other keys. Nothing is
 //! written for what is not set, and no other header is touched.
 //!
+//! To a destination that is not [trusted](crate::propagation::Trust) (the default), only the
+//! request id and the variables marked [public](crate::propagation::PropagationBuilder::public)
+//! are written: no forwarded member, no private variable. Say which destinations are your own
+//! with [`ContextMiddleware::trusted_hosts`] (or [`trust_destinations_if`](ContextMiddleware::trust_destinations_if)),
+//! or for a client that only calls your own services, with the propagation's
+//! [`outbound`](crate::propagation::PropagationBuilder::outbound) setting.
+//!
 //! The context is the one current when the middleware runs: when the future returned by
 //! `send()` is first polled, which is where it is awaited (the handler's task, or a task
 //! started with this crate's spawn helpers, which carries the context).
@@ -36,18 +43,38 @@
 //!
 //! let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-//!     .with(ContextMiddleware::new(propagation))
+//!     // The tenant goes to our own services only; a third-party API sees the request id.
+//!     .with(ContextMiddleware::new(propagation).trusted_hosts(["*.svc.cluster.local"]))
 //!     .build();
 //! // Inside a request's context (a `ContextLayer` handler, a NATS message's handler...):
 //! // `client.get(url).send().await` carries its request id and tenant.
 //! # let _ = client;
 //! ```
 
+use std::fmt;
+use std::sync::Arc;
+
 use ::http::Extensions;
-use ::reqwest::{Request, Response};
+use ::reqwest::{Request, Response, Url};
 use ::reqwest_middleware::{Middleware, Next, Result};
 
-use crate::propagation::Propagation;
+use crate::propagation::{Propagation, Trust, TrustedHosts};
+
+/// How [`ContextMiddleware`] decides whether a destination is trusted.
+#[derive(Clone)]
+enum Destinations {
+    Hosts(TrustedHosts),
+    If(Arc<dyn Fn(&Url) -> bool + Send + Sync>),
+}
+
+impl fmt::Debug for Destinations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destinations::Hosts(hosts) => f.debug_tuple("Hosts").field(hosts).finish(),
+            Destinations::If(_) => f.write_str("If(..)"),
+        }
+    }
+}
 
 /// A `reqwest-middleware` [`Middleware`] that writes the current context into every outgoing
 /// request's headers; see the [module docs](self).
@@ -57,7 +84,8 @@ use crate::propagation::Propagation;
 /// ```
 /// use contextvars::reqwest::ContextMiddleware;
 ///
-/// // The default propagation: `x-request-id` and the forwarded baggage.
+/// // The default propagation: `x-request-id` (and, to trusted destinations only, which by
+/// // default are none, the forwarded baggage).
 /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
 ///     .with(ContextMiddleware::default())
 ///     .build();
@@ -66,6 +94,7 @@ use crate::propagation::Propagation;
 #[derive(Clone, Debug, Default)]
 pub struct ContextMiddleware {
     propagation: Propagation,
+    destinations: Option<Destinations>,
 }
 
 impl ContextMiddleware {
@@ -79,7 +108,48 @@ impl ContextMiddleware {
     /// assert_eq!(middleware.propagation().request_id_header(), "x-correlation-id");
     /// ```
     pub fn new(propagation: Propagation) -> ContextMiddleware {
-        ContextMiddleware { propagation }
+        ContextMiddleware {
+            propagation,
+            destinations: None,
+        }
+    }
+
+    /// Treats requests to these hosts as going to trusted destinations and every other request
+    /// as untrusted, in place of the propagation's
+    /// [`outbound`](crate::propagation::PropagationBuilder::outbound) setting; see
+    /// [`TrustedHosts`] for the entries' syntax (`host`, `host:port`, `*.domain`).
+    ///
+    /// ```
+    /// use contextvars::reqwest::ContextMiddleware;
+    ///
+    /// let middleware = ContextMiddleware::default().trusted_hosts(["orders.internal", "*.svc.cluster.local"]);
+    /// # let _ = middleware;
+    /// ```
+    #[track_caller]
+    pub fn trusted_hosts<I>(mut self, hosts: I) -> ContextMiddleware
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.destinations = Some(Destinations::Hosts(TrustedHosts::new(hosts)));
+        self
+    }
+
+    /// Decides for each request whether its destination is trusted, from its URL.
+    ///
+    /// ```
+    /// use contextvars::reqwest::ContextMiddleware;
+    ///
+    /// let middleware = ContextMiddleware::default()
+    ///     .trust_destinations_if(|url| url.scheme() == "https" && url.domain() == Some("api.internal"));
+    /// # let _ = middleware;
+    /// ```
+    pub fn trust_destinations_if<F>(mut self, trusted: F) -> ContextMiddleware
+    where
+        F: Fn(&Url) -> bool + Send + Sync + 'static,
+    {
+        self.destinations = Some(Destinations::If(Arc::new(trusted)));
+        self
     }
 
     /// The configuration this middleware uses.
@@ -101,7 +171,20 @@ impl Middleware for ContextMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> Result<Response> {
-        self.propagation.inject(request.headers_mut());
+        match &self.destinations {
+            Some(destinations) => {
+                let url = request.url();
+                let trusted = match destinations {
+                    Destinations::Hosts(hosts) => url
+                        .host_str()
+                        .is_some_and(|host| hosts.contains(host, url.port_or_known_default())),
+                    Destinations::If(trusted) => trusted(url),
+                };
+                let propagation = self.propagation.with_outbound(Trust::from_bool(trusted));
+                propagation.inject(request.headers_mut());
+            }
+            None => self.propagation.inject(request.headers_mut()),
+        }
         next.run(request, extensions).await
     }
 }

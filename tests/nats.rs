@@ -13,7 +13,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use contextvars::async_nats::{ContextClient, ContextMessage};
-use contextvars::propagation::{Baggage, Propagation, REQUEST_ID};
+use contextvars::propagation::{Baggage, Propagation, Trust, REQUEST_ID};
 use contextvars::tower::ContextLayer;
 use contextvars::{Context, ContextExt, ContextVar};
 use futures::StreamExt;
@@ -27,6 +27,8 @@ static LEAK: ContextVar<&'static str> = ContextVar::new("leak");
 fn propagation() -> Propagation {
     Propagation::builder()
         .baggage_str(&TENANT, "tenant")
+        .inbound(Trust::Trusted)
+        .outbound(Trust::Trusted)
         .build()
 }
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
-use contextvars::propagation::{Baggage, Propagation, REQUEST_ID};
+use contextvars::propagation::{Baggage, Propagation, Trust, REQUEST_ID};
 use contextvars::reqwest::ContextMiddleware;
 use contextvars::tower::ContextLayer;
 use contextvars::{Context, ContextExt, ContextVar};
@@ -17,9 +17,13 @@ use tokio::sync::oneshot;
 
 static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
 
+/// Between our own services: both sides trusted (the untrusted side is checked below and in
+/// `tests/trust.rs`).
 fn propagation() -> Propagation {
     Propagation::builder()
         .baggage_str(&TENANT, "tenant")
+        .inbound(Trust::Trusted)
+        .outbound(Trust::Trusted)
         .build()
 }
 
@@ -181,4 +185,64 @@ async fn without_the_middleware_or_outside_a_context_nothing_is_carried() {
     let seen = fetch(&client(), addr).await;
     assert_eq!(seen[0].len(), 32, "{seen:?}");
     assert_eq!(&seen[1..4], ["", "", ""]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_host_gets_the_request_id_and_public_variables_only() {
+    static LOCALE: ContextVar<String> = ContextVar::new("locale").with_display();
+    let (addr, _stop) = serve().await;
+    let configured = || {
+        Propagation::builder()
+            .baggage_str(&TENANT, "tenant")
+            .baggage_str(&LOCALE, "locale")
+            .public("locale")
+    };
+    // A context as an internal service receives it, with a member to forward.
+    let incoming = std::collections::HashMap::from([
+        ("x-request-id".to_string(), "req-4".to_string()),
+        (
+            "baggage".to_string(),
+            "tenant=acme,locale=fr,other=kept".to_string(),
+        ),
+    ]);
+    let ctx = configured()
+        .inbound(Trust::Trusted)
+        .build()
+        .extract(&incoming);
+    let send = |middleware: ContextMiddleware| {
+        let client = ClientBuilder::new(reqwest::Client::new())
+            .with(middleware)
+            .build();
+        let ctx = ctx.clone();
+        async move { fetch(&client, addr).with_context(ctx).await }
+    };
+
+    let cases = [
+        (
+            "default (untrusted)",
+            ContextMiddleware::new(configured().build()),
+            "locale=fr",
+        ),
+        (
+            "another host",
+            ContextMiddleware::new(configured().build()).trusted_hosts(["api.internal"]),
+            "locale=fr",
+        ),
+        (
+            "this host",
+            ContextMiddleware::new(configured().build()).trusted_hosts(["127.0.0.1"]),
+            "tenant=acme,locale=fr,other=kept",
+        ),
+        (
+            "a predicate",
+            ContextMiddleware::new(configured().build())
+                .trust_destinations_if(move |url| url.port() == Some(addr.port())),
+            "tenant=acme,locale=fr,other=kept",
+        ),
+    ];
+    for (case, middleware, expected) in cases {
+        let seen = send(middleware).await;
+        assert_eq!(seen[0], "req-4", "{case}");
+        assert_eq!(seen[3], expected, "{case}");
+    }
 }
