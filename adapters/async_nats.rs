@@ -31,6 +31,20 @@
 //! (JetStream publishes, the service API). NATS header names are case-sensitive; they are read
 //! in any case and written lowercase.
 //!
+//! # Trust
+//!
+//! Both directions obey the [`Propagation`]'s trust settings, as HTTP does (see
+//! [Security](crate::propagation#security)): from an [untrusted](crate::propagation::Trust)
+//! publisher (the default), a message's request id is kept only as
+//! [`CALLER_REQUEST_ID`](crate::propagation::CALLER_REQUEST_ID) and the handler runs under a
+//! fresh one, only baggage keys allowed from untrusted callers set variables and nothing is
+//! forwarded; to an untrusted subscriber, only the request id and public variables are sent. A
+//! bus only your own services can publish on and subscribe to is trusted both ways
+//! (`Propagation::builder().inbound(Trust::Trusted).outbound(Trust::Trusted)`). A bus shared
+//! with others decides per message and per subject: [`ContextClient::trust_messages_if`] (for
+//! example on a header your own publishers set and the account of outsiders cannot) and
+//! [`ContextClient::trust_subjects_if`] (for example, everything but `partner.>`).
+//!
 //! Malformed headers follow the rules of HTTP exactly (the
 //! [bad input table](crate::propagation#bad-input)): an oversized or invalid request id is
 //! replaced by a generated one, malformed baggage members are dropped and the others kept,
@@ -86,6 +100,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use ::async_nats::client::{PublishError, RequestError, SubscribeError};
@@ -94,7 +109,49 @@ use ::async_nats::{Client, HeaderMap, HeaderName, Message, Subscriber};
 use ::bytes::Bytes;
 use futures_core::Stream;
 
-use crate::propagation::{Extractor, Injector, Propagation};
+use crate::propagation::{Extractor, Injector, Propagation, Trust};
+
+/// Decides whether a received message comes from a trusted publisher.
+type TrustMessage = Arc<dyn Fn(&Message) -> bool + Send + Sync>;
+/// Decides whether the subscribers of a subject are trusted.
+type TrustSubject = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// The trust predicates of a client or subscriber, shown by `Debug` as present or not.
+#[derive(Clone, Default)]
+struct Predicates {
+    messages: Option<TrustMessage>,
+    subjects: Option<TrustSubject>,
+}
+
+impl fmt::Debug for Predicates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Predicates")
+            .field("messages", &self.messages.as_ref().map(|_| ".."))
+            .field("subjects", &self.subjects.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+impl Predicates {
+    /// The propagation to write a message to `subject` with.
+    fn for_subject(&self, propagation: &Propagation, subject: &str) -> Propagation {
+        match &self.subjects {
+            Some(trusted) => propagation.with_outbound(Trust::from_bool(trusted(subject))),
+            None => propagation.clone(),
+        }
+    }
+
+    /// The context `message` brings, read with the trust the predicate gives it.
+    fn extract(&self, propagation: &Propagation, message: &Message) -> Context {
+        match &self.messages {
+            Some(trusted) => {
+                let trust = Trust::from_bool(trusted(message));
+                extract(&propagation.with_inbound(trust), message)
+            }
+            None => extract(propagation, message),
+        }
+    }
+}
 use crate::{Context, ContextExt, WithContext};
 
 // ---------------------------------------------------------------------------------------------
@@ -184,6 +241,7 @@ impl Injector for HeaderMap {
 pub struct ContextClient {
     client: Client,
     propagation: Propagation,
+    trust: Predicates,
 }
 
 impl ContextClient {
@@ -203,7 +261,59 @@ impl ContextClient {
         ContextClient {
             client,
             propagation,
+            trust: Predicates::default(),
         }
+    }
+
+    /// Decides for each received message (in [`subscribe`](ContextClient::subscribe),
+    /// [`queue_subscribe`](ContextClient::queue_subscribe) and
+    /// [`context_of`](ContextClient::context_of)) whether its publisher is trusted, in place of
+    /// the propagation's [`inbound`](crate::propagation::PropagationBuilder::inbound) setting.
+    /// Trust a header only if publishers you do not trust cannot set it (NATS accounts and
+    /// permissions decide that, not this crate).
+    ///
+    /// ```no_run
+    /// # async fn run(nats: async_nats::Client) {
+    /// use contextvars::async_nats::ContextClient;
+    /// use contextvars::propagation::Propagation;
+    ///
+    /// // Our publishers write to `internal.>`; the `public.>` subjects are open to partners.
+    /// let client = ContextClient::new(nats, Propagation::default())
+    ///     .trust_messages_if(|message| message.subject.starts_with("internal."));
+    /// # let _ = client;
+    /// # }
+    /// ```
+    pub fn trust_messages_if<F>(mut self, trusted: F) -> ContextClient
+    where
+        F: Fn(&Message) -> bool + Send + Sync + 'static,
+    {
+        self.trust.messages = Some(Arc::new(trusted));
+        self
+    }
+
+    /// Decides for each subject published or requested to whether its subscribers are trusted,
+    /// in place of the propagation's
+    /// [`outbound`](crate::propagation::PropagationBuilder::outbound) setting: to an untrusted
+    /// subject, only the request id and public variables are sent.
+    /// [`headers`](ContextClient::headers), which has no subject, keeps the propagation's
+    /// setting.
+    ///
+    /// ```no_run
+    /// # async fn run(nats: async_nats::Client) {
+    /// use contextvars::async_nats::ContextClient;
+    /// use contextvars::propagation::Propagation;
+    ///
+    /// let client = ContextClient::new(nats, Propagation::default())
+    ///     .trust_subjects_if(|subject| !subject.starts_with("partner."));
+    /// # let _ = client;
+    /// # }
+    /// ```
+    pub fn trust_subjects_if<F>(mut self, trusted: F) -> ContextClient
+    where
+        F: Fn(&str) -> bool + Send + Sync + 'static,
+    {
+        self.trust.subjects = Some(Arc::new(trusted));
+        self
     }
 
     /// The wrapped client, for everything else (its messages carry no context).
@@ -278,9 +388,11 @@ impl ContextClient {
         mut headers: HeaderMap,
         payload: Bytes,
     ) -> impl Future<Output = Result<(), PublishError>> + Send + '_ {
-        self.propagation.inject(&mut headers);
-        self.client
-            .publish_with_headers(subject.to_subject(), headers, payload)
+        let subject = subject.to_subject();
+        self.trust
+            .for_subject(&self.propagation, &subject)
+            .inject(&mut headers);
+        self.client.publish_with_headers(subject, headers, payload)
     }
 
     /// Publishes with a reply subject and the current context in the headers.
@@ -298,12 +410,13 @@ impl ContextClient {
         reply: R,
         payload: Bytes,
     ) -> impl Future<Output = Result<(), PublishError>> + Send + '_ {
-        self.client.publish_with_reply_and_headers(
-            subject.to_subject(),
-            reply.to_subject(),
-            self.headers(),
-            payload,
-        )
+        let subject = subject.to_subject();
+        let mut headers = HeaderMap::new();
+        self.trust
+            .for_subject(&self.propagation, &subject)
+            .inject(&mut headers);
+        self.client
+            .publish_with_reply_and_headers(subject, reply.to_subject(), headers, payload)
     }
 
     /// Sends a request with the current context in the headers and waits for the reply.
@@ -341,9 +454,11 @@ impl ContextClient {
         mut headers: HeaderMap,
         payload: Bytes,
     ) -> impl Future<Output = Result<Message, RequestError>> + Send + '_ {
-        self.propagation.inject(&mut headers);
-        self.client
-            .request_with_headers(subject.to_subject(), headers, payload)
+        let subject = subject.to_subject();
+        self.trust
+            .for_subject(&self.propagation, &subject)
+            .inject(&mut headers);
+        self.client.request_with_headers(subject, headers, payload)
     }
 
     /// The context a message brings (a reply, or a message from elsewhere): a fresh context from
@@ -361,7 +476,7 @@ impl ContextClient {
     /// # }
     /// ```
     pub fn context_of(&self, message: &Message) -> Context {
-        extract(&self.propagation, message)
+        self.trust.extract(&self.propagation, message)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -385,7 +500,14 @@ impl ContextClient {
         subject: S,
     ) -> Result<ContextSubscriber, SubscribeError> {
         let subscriber = self.client.subscribe(subject.to_subject()).await?;
-        Ok(ContextSubscriber::new(subscriber, self.propagation.clone()))
+        Ok(ContextSubscriber {
+            inner: subscriber,
+            propagation: self.propagation.clone(),
+            trust: Predicates {
+                messages: self.trust.messages.clone(),
+                subjects: None,
+            },
+        })
     }
 
     /// Subscribes to `subject` in a queue group (each message to one member of the group);
@@ -407,7 +529,14 @@ impl ContextClient {
             .client
             .queue_subscribe(subject.to_subject(), queue_group)
             .await?;
-        Ok(ContextSubscriber::new(subscriber, self.propagation.clone()))
+        Ok(ContextSubscriber {
+            inner: subscriber,
+            propagation: self.propagation.clone(),
+            trust: Predicates {
+                messages: self.trust.messages.clone(),
+                subjects: None,
+            },
+        })
     }
 }
 
@@ -446,6 +575,7 @@ fn extract(propagation: &Propagation, message: &Message) -> Context {
 pub struct ContextSubscriber {
     inner: Subscriber,
     propagation: Propagation,
+    trust: Predicates,
 }
 
 impl ContextSubscriber {
@@ -465,7 +595,31 @@ impl ContextSubscriber {
         ContextSubscriber {
             inner: subscriber,
             propagation,
+            trust: Predicates::default(),
         }
+    }
+
+    /// Decides for each message whether its publisher is trusted, in place of the
+    /// propagation's [`inbound`](crate::propagation::PropagationBuilder::inbound) setting; see
+    /// [`ContextClient::trust_messages_if`].
+    ///
+    /// ```no_run
+    /// # async fn run(nats: async_nats::Client) -> Result<(), async_nats::SubscribeError> {
+    /// use contextvars::async_nats::ContextSubscriber;
+    /// use contextvars::propagation::Propagation;
+    ///
+    /// let orders = ContextSubscriber::new(nats.subscribe("orders.>").await?, Propagation::default())
+    ///     .trust_messages_if(|message| message.subject.starts_with("orders.internal."));
+    /// # let _ = orders;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn trust_messages_if<F>(mut self, trusted: F) -> ContextSubscriber
+    where
+        F: Fn(&Message) -> bool + Send + Sync + 'static,
+    {
+        self.trust.messages = Some(Arc::new(trusted));
+        self
     }
 
     /// The wrapped subscriber, for `unsubscribe` and `unsubscribe_after`.
@@ -502,10 +656,10 @@ impl Stream for ContextSubscriber {
     ) -> Poll<Option<ContextMessage>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_next(cx) {
-            Poll::Ready(Some(message)) => Poll::Ready(Some(ContextMessage {
-                context: extract(&this.propagation, &message),
-                message,
-            })),
+            Poll::Ready(Some(message)) => {
+                let context = this.trust.extract(&this.propagation, &message);
+                Poll::Ready(Some(ContextMessage { context, message }))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

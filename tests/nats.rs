@@ -460,3 +460,217 @@ fn the_server_binary_is_found_and_stopped() {
     // Killed and reaped: nothing listens there any more.
     assert!(std::net::TcpStream::connect(&address).is_err());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Trust: a bus shared with publishers and subscribers that are not ours.
+
+/// What an untrusted publisher's message was handled with, and what the handler's relay to an
+/// internal subject carried.
+#[derive(Debug)]
+struct Handled {
+    request_id: Option<String>,
+    caller_request_id: Option<String>,
+    tenant: Option<String>,
+    forwarded: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn spoofed_ids_and_baggage_from_untrusted_publishers_are_never_believed_or_passed_on() {
+    use contextvars::propagation::CALLER_REQUEST_ID;
+
+    const PUBLISHERS: usize = 4;
+    const PER_PUBLISHER: usize = 250;
+    const TOTAL: usize = PUBLISHERS * PER_PUBLISHER;
+    let server = server();
+    // The consumer: untrusted publishers (the default), but its own relays to `internal.>` go
+    // to trusted subscribers.
+    let edge = Propagation::builder()
+        .baggage_str(&TENANT, "tenant")
+        .build();
+    let consumer = ContextClient::new(connect(&server).await, edge)
+        .trust_subjects_if(|subject| subject.starts_with("internal."));
+    let mut relays = connect(&server)
+        .await
+        .subscribe("internal.relay")
+        .await
+        .unwrap();
+    let mut incoming = consumer.subscribe("public.orders").await.unwrap();
+    consumer.client().flush().await.unwrap();
+
+    let (report, mut reports) = mpsc::unbounded_channel::<(String, Handled)>();
+    let relay_client = consumer.clone();
+    let handler = tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for _ in 0..TOTAL {
+            let message = incoming.next().await.unwrap();
+            let (report, relay_client) = (report.clone(), relay_client.clone());
+            tasks.push(tokio::spawn(message.handle(move |message| async move {
+                let n = String::from_utf8(message.payload.to_vec()).unwrap();
+                report
+                    .send((
+                        n.clone(),
+                        Handled {
+                            request_id: REQUEST_ID.get(),
+                            caller_request_id: CALLER_REQUEST_ID.get(),
+                            tenant: TENANT.get(),
+                            forwarded: Baggage::forwarded().to_string(),
+                        },
+                    ))
+                    .unwrap();
+                relay_client
+                    .publish("internal.relay", n.into())
+                    .await
+                    .unwrap();
+            })));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        relay_client.client().flush().await.unwrap();
+    });
+
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let url = server.url.clone();
+            tokio::spawn(async move {
+                let stranger = async_nats::connect(&url).await.unwrap();
+                for i in 0..PER_PUBLISHER {
+                    let n = format!("{}", p * PER_PUBLISHER + i);
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert("x-request-id", format!("spoof-{n}").as_str());
+                    headers.insert("baggage", format!("tenant=victim-{n},evil=x{n}").as_str());
+                    stranger
+                        .publish_with_headers("public.orders", headers, n.into())
+                        .await
+                        .unwrap();
+                }
+                stranger.flush().await.unwrap();
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    handler.await.unwrap();
+
+    let mut fresh = HashMap::new();
+    for _ in 0..TOTAL {
+        let (n, handled) = reports.recv().await.unwrap();
+        let id = handled.request_id.clone().unwrap();
+        assert!(!id.starts_with("spoof-"), "message {n} handled under {id}");
+        assert_eq!(handled.caller_request_id, Some(format!("spoof-{n}")));
+        assert_eq!(handled.tenant, None, "message {n}");
+        assert_eq!(handled.forwarded, "", "message {n}");
+        assert!(fresh.insert(n, id).is_none(), "handled twice");
+    }
+    for _ in 0..TOTAL {
+        let relay = tokio::time::timeout(Duration::from_secs(30), relays.next())
+            .await
+            .expect("a relay is missing")
+            .unwrap();
+        let n = String::from_utf8(relay.payload.to_vec()).unwrap();
+        let headers = relay.headers.unwrap();
+        assert_eq!(
+            headers.get("x-request-id").map(|v| v.as_str()),
+            fresh.get(&n).map(String::as_str),
+            "relay of {n} carries the id it was handled under"
+        );
+        assert!(
+            headers.get("baggage").is_none(),
+            "relay of {n}: {headers:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_subscriber_trusts_only_the_messages_its_predicate_accepts() {
+    let server = server();
+    let consumer = ContextClient::new(
+        connect(&server).await,
+        Propagation::builder()
+            .baggage_str(&TENANT, "tenant")
+            .build(),
+    )
+    .trust_messages_if(|message| message.subject.starts_with("internal."));
+    let mut messages = consumer.subscribe("*.orders").await.unwrap();
+    consumer.client().flush().await.unwrap();
+
+    let publisher = connect(&server).await;
+    for subject in ["internal.orders", "public.orders"] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("x-request-id", "req-1");
+        headers.insert("baggage", "tenant=acme");
+        publisher
+            .publish_with_headers(subject, headers, subject.into())
+            .await
+            .unwrap();
+    }
+    publisher.flush().await.unwrap();
+
+    for _ in 0..2 {
+        let message: ContextMessage = messages.next().await.unwrap();
+        let ctx = message.context().clone();
+        let (id, tenant) = (ctx.get(&REQUEST_ID), ctx.get(&TENANT));
+        match &*message.message().subject {
+            "internal.orders" => {
+                assert_eq!(id.as_deref(), Some("req-1"));
+                assert_eq!(tenant.as_deref(), Some("acme"));
+            }
+            "public.orders" => {
+                assert_ne!(id.as_deref(), Some("req-1"));
+                assert_eq!(tenant, None);
+            }
+            other => panic!("unexpected subject {other}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_sends_nothing_private_or_forwarded_to_an_untrusted_subject() {
+    static LOCALE: ContextVar<String> = ContextVar::new("locale").with_display();
+    let server = server();
+    let configured = Propagation::builder()
+        .baggage_str(&TENANT, "tenant")
+        .baggage_str(&LOCALE, "locale")
+        .public("locale")
+        .build();
+    let client = ContextClient::new(connect(&server).await, configured.clone())
+        .trust_subjects_if(|subject| !subject.starts_with("partner."));
+    let mut received = connect(&server).await.subscribe("*.events").await.unwrap();
+    client.client().flush().await.unwrap();
+
+    // A context as an internal service receives it, with a member to forward.
+    let incoming = HashMap::from([
+        ("x-request-id".to_string(), "req-9".to_string()),
+        (
+            "baggage".to_string(),
+            "tenant=acme,locale=fr,other=kept".to_string(),
+        ),
+    ]);
+    let ctx = configured.with_inbound(Trust::Trusted).extract(&incoming);
+    for subject in ["internal.events", "partner.events"] {
+        let publish = ctx.run(|| client.publish(subject, "".into()));
+        publish.await.unwrap();
+    }
+    // Through a plain client with no subject rule: the propagation's own (untrusted) setting.
+    let plain = ContextClient::new(connect(&server).await, configured);
+    let publish = ctx.run(|| plain.publish("default.events", "".into()));
+    publish.await.unwrap();
+    plain.client().flush().await.unwrap();
+    client.client().flush().await.unwrap();
+
+    let mut seen = HashMap::new();
+    for _ in 0..3 {
+        let message = received.next().await.unwrap();
+        let headers = message.headers.unwrap();
+        assert_eq!(headers.get("x-request-id").unwrap().as_str(), "req-9");
+        let baggage = headers.get("baggage").map(|v| v.as_str().to_owned());
+        seen.insert(message.subject.to_string(), baggage);
+    }
+    assert_eq!(
+        seen["internal.events"].as_deref(),
+        Some("tenant=acme,locale=fr,other=kept")
+    );
+    assert_eq!(seen["partner.events"].as_deref(), Some("locale=fr"));
+    assert_eq!(seen["default.events"].as_deref(), Some("locale=fr"));
+}
