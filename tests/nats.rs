@@ -489,11 +489,10 @@ async fn spoofed_ids_and_baggage_from_untrusted_publishers_are_never_believed_or
         .build();
     let consumer = ContextClient::new(connect(&server).await, edge)
         .trust_subjects_if(|subject| subject.starts_with("internal."));
-    let mut relays = connect(&server)
-        .await
-        .subscribe("internal.relay")
-        .await
-        .unwrap();
+    // Subscribed and flushed before anything is published, so no relay can be missed.
+    let internal = connect(&server).await;
+    let mut relays = internal.subscribe("internal.relay").await.unwrap();
+    internal.flush().await.unwrap();
     let mut incoming = consumer.subscribe("public.orders").await.unwrap();
     consumer.client().flush().await.unwrap();
 
@@ -636,7 +635,9 @@ async fn a_publisher_sends_nothing_private_or_forwarded_to_an_untrusted_subject(
         .build();
     let client = ContextClient::new(connect(&server).await, configured.clone())
         .trust_subjects_if(|subject| !subject.starts_with("partner."));
-    let mut received = connect(&server).await.subscribe("*.events").await.unwrap();
+    let listener = connect(&server).await;
+    let mut received = listener.subscribe("*.events").await.unwrap();
+    listener.flush().await.unwrap();
     client.client().flush().await.unwrap();
 
     // A context as an internal service receives it, with a member to forward.
