@@ -141,6 +141,10 @@
 //! - **The client:** [`ClientContextLayer`] on the `Channel`, handed to the generated client's
 //!   `new`; or an interceptor that calls [`inject_headers_with`] (or [`inject_headers`]) on
 //!   `request.metadata_mut().as_mut()`, the metadata's [`HeaderMap`].
+//! - **Trust:** the requests a `Channel` is called with carry a path but no host (the channel
+//!   adds its origin inside), so [`ClientContextLayer::trusted_hosts`] finds no host and treats
+//!   them as untrusted: a channel talks to one server, so say whether it is yours with the
+//!   propagation's [`outbound`](crate::propagation::PropagationBuilder::outbound) setting.
 //! - **Server-streaming methods:** the returned stream is polled after the handler has returned,
 //!   outside the request's context: return `Response::new(Box::pin(stream.with_current_context()))`
 //!   (see [what bypasses it](#what-bypasses-it)).
@@ -150,7 +154,7 @@
 //! (no `protoc`) and calls it both ways.
 //!
 //! ```
-//! use contextvars::tower::{inject_headers_with, ClientContextLayer, ContextLayer, Propagation};
+//! use contextvars::tower::{inject_headers_with, ClientContextLayer, ContextLayer, Propagation, Trust};
 //! use contextvars::ContextVar;
 //! use tonic::service::LayerExt as _;
 //! use tonic::transport::{Endpoint, Server};
@@ -161,7 +165,12 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
+//! // Between our own services: trusted both ways.
+//! let propagation = Propagation::builder()
+//!     .baggage_str(&TENANT, "tenant")
+//!     .inbound(Trust::Trusted)
+//!     .outbound(Trust::Trusted)
+//!     .build();
 //! let (_, health) = tonic_health::server::health_reporter();
 //!
 //! // Server: the layer for every service...

@@ -740,3 +740,117 @@ async fn binary_metadata_is_neither_read_nor_corrupted_in_either_direction() {
 fn a_binary_key_cannot_carry_the_request_id() {
     let _ = Propagation::builder().request_id_header("x-request-id-bin");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Trust: an edge gRPC server, and a client calling a server that is not ours.
+
+/// The default configuration: callers and destinations untrusted.
+fn edge_propagation() -> Propagation {
+    Propagation::builder()
+        .baggage_str(&TENANT, "tenant")
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edge_server_under_load_never_believes_spoofed_metadata() {
+    const CALLS: usize = 500;
+    const IN_FLIGHT: usize = 32;
+    let server = Running::start(|incoming, stop| {
+        Server::builder()
+            .layer(ContextLayer::new(edge_propagation()))
+            .add_service(Whoami::new(1))
+            .serve_with_incoming_shutdown(incoming, async {
+                stop.await.ok();
+            })
+    })
+    .await;
+    let channel = server.channel().await;
+
+    let results: Vec<(usize, Option<String>, Seen)> = futures::stream::iter(0..CALLS)
+        .map(|i| {
+            let channel = channel.clone();
+            async move {
+                let mut request = ask_request();
+                let metadata = request.metadata_mut();
+                metadata.insert("x-request-id", format!("spoof-{i}").parse().unwrap());
+                let baggage = format!("tenant=victim-{i},evil=x{i}");
+                metadata.insert("baggage", baggage.parse().unwrap());
+                let response = call_ask(channel, Whoami::NAME, request).await;
+                let echoed = echoed(&response).map(str::to_owned);
+                (i, echoed, response.into_inner())
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+
+    let mut ids = std::collections::HashSet::new();
+    for (i, echoed, seen) in results {
+        let id = seen.request_id.clone().unwrap();
+        assert!(!id.starts_with("spoof-"), "call {i} ran under {id}");
+        assert_eq!(echoed.as_deref(), Some(&*id), "call {i}");
+        assert_eq!(seen.tenant, None, "call {i}");
+        assert_eq!(seen.forwarded, "", "call {i}");
+        assert!(ids.insert(id), "an id was reused");
+    }
+    assert_eq!(ids.len(), CALLS);
+    drop(channel);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sends_nothing_private_or_forwarded_to_an_untrusted_server() {
+    // The server trusts its callers, so what it saw is what was sent.
+    let server = Running::start(|incoming, stop| {
+        Server::builder()
+            .layer(ContextLayer::new(propagation()))
+            .add_service(Whoami::new(1))
+            .serve_with_incoming_shutdown(incoming, async {
+                stop.await.ok();
+            })
+    })
+    .await;
+    let channel = server.channel().await;
+    // The caller's context, as an internal service received it, with a member to forward.
+    let incoming = std::collections::HashMap::from([
+        ("x-request-id".to_string(), "req-out".to_string()),
+        ("baggage".to_string(), "tenant=acme,other=kept".to_string()),
+    ]);
+    let ctx = propagation().extract(&incoming);
+
+    let cases = [
+        // A channel is bound to one server: its trust is the propagation's outbound setting.
+        (
+            "untrusted (the default)",
+            ClientContextLayer::new(edge_propagation()),
+            None,
+            "",
+        ),
+        (
+            "trusted",
+            ClientContextLayer::new(edge_propagation().with_outbound(Trust::Trusted)),
+            Some("acme"),
+            "other=kept",
+        ),
+        // The requests a channel sees carry a path, not the server's host: a host list does not
+        // apply, so they stay untrusted (as documented on `trusted_hosts`).
+        (
+            "a host list",
+            ClientContextLayer::new(edge_propagation()).trusted_hosts(["127.0.0.1"]),
+            None,
+            "",
+        ),
+    ];
+    for (case, layer, tenant, forwarded) in cases {
+        let client = layer.layer(channel.clone());
+        let response = call_ask(client, Whoami::NAME, ask_request())
+            .with_context(ctx.clone())
+            .await;
+        let seen = response.into_inner();
+        assert_eq!(seen.request_id.as_deref(), Some("req-out"), "{case}");
+        assert_eq!(seen.tenant.as_deref(), tenant, "{case}");
+        assert_eq!(seen.forwarded, forwarded, "{case}");
+    }
+    drop(channel);
+    server.stop().await;
+}
