@@ -34,9 +34,15 @@
 //!
 //! On the client, [`ClientContextLayer`] (for any `tower::Service<http::Request<B>>`, such as
 //! hyper-util's client) and [`inject_headers`] / [`inject_headers_with`] (for clients that are
-//! not tower, such as reqwest) write the current context into the outgoing headers: the request
+//! not tower, such as ureq) write the current context into the outgoing headers: the request
 //! id header, and `baggage` with the registered variables that are set plus the forwarded
-//! members. The registration is a [`Propagation`], shared by both sides.
+//! members. For reqwest, the `reqwest` feature has a middleware (`contextvars::reqwest`).
+//!
+//! The registration is a [`Propagation`], shared by both sides and by the other transports
+//! (NATS with the `async-nats` feature): the request id rules, W3C Baggage and its limits live
+//! in [`crate::propagation`], which needs no `http`; this module is the tower layer on top of it
+//! and re-exports its types, so `contextvars::tower::Propagation` and
+//! `contextvars::propagation::Propagation` are the same type.
 //!
 //! # What bypasses it
 //!
@@ -60,6 +66,22 @@
 //!   e.g. `Body::from_stream(stream.with_current_context())` in axum, or
 //!   `Ok(Response::new(Box::pin(stream.with_current_context())))` in a tonic handler.
 //!
+//! # Trust
+//!
+//! Request ids and baggage are chosen by whoever sends the request. Callers and destinations are
+//! [untrusted](Trust::Untrusted) unless the [`Propagation`] says otherwise
+//! ([`PropagationBuilder::inbound`](crate::propagation::PropagationBuilder::inbound),
+//! [`outbound`](crate::propagation::PropagationBuilder::outbound)): from an untrusted caller,
+//! the request runs under a fresh request id (the caller's is kept in [`CALLER_REQUEST_ID`], and
+//! the generated id is the one written into the request and echoed), only baggage keys
+//! [allowed from untrusted callers](crate::propagation::PropagationBuilder::accept_from_untrusted)
+//! set variables and nothing is forwarded; to an untrusted destination, only the request id
+//! and [public](crate::propagation::PropagationBuilder::public) variables are sent. One server
+//! can serve both sides with [`ContextLayer::trust_callers_if`] (a header your gateway sets, the
+//! peer address), one client with [`ClientContextLayer::trusted_hosts`]. See
+//! [the propagation's Security section](crate::propagation#security) for the table and the
+//! reasons for the default.
+//!
 //! # Bad input
 //!
 //! Bad input never fails the request and never panics. The rules are the transport-neutral
@@ -71,9 +93,11 @@
 //!
 //! # Examples
 //!
+//! An internal service, whose callers are your own services:
+//!
 //! ```
 //! use axum::{routing::get, Router};
-//! use contextvars::tower::{ContextLayer, Propagation, REQUEST_ID};
+//! use contextvars::tower::{ContextLayer, Propagation, Trust, REQUEST_ID};
 //! use contextvars::ContextVar;
 //! use tower::ServiceExt;
 //!
@@ -81,7 +105,11 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
+//! let propagation = Propagation::builder()
+//!     .baggage_str(&TENANT, "tenant")
+//!     .inbound(Trust::Trusted)
+//!     .outbound(Trust::Trusted)
+//!     .build();
 //! let app = Router::new()
 //!     .route("/", get(|| async { format!("{:?} {:?}", REQUEST_ID.get(), TENANT.get()) }))
 //!     .layer(ContextLayer::new(propagation));
@@ -113,6 +141,10 @@
 //! - **The client:** [`ClientContextLayer`] on the `Channel`, handed to the generated client's
 //!   `new`; or an interceptor that calls [`inject_headers_with`] (or [`inject_headers`]) on
 //!   `request.metadata_mut().as_mut()`, the metadata's [`HeaderMap`].
+//! - **Trust:** the requests a `Channel` is called with carry a path but no host (the channel
+//!   adds its origin inside), so [`ClientContextLayer::trusted_hosts`] finds no host and treats
+//!   them as untrusted: a channel talks to one server, so say whether it is yours with the
+//!   propagation's [`outbound`](crate::propagation::PropagationBuilder::outbound) setting.
 //! - **Server-streaming methods:** the returned stream is polled after the handler has returned,
 //!   outside the request's context: return `Response::new(Box::pin(stream.with_current_context()))`
 //!   (see [what bypasses it](#what-bypasses-it)).
@@ -122,7 +154,7 @@
 //! (no `protoc`) and calls it both ways.
 //!
 //! ```
-//! use contextvars::tower::{inject_headers_with, ClientContextLayer, ContextLayer, Propagation};
+//! use contextvars::tower::{inject_headers_with, ClientContextLayer, ContextLayer, Propagation, Trust};
 //! use contextvars::ContextVar;
 //! use tonic::service::LayerExt as _;
 //! use tonic::transport::{Endpoint, Server};
@@ -133,7 +165,12 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
+//! // Between our own services: trusted both ways.
+//! let propagation = Propagation::builder()
+//!     .baggage_str(&TENANT, "tenant")
+//!     .inbound(Trust::Trusted)
+//!     .outbound(Trust::Trusted)
+//!     .build();
 //! let (_, health) = tonic_health::server::health_reporter();
 //!
 //! // Server: the layer for every service...
@@ -174,7 +211,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 
 use ::http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -191,6 +228,50 @@ pub use crate::propagation::{
     Baggage, BaggageMember, Propagation, PropagationBuilder, DEFAULT_MAX_REQUEST_ID_LEN,
     DEFAULT_REQUEST_ID_HEADER, MAX_BAGGAGE_BYTES, MAX_BAGGAGE_MEMBERS, REQUEST_ID,
 };
+pub use crate::propagation::{Trust, TrustedHosts, CALLER_REQUEST_ID};
+
+/// Decides per request whether its caller is trusted: see [`ContextLayer::trust_callers_if`].
+#[derive(Clone)]
+struct CallerTrust(Arc<dyn Fn(&::http::request::Parts) -> bool + Send + Sync>);
+
+impl fmt::Debug for CallerTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CallerTrust(..)")
+    }
+}
+
+/// Decides per request whether its destination is trusted: see
+/// [`ClientContextLayer::trusted_hosts`] and [`ClientContextLayer::trust_destinations_if`].
+#[derive(Clone)]
+enum DestinationTrust {
+    Hosts(TrustedHosts),
+    If(Arc<dyn Fn(&::http::Uri) -> bool + Send + Sync>),
+}
+
+impl fmt::Debug for DestinationTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DestinationTrust::Hosts(hosts) => f.debug_tuple("Hosts").field(hosts).finish(),
+            DestinationTrust::If(_) => f.write_str("If(..)"),
+        }
+    }
+}
+
+impl DestinationTrust {
+    fn of(&self, uri: &::http::Uri) -> Trust {
+        Trust::from_bool(match self {
+            DestinationTrust::Hosts(hosts) => uri.host().is_some_and(|host| {
+                let port = uri.port_u16().or(match uri.scheme_str() {
+                    Some("http") => Some(80),
+                    Some("https") => Some(443),
+                    _ => None,
+                });
+                hosts.contains(host, port)
+            }),
+            DestinationTrust::If(trusted) => trusted(uri),
+        })
+    }
+}
 
 /// The default request id generator: [`propagation::unique_request_id`] as a tower-http
 /// [`MakeRequestId`]: a random 64-bit prefix chosen once per process, then a counter, as 32
@@ -253,23 +334,24 @@ pub struct ContextLayer<M = MakeUniqueRequestId> {
     propagation: Propagation,
     header: HeaderName,
     make_id: M,
+    trust: Option<CallerTrust>,
 }
 
 impl Default for ContextLayer {
     /// A layer with the default [`Propagation`] and the default id generator: the same as
-    /// `ContextLayer::new(Propagation::default())`. The request id travels in `x-request-id` and
-    /// is set into [`REQUEST_ID`]; no baggage key is read into a variable, and every `baggage`
-    /// member is kept to be forwarded ([`Baggage::forwarded`]); missing ids are generated by
-    /// [`MakeUniqueRequestId`].
+    /// `ContextLayer::new(Propagation::default())`, for an edge service. Callers are
+    /// [untrusted](Trust::Untrusted): every request runs under a fresh id from
+    /// [`MakeUniqueRequestId`], set into [`REQUEST_ID`] (a valid `x-request-id` the caller sent
+    /// is kept in [`CALLER_REQUEST_ID`]), and no `baggage` member is read or forwarded.
     ///
     /// ```
-    /// use contextvars::tower::{Baggage, ContextLayer, REQUEST_ID};
+    /// use contextvars::tower::{Baggage, ContextLayer, CALLER_REQUEST_ID, REQUEST_ID};
     /// use tower::{service_fn, Layer, ServiceExt};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let service = ContextLayer::default().layer(service_fn(|_: http::Request<()>| async {
-    ///     let seen = format!("{:?} {}", REQUEST_ID.get(), Baggage::forwarded());
+    ///     let seen = (REQUEST_ID.get(), CALLER_REQUEST_ID.get(), Baggage::forwarded().len());
     ///     Ok::<_, std::convert::Infallible>(http::Response::new(seen))
     /// }));
     /// let request = http::Request::builder()
@@ -278,7 +360,12 @@ impl Default for ContextLayer {
     ///     .body(())
     ///     .unwrap();
     /// let response = service.oneshot(request).await.unwrap();
-    /// assert_eq!(response.into_body(), r#"Some("req-1") tenant=acme"#);
+    /// let echoed = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    /// let (id, caller_id, forwarded) = response.into_body();
+    /// assert_eq!(id.as_deref(), Some(&*echoed));
+    /// assert_ne!(echoed, "req-1");
+    /// assert_eq!(caller_id.as_deref(), Some("req-1"));
+    /// assert_eq!(forwarded, 0);
     /// # }
     /// ```
     fn default() -> ContextLayer {
@@ -300,6 +387,7 @@ impl ContextLayer {
             header: header_name(&propagation),
             propagation,
             make_id: MakeUniqueRequestId,
+            trust: None,
         }
     }
 }
@@ -320,7 +408,54 @@ impl<M> ContextLayer<M> {
             propagation: self.propagation,
             header: self.header,
             make_id,
+            trust: self.trust,
         }
+    }
+
+    /// Decides for each request whether its caller is trusted, in place of the propagation's
+    /// [`inbound`](crate::propagation::PropagationBuilder::inbound) setting: one server for
+    /// both the public and your own services. `trusted` sees the request's head (method, URI,
+    /// headers, extensions: axum's `ConnectInfo` with the peer address is there when the
+    /// server was started with `into_make_service_with_connect_info`).
+    ///
+    /// Trust a header only if your gateway sets it and strips it from what strangers send;
+    /// trust a peer address only if it cannot be spoofed on your network.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::tower::{ContextLayer, Propagation, CALLER_REQUEST_ID, REQUEST_ID};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// // The gateway adds `x-from-gateway: 1` to what it forwards and removes it from requests.
+    /// let layer = ContextLayer::new(Propagation::default())
+    ///     .trust_callers_if(|head| head.headers.contains_key("x-from-gateway"));
+    /// let service = layer.layer(service_fn(|_: http::Request<()>| async {
+    ///     let ids = format!("{:?} {:?}", REQUEST_ID.get(), CALLER_REQUEST_ID.get());
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(ids))
+    /// }));
+    ///
+    /// let internal = http::Request::builder()
+    ///     .header("x-request-id", "gw-1")
+    ///     .header("x-from-gateway", "1")
+    ///     .body(())
+    ///     .unwrap();
+    /// let body = service.clone().oneshot(internal).await.unwrap().into_body();
+    /// assert_eq!(body, r#"Some("gw-1") None"#);
+    ///
+    /// let external = http::Request::builder().header("x-request-id", "spoofed").body(()).unwrap();
+    /// let body = service.oneshot(external).await.unwrap().into_body();
+    /// assert!(body.ends_with(r#"Some("spoofed")"#) && !body.starts_with(r#"Some("spoofed")"#));
+    /// # }
+    /// ```
+    pub fn trust_callers_if<F>(mut self, trusted: F) -> ContextLayer<M>
+    where
+        F: Fn(&::http::request::Parts) -> bool + Send + Sync + 'static,
+    {
+        self.trust = Some(CallerTrust(Arc::new(trusted)));
+        self
     }
 
     /// The configuration this layer uses.
@@ -344,6 +479,7 @@ impl<S, M: Clone> Layer<S> for ContextLayer<M> {
             propagation: self.propagation.clone(),
             header: self.header.clone(),
             make_id: self.make_id.clone(),
+            trust: self.trust.clone(),
         }
     }
 }
@@ -353,12 +489,13 @@ impl<S, M: Clone> Layer<S> for ContextLayer<M> {
 /// # Examples
 ///
 /// ```
-/// use contextvars::tower::{ContextLayer, REQUEST_ID};
+/// use contextvars::tower::{ContextLayer, Propagation, Trust, REQUEST_ID};
 /// use tower::{service_fn, Layer, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let service = ContextLayer::default().layer(service_fn(|_: http::Request<()>| async {
+/// let internal = Propagation::builder().inbound(Trust::Trusted).build();
+/// let service = ContextLayer::new(internal).layer(service_fn(|_: http::Request<()>| async {
 ///     Ok::<_, std::convert::Infallible>(http::Response::new(REQUEST_ID.get().unwrap()))
 /// }));
 /// let request = http::Request::builder().header("x-request-id", "abc").body(()).unwrap();
@@ -371,6 +508,7 @@ pub struct ContextService<S, M = MakeUniqueRequestId> {
     propagation: Propagation,
     header: HeaderName,
     make_id: M,
+    trust: Option<CallerTrust>,
 }
 
 impl<S, M, ReqBody, ResBody> Service<Request<ReqBody>> for ContextService<S, M>
@@ -387,8 +525,20 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> ResponseFuture<S::Future> {
+        let decided;
+        let propagation = match &self.trust {
+            Some(CallerTrust(trusted)) => {
+                let (head, body) = request.into_parts();
+                decided = self
+                    .propagation
+                    .with_inbound(Trust::from_bool(trusted(&head)));
+                request = Request::from_parts(head, body);
+                &decided
+            }
+            None => &self.propagation,
+        };
         let make_id = &mut self.make_id;
-        let extracted = self.propagation.extract_with(request.headers(), || {
+        let extracted = propagation.extract_with(request.headers(), || {
             let id = make_id.make_request_id(&request)?;
             id.header_value().to_str().ok().map(str::to_owned)
         });
@@ -482,8 +632,10 @@ where
 // Client side.
 
 /// Writes the current context into outgoing headers with the default [`Propagation`]: the
-/// request id from [`REQUEST_ID`] into `x-request-id`, and the forwarded baggage into `baggage`.
-/// For clients that are not tower services (reqwest, ureq...).
+/// request id from [`REQUEST_ID`] into `x-request-id`, and nothing else, since the default
+/// destination is [untrusted](Trust::Untrusted) (use [`inject_headers_with`] and a trusted
+/// propagation to send baggage to your own services). For clients that are not tower services (ureq, isahc...); the same as
+/// `Propagation::default().inject(headers)`.
 ///
 /// # Examples
 ///
@@ -502,16 +654,22 @@ pub fn inject_headers(headers: &mut HeaderMap) {
 /// Writes the current context into outgoing headers: the request id header, and `baggage` with
 /// the registered variables that are set, then the forwarded members, then members already in
 /// `headers` under other keys (within the limits). Nothing is written for what is not set.
+/// To a destination that is not [trusted](Trust) (the propagation's
+/// [`outbound`](crate::propagation::PropagationBuilder::outbound) setting, or
+/// `propagation.with_outbound(..)` for this call), only public variables and the request id.
 ///
 /// # Examples
 ///
 /// ```
-/// use contextvars::tower::{inject_headers_with, Propagation};
+/// use contextvars::tower::{inject_headers_with, Propagation, Trust};
 /// use contextvars::ContextVar;
 ///
 /// static TENANT: ContextVar<String> = ContextVar::new("tenant");
 ///
-/// let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
+/// let propagation = Propagation::builder()
+///     .baggage_str(&TENANT, "tenant")
+///     .outbound(Trust::Trusted)
+///     .build();
 /// let mut headers = http::HeaderMap::new();
 /// TENANT.scope("acme corp".into(), || inject_headers_with(&propagation, &mut headers));
 /// assert_eq!(headers["baggage"], "tenant=acme%20corp");
@@ -547,6 +705,7 @@ pub fn inject_headers_with(propagation: &Propagation, headers: &mut HeaderMap) {
 #[derive(Clone, Debug, Default)]
 pub struct ClientContextLayer {
     propagation: Propagation,
+    destinations: Option<DestinationTrust>,
 }
 
 impl ClientContextLayer {
@@ -559,7 +718,71 @@ impl ClientContextLayer {
     /// # let _ = layer;
     /// ```
     pub fn new(propagation: Propagation) -> ClientContextLayer {
-        ClientContextLayer { propagation }
+        ClientContextLayer {
+            propagation,
+            destinations: None,
+        }
+    }
+
+    /// Treats requests to these hosts as going to trusted destinations and every other
+    /// request as untrusted, in place of the propagation's
+    /// [`outbound`](crate::propagation::PropagationBuilder::outbound) setting; see
+    /// [`TrustedHosts`] for the entries' syntax. A request whose URI has no host (a relative
+    /// URI, as a tonic `Channel` sees) is untrusted: for a client bound to one destination,
+    /// set the propagation's `outbound` instead.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::tower::{ClientContextLayer, Propagation};
+    /// use contextvars::ContextVar;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// static TENANT: ContextVar<String> = ContextVar::new("tenant");
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
+    /// let layer = ClientContextLayer::new(propagation).trusted_hosts(["*.internal"]);
+    /// // A stand-in for a real HTTP client: returns the request's headers.
+    /// let client = layer.layer(service_fn(|request: http::Request<()>| async move {
+    ///     Ok::<_, std::convert::Infallible>(request.headers().clone())
+    /// }));
+    /// let send = |uri: &'static str| {
+    ///     let call = client.clone().oneshot(http::Request::get(uri).body(()).unwrap());
+    ///     TENANT.scope_future("acme".into(), call)
+    /// };
+    /// assert_eq!(send("http://orders.internal/").await.unwrap()["baggage"], "tenant=acme");
+    /// assert!(!send("https://api.partner.example/").await.unwrap().contains_key("baggage"));
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn trusted_hosts<I>(mut self, hosts: I) -> ClientContextLayer
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        self.destinations = Some(DestinationTrust::Hosts(TrustedHosts::new(hosts)));
+        self
+    }
+
+    /// Decides for each request whether its destination is trusted, from its URI, in place of
+    /// the propagation's [`outbound`](crate::propagation::PropagationBuilder::outbound)
+    /// setting.
+    ///
+    /// ```
+    /// use contextvars::tower::{ClientContextLayer, Propagation};
+    ///
+    /// let layer = ClientContextLayer::new(Propagation::default())
+    ///     .trust_destinations_if(|uri| uri.scheme_str() == Some("http") && uri.host() == Some("localhost"));
+    /// # let _ = layer;
+    /// ```
+    pub fn trust_destinations_if<F>(mut self, trusted: F) -> ClientContextLayer
+    where
+        F: Fn(&::http::Uri) -> bool + Send + Sync + 'static,
+    {
+        self.destinations = Some(DestinationTrust::If(Arc::new(trusted)));
+        self
     }
 }
 
@@ -570,6 +793,7 @@ impl<S> Layer<S> for ClientContextLayer {
         ClientContextService {
             inner,
             propagation: self.propagation.clone(),
+            destinations: self.destinations.clone(),
         }
     }
 }
@@ -591,6 +815,7 @@ impl<S> Layer<S> for ClientContextLayer {
 pub struct ClientContextService<S> {
     inner: S,
     propagation: Propagation,
+    destinations: Option<DestinationTrust>,
 }
 
 impl<S, B> Service<Request<B>> for ClientContextService<S>
@@ -606,7 +831,15 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> S::Future {
-        self.propagation.inject(request.headers_mut());
+        match &self.destinations {
+            Some(destinations) => {
+                let trust = destinations.of(request.uri());
+                self.propagation
+                    .with_outbound(trust)
+                    .inject(request.headers_mut());
+            }
+            None => self.propagation.inject(request.headers_mut()),
+        }
         self.inner.call(request)
     }
 }

@@ -12,7 +12,7 @@ use actix_web::http::header::HeaderName;
 use actix_web::test::{call_service, init_service, TestRequest};
 use actix_web::{web, App};
 use contextvars::actix_web::{block_with_context, spawn_with_context, ContextMiddleware};
-use contextvars::propagation::REQUEST_ID;
+use contextvars::propagation::{Propagation, Trust, REQUEST_ID};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 async fn handler() -> &'static str {
@@ -40,7 +40,10 @@ fn actix_request(c: &mut Criterion) {
                     "ok"
                 }),
             )
-            .wrap(ContextMiddleware::default()),
+            // Trusted callers: the id sent is kept, as the hand-written echo does.
+            .wrap(ContextMiddleware::new(
+                Propagation::builder().inbound(Trust::Trusted).build(),
+            )),
     ));
     let hand_written = system.block_on(init_service(
         App::new()

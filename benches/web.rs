@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Request};
 use axum::routing::get;
 use axum::Router;
-use contextvars::tower::{Baggage, ContextLayer, REQUEST_ID};
+use contextvars::tower::{Baggage, ContextLayer, Propagation, Trust, REQUEST_ID};
 use criterion::{criterion_group, criterion_main, Criterion};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::request_id::{
@@ -45,7 +45,9 @@ fn web_request(c: &mut Criterion) {
                 "ok"
             }),
         )
-        .layer(ContextLayer::default());
+        .layer(ContextLayer::new(
+            Propagation::builder().inbound(Trust::Trusted).build(),
+        ));
     let hand_written = Router::new().route("/", get(handler)).layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

@@ -17,6 +17,7 @@ use std::time::Duration;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use contextvars::actix_web::{block_with_context, spawn_with_context, ContextMiddleware};
 use contextvars::log::ContextLogger;
+use contextvars::propagation::{Propagation, Trust};
 
 /// Runs after the response has been sent; `request_id` is still in its context.
 async fn send_notification(user_id: String, done: mpsc::Sender<()>) {
@@ -79,7 +80,12 @@ fn main() {
                 App::new()
                     .app_data(done.clone())
                     .route("/orders", web::post().to(create_order))
-                    .wrap(ContextMiddleware::default()) // a fresh context and a request id per request
+                    // A fresh context per request. This service sits behind the company's gateway,
+                    // so it believes its callers' request ids; an internet-facing one keeps the
+                    // default (`ContextMiddleware::default()`: untrusted callers, fresh ids).
+                    .wrap(ContextMiddleware::new(
+                        Propagation::builder().inbound(Trust::Trusted).build(),
+                    ))
             })
             .workers(1)
             .disable_signals()

@@ -3,7 +3,9 @@
 //!
 //! `cargo run --example axum_orders --features tower,tokio,tracing`, then
 //! `curl -si -X POST -H 'x-request-id: req-abc' http://127.0.0.1:3000/orders`
-//! (set `PORT` to listen elsewhere; without the header, an id is generated).
+//! (set `PORT` to listen elsewhere). This is an edge service: its callers are not trusted, so
+//! every request runs under a fresh id and the caller's `req-abc` is logged beside it as
+//! `caller_request_id`.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -47,7 +49,7 @@ async fn main() {
 
     let app = Router::new()
         .route("/orders", post(create_order))
-        .layer(ContextLayer::default()); // a fresh context and a request id per request
+        .layer(ContextLayer::default()); // a fresh context and a fresh request id per request
 
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
     let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use contextvars::tower::{
-    inject_headers_with, ClientContextLayer, ContextLayer, Propagation, REQUEST_ID,
+    inject_headers_with, ClientContextLayer, ContextLayer, Propagation, Trust, REQUEST_ID,
 };
 use contextvars::{Context, ContextExt, ContextVar};
 use futures::{Stream, StreamExt};
@@ -34,6 +34,8 @@ static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
 fn propagation() -> Propagation {
     Propagation::builder()
         .baggage_str(&TENANT, "tenant")
+        .inbound(Trust::Trusted)
+        .outbound(Trust::Trusted)
         .build()
 }
 

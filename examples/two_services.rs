@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::http::Request;
 use axum::routing::get;
 use axum::Router;
-use contextvars::tower::{ClientContextLayer, ContextLayer, Propagation, REQUEST_ID};
+use contextvars::tower::{ClientContextLayer, ContextLayer, Propagation, Trust, REQUEST_ID};
 use contextvars::ContextVar;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -22,6 +22,8 @@ static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
 fn propagation() -> Propagation {
     Propagation::builder()
         .baggage_str(&TENANT, "tenant")
+        .inbound(Trust::Trusted)
+        .outbound(Trust::Trusted)
         .build()
 }
 

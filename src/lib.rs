@@ -124,6 +124,13 @@
 //!   (`run_in_pool_with_context`, `join_with_context`, `par_iter().with_current_context()`).
 //! - `tower`: a fresh context for every request on tower servers (axum, hyper, tonic), with its
 //!   request id and W3C baggage, and a client layer that carries them to the next service.
+//! - `reqwest`: a `reqwest-middleware` middleware that sends the current context's request id
+//!   and baggage.
+//! - `async-nats`: NATS publish and request with the current context in the message headers,
+//!   and subscriptions whose messages are each handled in the context they brought.
+//!
+//! The request id and W3C Baggage rules themselves need no feature: [`propagation`] reads and
+//! writes them over any carrier of string headers, and the three integrations above use it.
 //! - `tracing`: context fields on every log line, and spans that travel with the context into
 //!   every spawn of every adapter.
 //! - `log`: a wrapper around any [`log`](https://docs.rs/log) logger that adds the context's
@@ -207,16 +214,29 @@ pub mod actix_web;
 #[path = "../adapters/rayon.rs"]
 pub mod rayon;
 
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+#[path = "../adapters/reqwest.rs"]
+pub mod reqwest;
+
+#[cfg(feature = "async-nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async-nats")))]
+#[path = "../adapters/async_nats.rs"]
+pub mod async_nats;
+
 /// The README's Rust code blocks, compiled and run as doc tests so that they cannot drift from
-/// the API. They use the `tokio`, `tower`, `tracing`, `log` and `actix-web` adapters, so they are
-/// tested when those features are on (`cargo test --all-features`, as CI runs it).
+/// the API. They use the `tokio`, `tower`, `tracing`, `log`, `actix-web`, `reqwest` and
+/// `async-nats` adapters, so they are tested when those features are on (`cargo test
+/// --all-features`, as CI runs it).
 #[cfg(all(
     doctest,
     feature = "tokio",
     feature = "tower",
     feature = "tracing",
     feature = "log",
-    feature = "actix-web"
+    feature = "actix-web",
+    feature = "reqwest",
+    feature = "async-nats"
 ))]
 #[doc(test(attr(allow(unused_variables))))]
 #[doc = include_str!("../README.md")]

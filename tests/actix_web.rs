@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::http;
 use contextvars::actix_web::{block_with_context, spawn_with_context, ContextMiddleware};
 use contextvars::log::ContextLogger;
-use contextvars::propagation::{Propagation, REQUEST_ID};
+use contextvars::propagation::{Propagation, Trust, CALLER_REQUEST_ID, REQUEST_ID};
 use contextvars::{ContextExt, ContextVar};
 use futures::StreamExt;
 use http_body_util::{BodyExt, Empty};
@@ -30,6 +30,12 @@ use log::kv::{self, Key, Value, VisitSource};
 use tokio::sync::watch;
 
 use bad_input::{Config, Generator};
+
+/// The middleware for a service whose callers are trusted (these tests check the trusted
+/// behaviour; the untrusted one is checked at the end and in `tests/trust.rs`).
+fn internal() -> ContextMiddleware {
+    ContextMiddleware::new(Propagation::builder().inbound(Trust::Trusted).build())
+}
 
 static LEAK: ContextVar<&'static str> = ContextVar::new("leak");
 
@@ -229,7 +235,7 @@ fn two_thousand_requests_at_64_in_flight_log_their_own_id_everywhere() {
         App::new()
             .app_data(released.clone())
             .route("/work", web::get().to(load_handler))
-            .wrap(ContextMiddleware::default())
+            .wrap(internal())
     });
 
     client_runtime().block_on(async {
@@ -347,7 +353,7 @@ fn the_request_carries_the_id_the_context_has() {
         App::new()
             .service(
                 web::scope("/none")
-                    .wrap(ContextMiddleware::default().make_request_id(|_| None))
+                    .wrap(internal().make_request_id(|_| None))
                     .route(
                         "/",
                         web::get().to(|request: HttpRequest| async move {
@@ -355,7 +361,7 @@ fn the_request_carries_the_id_the_context_has() {
                         }),
                     ),
             )
-            .service(web::scope("").wrap(ContextMiddleware::default()).route(
+            .service(web::scope("").wrap(internal()).route(
                 "/",
                 web::get().to(|request: HttpRequest| async move {
                     let headers: Vec<String> = request
@@ -432,7 +438,7 @@ fn what_a_request_sets_stays_in_it_and_the_next_request_on_the_connection_starts
                 "/get",
                 web::get().to(|| async { format!("{:?}", LEAK.get()) }),
             )
-            .wrap(ContextMiddleware::default())
+            .wrap(internal())
     });
     client_runtime().block_on(async {
         // One idle connection at most, one worker: the requests share the connection's task.
@@ -479,7 +485,7 @@ fn a_set_outside_every_frame_on_an_actix_worker_is_refused_as_on_tokio() {
         App::new()
             .service(
                 web::scope("/with")
-                    .wrap(ContextMiddleware::default())
+                    .wrap(internal())
                     .route("/", web::get().to(where_set_works)),
             )
             .route("/without/", web::get().to(where_set_works))
@@ -527,7 +533,7 @@ fn a_streaming_body_sees_the_context_only_when_wrapped() {
                     HttpResponse::Ok().streaming(plain.chain(wrapped))
                 }),
             )
-            .wrap(ContextMiddleware::default())
+            .wrap(internal())
     });
     client_runtime().block_on(async {
         let client = client(1);
@@ -551,6 +557,7 @@ fn a_streaming_body_sees_the_context_only_when_wrapped() {
 #[test]
 fn the_id_is_echoed_in_the_configured_header_unless_the_handler_set_it() {
     let custom = Propagation::builder()
+        .inbound(Trust::Trusted)
         .request_id_header("x-correlation-id")
         .build();
     let server = serve!(1, move || {
@@ -563,7 +570,7 @@ fn the_id_is_echoed_in_the_configured_header_unless_the_handler_set_it() {
                         web::get().to(|| async { REQUEST_ID.get().unwrap_or_default() }),
                     ),
             )
-            .service(web::scope("/own").wrap(ContextMiddleware::default()).route(
+            .service(web::scope("/own").wrap(internal()).route(
                 "/",
                 web::get().to(|| async {
                     HttpResponse::Ok()
@@ -603,6 +610,70 @@ fn the_id_is_echoed_in_the_configured_header_unless_the_handler_set_it() {
             (echoed.as_deref(), body.as_str()),
             (Some(&b"the handler's"[..]), "req-1")
         );
+        server.stop().await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trust.
+
+#[test]
+fn strangers_get_a_fresh_id_and_only_the_gateways_requests_are_believed() {
+    static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
+    let server = serve!(1, || {
+        let edge = Propagation::builder()
+            .baggage_str(&TENANT, "tenant")
+            .build();
+        App::new()
+            .route(
+                "/",
+                web::get().to(|| async {
+                    format!(
+                        "{:?} {:?} {:?}",
+                        REQUEST_ID.get(),
+                        CALLER_REQUEST_ID.get(),
+                        TENANT.get()
+                    )
+                }),
+            )
+            .wrap(
+                ContextMiddleware::new(edge)
+                    .trust_callers_if(|request| request.headers().contains_key("x-from-gateway")),
+            )
+    });
+    client_runtime().block_on(async {
+        let client = client(1);
+        let spoofed: &[(&str, &[u8])] =
+            &[("x-request-id", b"spoof-1"), ("baggage", b"tenant=victim")];
+        let (echoed, body) = send(
+            &client,
+            server.addr,
+            http::Method::GET,
+            "/",
+            spoofed,
+            "x-request-id",
+        )
+        .await;
+        let echoed = String::from_utf8(echoed.unwrap()).unwrap();
+        assert_ne!(echoed, "spoof-1");
+        assert_eq!(body, format!(r#"Some({echoed:?}) Some("spoof-1") None"#));
+
+        let from_gateway: &[(&str, &[u8])] = &[
+            ("x-request-id", b"gw-1"),
+            ("baggage", b"tenant=acme"),
+            ("x-from-gateway", b"1"),
+        ];
+        let (echoed, body) = send(
+            &client,
+            server.addr,
+            http::Method::GET,
+            "/",
+            from_gateway,
+            "x-request-id",
+        )
+        .await;
+        assert_eq!(echoed.as_deref(), Some(&b"gw-1"[..]));
+        assert_eq!(body, r#"Some("gw-1") None Some("acme")"#);
         server.stop().await;
     });
 }

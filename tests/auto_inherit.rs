@@ -361,7 +361,7 @@ fn an_axum_handler_using_only_plain_spawns_keeps_every_request_apart() {
     use axum::http::{HeaderMap, Request, StatusCode};
     use axum::routing::get;
     use axum::Router;
-    use contextvars::tower::{ContextLayer, REQUEST_ID as LAYER_ID};
+    use contextvars::tower::{ContextLayer, Propagation, Trust, REQUEST_ID as LAYER_ID};
     use futures::StreamExt;
     use http_body_util::{BodyExt, Empty};
     use hyper_util::client::legacy::Client;
@@ -397,7 +397,9 @@ fn an_axum_handler_using_only_plain_spawns_keeps_every_request_apart() {
                     }
                 }),
             )
-            .layer(ContextLayer::default());
+            .layer(ContextLayer::new(
+                Propagation::builder().inbound(Trust::Trusted).build(),
+            ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,6 +1,7 @@
 //! The tower layer on a real tonic (gRPC) server over loopback: the server layer for every
 //! service and for one service, the client layer on a `Channel`, `inject_headers` from an
-//! interceptor, a server stream, and a burst of concurrent calls.
+//! interceptor, a server stream, errors sent as trailers-only responses, binary (`-bin`)
+//! metadata, and a burst of concurrent calls.
 //!
 //! The service is written by hand with tonic's lower-level API (what `tonic-build` generates),
 //! so the tests need no `.proto` file and no `protoc`.
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use contextvars::tower::{
-    inject_headers_with, Baggage, ClientContextLayer, ContextLayer, Propagation, REQUEST_ID,
+    inject_headers_with, Baggage, ClientContextLayer, ContextLayer, Propagation, Trust, REQUEST_ID,
 };
 use contextvars::{Context, ContextExt, ContextVar};
 use futures::{Stream, StreamExt};
@@ -22,6 +23,7 @@ use http::uri::PathAndQuery;
 use tokio::sync::{oneshot, Barrier};
 use tonic::body::Body;
 use tonic::client::Grpc as GrpcClient;
+use tonic::metadata::MetadataValue;
 use tonic::server::{Grpc as GrpcServer, NamedService};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::LayerExt;
@@ -36,6 +38,8 @@ static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
 fn propagation() -> Propagation {
     Propagation::builder()
         .baggage_str(&TENANT, "tenant")
+        .inbound(Trust::Trusted)
+        .outbound(Trust::Trusted)
         .build()
 }
 
@@ -61,6 +65,22 @@ struct Seen {
     #[prost(string, tag = "3")]
     forwarded: String,
 }
+
+/// What the `Bin` method saw: its context and the binary metadata it received.
+#[derive(Clone, PartialEq, prost::Message)]
+struct BinSeen {
+    #[prost(string, optional, tag = "1")]
+    request_id: Option<String>,
+    #[prost(string, optional, tag = "2")]
+    tenant: Option<String>,
+    #[prost(bytes = "vec", tag = "3")]
+    trace_bin: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    baggage_bin: Vec<u8>,
+}
+
+/// Binary metadata that is not valid text, as a `-bin` value may be.
+const BINARY: &[u8] = &[0x00, 0xFF, b',', b'=', b'%', 0x80, b'\n'];
 
 fn seen() -> Seen {
     Seen {
@@ -98,6 +118,45 @@ async fn stream(
     } else {
         Box::pin(items)
     }))
+}
+
+/// `Fail`: a handler that returns an error: tonic sends it as a trailers-only response (the
+/// status in the response headers, no body). Its message says what the handler saw, and it
+/// carries binary metadata; with `items: 1` it also sets its own `x-request-id`.
+async fn fail(request: Request<Ask>) -> Result<Response<Seen>, Status> {
+    let mut status =
+        Status::failed_precondition(format!("{:?} {:?}", REQUEST_ID.get(), TENANT.get()));
+    status
+        .metadata_mut()
+        .insert_bin("detail-bin", MetadataValue::from_bytes(BINARY));
+    if request.get_ref().items == 1 {
+        status
+            .metadata_mut()
+            .insert("x-request-id", "set-by-handler".parse().unwrap());
+    }
+    Err(status)
+}
+
+/// `Bin`: what the context holds and the binary metadata received, which it also sends back.
+async fn bin(request: Request<Ask>) -> Result<Response<BinSeen>, Status> {
+    let get = |key: &str| {
+        request
+            .metadata()
+            .get_bin(key)
+            .map(|value| value.to_bytes().unwrap().to_vec())
+            .unwrap_or_default()
+    };
+    let seen = BinSeen {
+        request_id: REQUEST_ID.get(),
+        tenant: TENANT.get(),
+        trace_bin: get("trace-bin"),
+        baggage_bin: get("baggage-bin"),
+    };
+    let mut response = Response::new(seen);
+    response
+        .metadata_mut()
+        .insert_bin("reply-bin", MetadataValue::from_bytes(BINARY));
+    Ok(response)
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -149,6 +208,11 @@ impl Service<http::Request<Body>> for Whoami {
                 "StreamBare" => {
                     let handler = service_fn(|r| stream(r, false));
                     grpc.server_streaming(handler, request).await
+                }
+                "Fail" => grpc.unary(service_fn(fail), request).await,
+                "Bin" => {
+                    let mut grpc = GrpcServer::new(ProstCodec::<BinSeen, Ask>::default());
+                    grpc.unary(service_fn(bin), request).await
                 }
                 _ => Status::unimplemented(method).into_http(),
             })
@@ -527,5 +591,266 @@ async fn two_hundred_calls_at_32_in_flight_each_see_their_own_id() {
     }
 
     drop(client);
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors and binary metadata.
+
+/// A server with both layers' counterpart: `ContextLayer` on every service.
+async fn layered_server() -> Running {
+    Running::start(|incoming, stop| {
+        Server::builder()
+            .layer(ContextLayer::new(propagation()))
+            .add_service(Whoami::new(1))
+            .serve_with_incoming_shutdown(incoming, async {
+                stop.await.ok();
+            })
+    })
+    .await
+}
+
+/// Calls `method` expecting an error status.
+async fn call_failing<S>(client: S, method: &str, items: u32) -> Status
+where
+    S: tonic::client::GrpcService<Body>,
+    S::ResponseBody: Send + 'static,
+    <S::ResponseBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut grpc = GrpcClient::new(client);
+    grpc.ready().await.map_err(Into::into).unwrap();
+    let codec = ProstCodec::<Ask, Seen>::default();
+    let request = Request::new(Ask { wait: false, items });
+    grpc.unary(request, path(Whoami::NAME, method), codec)
+        .await
+        .expect_err("the method fails")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_status_is_a_trailers_only_response_that_still_echoes_the_id() {
+    let server = layered_server().await;
+    let client = ClientContextLayer::new(propagation()).layer(server.channel().await);
+
+    // The handler ran in the caller's context, and its status arrives whole, with the id
+    // echoed beside it and its binary metadata intact.
+    let status = call_failing(client.clone(), "Fail", 0)
+        .with_context(caller("req-fail", "acme"))
+        .await;
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(status.message(), r#"Some("req-fail") Some("acme")"#);
+    let metadata = status.metadata();
+    assert_eq!(metadata.get("x-request-id").unwrap(), "req-fail");
+    assert_eq!(
+        metadata.get_bin("detail-bin").unwrap().to_bytes().unwrap(),
+        BINARY
+    );
+
+    // An id the handler put on its status itself is not overwritten.
+    let status = call_failing(client.clone(), "Fail", 1)
+        .with_context(caller("req-fail-2", "acme"))
+        .await;
+    assert_eq!(status.message(), r#"Some("req-fail-2") Some("acme")"#);
+    assert_eq!(
+        status.metadata().get("x-request-id").unwrap(),
+        "set-by-handler"
+    );
+
+    // A method that does not exist: tonic's own trailers-only `Unimplemented`, through the
+    // layer, with the id.
+    let status = call_failing(client.clone(), "NoSuchMethod", 0)
+        .with_context(caller("req-missing", "acme"))
+        .await;
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    assert_eq!(
+        status.metadata().get("x-request-id").unwrap(),
+        "req-missing"
+    );
+
+    // No id sent: the generated one is echoed on the error too.
+    let status = call_failing(server.channel().await, "Fail", 0).await;
+    let generated = status
+        .metadata()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert_eq!(generated.len(), 32);
+    assert_eq!(status.message(), format!("Some({generated:?}) None"));
+
+    // The server is still healthy after the errors.
+    let response = call_ask(client.clone(), Whoami::NAME, ask_request())
+        .with_context(caller("req-after", "acme"))
+        .await;
+    assert_eq!(echoed(&response), Some("req-after"));
+
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_metadata_is_neither_read_nor_corrupted_in_either_direction() {
+    let server = layered_server().await;
+    let client = ClientContextLayer::new(propagation()).layer(server.channel().await);
+
+    // Binary keys beside the text ones, including binary keys named like ours: the context
+    // comes from the text keys only, and every binary value arrives as sent.
+    let mut request = ask_request();
+    let metadata = request.metadata_mut();
+    metadata.insert_bin("trace-bin", MetadataValue::from_bytes(BINARY));
+    metadata.insert_bin("baggage-bin", MetadataValue::from_bytes(b"tenant=evil"));
+    metadata.insert_bin("x-request-id-bin", MetadataValue::from_bytes(b"evil"));
+    metadata.insert("baggage", "other=kept".parse().unwrap());
+    let mut grpc = GrpcClient::new(client.clone());
+    grpc.ready().await.unwrap();
+    let response = grpc
+        .unary(
+            request,
+            path(Whoami::NAME, "Bin"),
+            ProstCodec::<Ask, BinSeen>::default(),
+        )
+        .with_context(caller("req-bin", "acme"))
+        .await
+        .unwrap();
+    assert_eq!(echoed(&response), Some("req-bin"));
+    assert_eq!(
+        response
+            .metadata()
+            .get_bin("reply-bin")
+            .unwrap()
+            .to_bytes()
+            .unwrap(),
+        BINARY
+    );
+    assert_eq!(
+        response.into_inner(),
+        BinSeen {
+            request_id: Some("req-bin".into()),
+            tenant: Some("acme".into()),
+            trace_bin: BINARY.to_vec(),
+            baggage_bin: b"tenant=evil".to_vec(),
+        }
+    );
+
+    drop(client);
+    server.stop().await;
+}
+
+#[test]
+#[should_panic(expected = "binary")]
+fn a_binary_key_cannot_carry_the_request_id() {
+    let _ = Propagation::builder().request_id_header("x-request-id-bin");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trust: an edge gRPC server, and a client calling a server that is not ours.
+
+/// The default configuration: callers and destinations untrusted.
+fn edge_propagation() -> Propagation {
+    Propagation::builder()
+        .baggage_str(&TENANT, "tenant")
+        .build()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edge_server_under_load_never_believes_spoofed_metadata() {
+    const CALLS: usize = 500;
+    const IN_FLIGHT: usize = 32;
+    let server = Running::start(|incoming, stop| {
+        Server::builder()
+            .layer(ContextLayer::new(edge_propagation()))
+            .add_service(Whoami::new(1))
+            .serve_with_incoming_shutdown(incoming, async {
+                stop.await.ok();
+            })
+    })
+    .await;
+    let channel = server.channel().await;
+
+    let results: Vec<(usize, Option<String>, Seen)> = futures::stream::iter(0..CALLS)
+        .map(|i| {
+            let channel = channel.clone();
+            async move {
+                let mut request = ask_request();
+                let metadata = request.metadata_mut();
+                metadata.insert("x-request-id", format!("spoof-{i}").parse().unwrap());
+                let baggage = format!("tenant=victim-{i},evil=x{i}");
+                metadata.insert("baggage", baggage.parse().unwrap());
+                let response = call_ask(channel, Whoami::NAME, request).await;
+                let echoed = echoed(&response).map(str::to_owned);
+                (i, echoed, response.into_inner())
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+
+    let mut ids = std::collections::HashSet::new();
+    for (i, echoed, seen) in results {
+        let id = seen.request_id.clone().unwrap();
+        assert!(!id.starts_with("spoof-"), "call {i} ran under {id}");
+        assert_eq!(echoed.as_deref(), Some(&*id), "call {i}");
+        assert_eq!(seen.tenant, None, "call {i}");
+        assert_eq!(seen.forwarded, "", "call {i}");
+        assert!(ids.insert(id), "an id was reused");
+    }
+    assert_eq!(ids.len(), CALLS);
+    drop(channel);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sends_nothing_private_or_forwarded_to_an_untrusted_server() {
+    // The server trusts its callers, so what it saw is what was sent.
+    let server = Running::start(|incoming, stop| {
+        Server::builder()
+            .layer(ContextLayer::new(propagation()))
+            .add_service(Whoami::new(1))
+            .serve_with_incoming_shutdown(incoming, async {
+                stop.await.ok();
+            })
+    })
+    .await;
+    let channel = server.channel().await;
+    // The caller's context, as an internal service received it, with a member to forward.
+    let incoming = std::collections::HashMap::from([
+        ("x-request-id".to_string(), "req-out".to_string()),
+        ("baggage".to_string(), "tenant=acme,other=kept".to_string()),
+    ]);
+    let ctx = propagation().extract(&incoming);
+
+    let cases = [
+        // A channel is bound to one server: its trust is the propagation's outbound setting.
+        (
+            "untrusted (the default)",
+            ClientContextLayer::new(edge_propagation()),
+            None,
+            "",
+        ),
+        (
+            "trusted",
+            ClientContextLayer::new(edge_propagation().with_outbound(Trust::Trusted)),
+            Some("acme"),
+            "other=kept",
+        ),
+        // The requests a channel sees carry a path, not the server's host: a host list does not
+        // apply, so they stay untrusted (as documented on `trusted_hosts`).
+        (
+            "a host list",
+            ClientContextLayer::new(edge_propagation()).trusted_hosts(["127.0.0.1"]),
+            None,
+            "",
+        ),
+    ];
+    for (case, layer, tenant, forwarded) in cases {
+        let client = layer.layer(channel.clone());
+        let response = call_ask(client, Whoami::NAME, ask_request())
+            .with_context(ctx.clone())
+            .await;
+        let seen = response.into_inner();
+        assert_eq!(seen.request_id.as_deref(), Some("req-out"), "{case}");
+        assert_eq!(seen.tenant.as_deref(), tenant, "{case}");
+        assert_eq!(seen.forwarded, forwarded, "{case}");
+    }
+    drop(channel);
     server.stop().await;
 }

@@ -17,7 +17,7 @@ use axum::Router;
 use contextvars::rayon::run_in_global_pool_with_context;
 use contextvars::tokio::{spawn_blocking_with_context, spawn_with_context};
 use contextvars::tower::{
-    inject_headers_with, Baggage, ClientContextLayer, ContextLayer, Propagation, REQUEST_ID,
+    inject_headers_with, Baggage, ClientContextLayer, ContextLayer, Propagation, Trust, REQUEST_ID,
 };
 use contextvars::{Context, ContextVar};
 use futures::StreamExt;
@@ -44,6 +44,12 @@ fn runtime() -> tokio::runtime::Runtime {
 /// `tenant` into `TENANT`, `user.id` into `USER_ID` (a number).
 fn propagation() -> Propagation {
     bad_input::standard()
+}
+
+/// The default layer, for a service whose callers are trusted (these tests check the trusted
+/// behaviour; `tests/trust.rs` checks the untrusted one).
+fn internal_layer() -> ContextLayer {
+    ContextLayer::new(Propagation::builder().inbound(Trust::Trusted).build())
 }
 
 async fn serve(app: Router) -> SocketAddr {
@@ -134,7 +140,7 @@ fn two_thousand_requests_at_64_in_flight_each_see_their_own_id() {
                     }
                 }),
             )
-            .layer(ContextLayer::default());
+            .layer(internal_layer());
         let addr = serve(app).await;
         let client = client(IN_FLIGHT);
 
@@ -209,7 +215,7 @@ fn nothing_from_the_caller_or_an_earlier_request_on_the_connection_is_visible() 
                     format!("{before:?}")
                 }),
             )
-            .layer(ContextLayer::default());
+            .layer(internal_layer());
 
         // In process, called from a context that has a value.
         let outer = Context::new().with_value(&LEAK, "from the caller");
@@ -259,7 +265,7 @@ fn a_route_outside_the_layer_cannot_set_into_the_connection_task() {
 #[test]
 fn work_in_the_inner_services_call_runs_in_the_request_context() {
     runtime().block_on(async {
-        let service = ContextLayer::default().layer(tower::service_fn(|_: Request<()>| {
+        let service = internal_layer().layer(tower::service_fn(|_: Request<()>| {
             let seen_in_call = REQUEST_ID.get(); // before the future exists
             async move { Ok::<_, Infallible>(axum::http::Response::new(seen_in_call)) }
         }));
@@ -415,7 +421,7 @@ fn the_bad_input_rows_give_what_the_docs_say() {
             row.check(echoed.as_ref().map(HeaderValue::as_bytes), &body);
         }
         // tower-http's own generator plugs in.
-        let uuid = ContextLayer::default().make_request_id(tower_http::request_id::MakeRequestUuid);
+        let uuid = internal_layer().make_request_id(tower_http::request_id::MakeRequestUuid);
         let (echoed, _) = seen(uuid, request_with(&[])).await;
         assert_eq!(echoed.unwrap().len(), 36);
     });
@@ -441,7 +447,7 @@ fn a_streaming_body_sees_the_context_only_when_wrapped() {
                 "/bare",
                 get(move || async move { Body::from_stream(stream()) }),
             )
-            .layer(ContextLayer::default());
+            .layer(internal_layer());
         let addr = serve(app).await;
         let client = client(1);
 

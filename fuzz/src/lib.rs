@@ -15,7 +15,8 @@ use std::collections::HashSet;
 use std::convert::Infallible;
 
 use contextvars::tower::{
-    inject_headers_with, Baggage, ContextLayer, Propagation, MAX_BAGGAGE_BYTES, MAX_BAGGAGE_MEMBERS,
+    inject_headers_with, Baggage, ContextLayer, Propagation, Trust, MAX_BAGGAGE_BYTES,
+    MAX_BAGGAGE_MEMBERS,
 };
 use contextvars::ContextVar;
 use http::{HeaderMap, HeaderValue, Request, Response};
@@ -203,6 +204,8 @@ fn check_layer(input: &Input) {
     let propagation = Propagation::builder()
         .baggage_str(&TEXT, "text")
         .baggage(&NUMBER, "number", |s| s.parse().ok())
+        .inbound(Trust::Trusted)
+        .outbound(Trust::Trusted)
         .build();
     let outgoing = call(&propagation, &input.headers, HeaderMap::new());
 

@@ -159,11 +159,12 @@ impl Baggage {
     /// kept to be forwarded by the sending side (empty elsewhere).
     ///
     /// ```
-    /// use contextvars::propagation::{Baggage, Propagation};
+    /// use contextvars::propagation::{Baggage, Propagation, Trust};
     /// use std::collections::HashMap;
     ///
     /// let headers = HashMap::from([("baggage".to_string(), "k=v;p".to_string())]);
-    /// let context = Propagation::default().extract(&headers);
+    /// let internal = Propagation::builder().inbound(Trust::Trusted).build();
+    /// let context = internal.extract(&headers);
     /// assert_eq!(context.run(|| Baggage::forwarded().to_string()), "k=v;p");
     /// ```
     pub fn forwarded() -> Baggage {

@@ -21,7 +21,7 @@ use std::hash::BuildHasher;
 /// A carrier of your own: a list of pairs.
 ///
 /// ```
-/// use contextvars::propagation::{Extractor, Propagation, REQUEST_ID};
+/// use contextvars::propagation::{Extractor, Propagation, Trust, REQUEST_ID};
 ///
 /// struct Pairs(Vec<(String, String)>);
 ///
@@ -38,7 +38,7 @@ use std::hash::BuildHasher;
 /// }
 ///
 /// let message = Pairs(vec![("X-Request-Id".into(), "req-1".into())]);
-/// let context = Propagation::default().extract(&message);
+/// let context = Propagation::default().with_inbound(Trust::Trusted).extract(&message);
 /// assert_eq!(context.get(&REQUEST_ID).as_deref(), Some("req-1"));
 /// ```
 pub trait Extractor {
@@ -123,7 +123,7 @@ impl<S: BuildHasher> Injector for HashMap<String, String, S> {
     }
 }
 
-#[cfg(feature = "tower")]
+#[cfg(any(feature = "tower", feature = "reqwest"))]
 mod http_headers {
     use ::http::header::{HeaderMap, HeaderName, HeaderValue};
 

@@ -29,6 +29,9 @@
 //!   variables, parsed by the function given at registration; the other members are kept in the
 //!   context untouched ([`Baggage::forwarded`]) so the sending side writes them on.
 //!
+//! All of this is for [trusted](Trust::Trusted) callers and destinations. From and to anyone
+//! else (the default), much less crosses: see [Security](#security).
+//!
 //! # What bypasses it
 //!
 //! - Anything that is not a registered variable, the request id or a forwarded member: other
@@ -73,19 +76,78 @@
 //! included) is ever written in `baggage`; a request id with a control character other than tab
 //! is not written at all.
 //!
+//! # Security
+//!
+//! **Request ids and baggage are chosen by the caller.** Anyone who can send a request can put
+//! any `x-request-id` and any `baggage: tenant=other-customer` in it. Never authorize on them,
+//! and decide where callers stop being your own system: a [`Propagation`] reads a carrier as
+//! coming from a [trusted or an untrusted](Trust) caller, and writes for a trusted or an
+//! untrusted destination.
+//!
+//! | | trusted (your own services) | untrusted (everyone else; the default) |
+//! |---|---|---|
+//! | caller's request id | becomes [`REQUEST_ID`] and is echoed | never used as the request id: a fresh one is generated; the caller's (if valid) is kept in [`CALLER_REQUEST_ID`] for correlation |
+//! | registered baggage keys | set their variables | set their variables only if [allowed from untrusted callers](PropagationBuilder::accept_from_untrusted) (none by default) |
+//! | other baggage members | kept and forwarded on the way out | dropped |
+//! | outbound: request id | sent | sent (it is your id: a generated one, or a trusted caller's) |
+//! | outbound: registered variables | sent | only the [public](PropagationBuilder::public) ones |
+//! | outbound: forwarded members | sent | never |
+//!
+//! **The default is untrusted both ways**, so that a service exposed to the internet, or one
+//! calling a third-party API, leaks and believes nothing until someone decides otherwise: a
+//! forgotten setting costs a trace that restarts at the service (a fresh request id, baggage
+//! not carried on), never a spoofed tenant or an internal value sent to a stranger. Internal
+//! services say so: [`PropagationBuilder::inbound`] and [`PropagationBuilder::outbound`] for
+//! the whole propagation, or per request where one server or client serves both sides (the
+//! tower layer's `trust_callers_if`, the clients' `trusted_hosts`).
+//!
+//! An edge service (reachable from outside) keeps the defaults and lets through only what a
+//! stranger may choose:
+//!
+//! ```
+//! use contextvars::propagation::{Propagation, Trust};
+//! use contextvars::ContextVar;
+//!
+//! static LOCALE: ContextVar<String> = ContextVar::new("locale").with_display();
+//! static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
+//!
+//! let edge = Propagation::builder()
+//!     .baggage_str(&LOCALE, "locale")
+//!     .baggage_str(&TENANT, "tenant") // set by the service itself after authentication
+//!     .accept_from_untrusted("locale")
+//!     .public("locale")
+//!     .build();
+//! // Its calls to your own services carry everything:
+//! let to_backends = edge.with_outbound(Trust::Trusted);
+//! # let _ = to_backends;
+//! ```
+//!
+//! What the limits protect: the sizes and counts (a request id of at most
+//! [`max_request_id_len`](PropagationBuilder::max_request_id_len) bytes, at most
+//! [`MAX_BAGGAGE_MEMBERS`] members and [`MAX_BAGGAGE_BYTES`] bytes of baggage, each read and
+//! written) bound the memory and time one request can cost and the size of what is sent on,
+//! whatever a caller sends. They do not make a value true, do not hide a value from logs
+//! (variables registered with `with_display` are printed), and do not stop a trusted caller
+//! from sending what it was sent.
+//!
 //! # Examples
 //!
-//! One hop through a `HashMap`, standing in for any message's headers:
+//! One hop between two of your own services, through a `HashMap` standing in for any message's
+//! headers:
 //!
 //! ```
 //! use std::collections::HashMap;
 //!
-//! use contextvars::propagation::{Propagation, REQUEST_ID};
+//! use contextvars::propagation::{Propagation, Trust, REQUEST_ID};
 //! use contextvars::ContextVar;
 //!
 //! static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
 //!
-//! let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
+//! let propagation = Propagation::builder()
+//!     .baggage_str(&TENANT, "tenant")
+//!     .inbound(Trust::Trusted)
+//!     .outbound(Trust::Trusted)
+//!     .build();
 //!
 //! // The receiving side: a fresh context from the headers alone.
 //! let incoming = HashMap::from([
@@ -101,6 +163,11 @@
 //! context.run(|| propagation.inject(&mut outgoing));
 //! assert_eq!(outgoing["x-request-id"], "req-1");
 //! assert_eq!(outgoing["baggage"], "tenant=acme,other=kept");
+//!
+//! // The same headers from a stranger: nothing they chose is believed or passed on.
+//! let context = Propagation::builder().baggage_str(&TENANT, "tenant").build().extract(&incoming);
+//! assert_ne!(context.get(&REQUEST_ID).as_deref(), Some("req-1"));
+//! assert_eq!(context.get(&TENANT), None);
 //! ```
 
 use std::fmt;
@@ -112,9 +179,11 @@ use crate::{Context, ContextVar};
 
 mod baggage;
 mod carrier;
+mod trust;
 
 pub use self::baggage::{Baggage, BaggageMember};
 pub use self::carrier::{Extractor, Injector};
+pub use self::trust::{Trust, TrustedHosts};
 
 use self::baggage::{parse_lines, Writer, BAGGAGE};
 
@@ -130,6 +199,27 @@ use self::baggage::{parse_lines, Writer, BAGGAGE};
 /// REQUEST_ID.scope("req-1".into(), || assert_eq!(REQUEST_ID.get().as_deref(), Some("req-1")));
 /// ```
 pub static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id").with_display();
+
+/// The request id an untrusted caller sent, kept for correlation only: set by
+/// [`Propagation::extract`] when the caller is [`Trust::Untrusted`] and its request id header is
+/// valid (same length and character rules as a trusted one), while [`REQUEST_ID`] gets a fresh
+/// id. Never sent on by [`Propagation::inject`]. Another variable can be chosen with
+/// [`PropagationBuilder::caller_request_id_var`]. Printed with `Display` by logging integrations,
+/// under the name `caller_request_id`: a log reader sees at once that it is the caller's claim.
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::propagation::{Propagation, CALLER_REQUEST_ID, REQUEST_ID};
+/// use std::collections::HashMap;
+///
+/// let headers = HashMap::from([("x-request-id".to_string(), "chosen-by-caller".to_string())]);
+/// let context = Propagation::default().extract(&headers); // untrusted by default
+/// assert_eq!(context.get(&CALLER_REQUEST_ID).as_deref(), Some("chosen-by-caller"));
+/// assert_ne!(context.get(&REQUEST_ID).as_deref(), Some("chosen-by-caller"));
+/// ```
+pub static CALLER_REQUEST_ID: ContextVar<String> =
+    ContextVar::new("caller_request_id").with_display();
 
 /// The baggage members received and not registered, kept to be forwarded. Opaque: logging
 /// integrations do not print it.
@@ -188,11 +278,16 @@ struct Registered {
     key: Box<str>,
     extract: Box<ExtractFn>,
     inject: Box<InjectFn>,
+    /// Read from untrusted callers too ([`PropagationBuilder::accept_from_untrusted`]).
+    from_untrusted: bool,
+    /// Sent to untrusted destinations too ([`PropagationBuilder::public`]).
+    public: bool,
 }
 
 struct Config {
     request_id_header: Box<str>,
     request_id_var: &'static ContextVar<String>,
+    caller_request_id_var: Option<&'static ContextVar<String>>,
     max_request_id_len: usize,
     registered: Vec<Registered>,
 }
@@ -206,7 +301,7 @@ struct Config {
 /// # Examples
 ///
 /// ```
-/// use contextvars::propagation::Propagation;
+/// use contextvars::propagation::{Propagation, Trust};
 /// use contextvars::ContextVar;
 ///
 /// static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
@@ -215,6 +310,7 @@ struct Config {
 /// let propagation = Propagation::builder()
 ///     .baggage_str(&TENANT, "tenant")
 ///     .baggage(&USER_ID, "user.id", |s| s.parse().ok())
+///     .outbound(Trust::Trusted)
 ///     .build();
 /// let mut headers = std::collections::HashMap::new();
 /// USER_ID.scope(42, || propagation.inject(&mut headers));
@@ -223,22 +319,36 @@ struct Config {
 #[derive(Clone)]
 pub struct Propagation {
     config: Arc<Config>,
+    inbound: Trust,
+    outbound: Trust,
 }
 
 impl fmt::Debug for Propagation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys: Vec<&str> = self.config.registered.iter().map(|r| &*r.key).collect();
+        let keys = |filter: fn(&Registered) -> bool| -> Vec<&str> {
+            let registered = self.config.registered.iter().filter(|r| filter(r));
+            registered.map(|r| &*r.key).collect()
+        };
         f.debug_struct("Propagation")
             .field("request_id_header", &self.config.request_id_header)
             .field("request_id_var", &self.config.request_id_var.name())
+            .field(
+                "caller_request_id_var",
+                &self.config.caller_request_id_var.map(ContextVar::name),
+            )
             .field("max_request_id_len", &self.config.max_request_id_len)
-            .field("baggage_keys", &keys)
+            .field("baggage_keys", &keys(|_| true))
+            .field("accepted_from_untrusted", &keys(|r| r.from_untrusted))
+            .field("public", &keys(|r| r.public))
+            .field("inbound", &self.inbound)
+            .field("outbound", &self.outbound)
             .finish()
     }
 }
 
 impl Default for Propagation {
-    /// `x-request-id` into [`REQUEST_ID`], no registered baggage keys (all members forwarded).
+    /// `x-request-id` into [`REQUEST_ID`], no registered baggage keys, callers and destinations
+    /// [untrusted](Trust::Untrusted).
     fn default() -> Propagation {
         Propagation::builder().build()
     }
@@ -267,8 +377,15 @@ pub struct Extracted {
     /// generated one if the generator gave a valid one, else `None`.
     pub request_id: Option<String>,
     /// Whether the request id was the one received. When `false`, the carrier's own request id
-    /// header (if any) was missing or invalid and should not be echoed.
+    /// header (if any) was missing, invalid or not trusted, and should not be echoed.
     pub received: bool,
+    /// The request id an untrusted caller sent, when it was valid: set into
+    /// [`CALLER_REQUEST_ID`] (or the variable of
+    /// [`PropagationBuilder::caller_request_id_var`]) for correlation, never used as the request
+    /// id. `None` from trusted callers (their id *is* the request id).
+    pub caller_request_id: Option<String>,
+    /// Whether the carrier was read as coming from a trusted caller.
+    pub trust: Trust,
 }
 
 impl Propagation {
@@ -284,9 +401,84 @@ impl Propagation {
             config: Config {
                 request_id_header: DEFAULT_REQUEST_ID_HEADER.into(),
                 request_id_var: &REQUEST_ID,
+                caller_request_id_var: Some(&CALLER_REQUEST_ID),
                 max_request_id_len: DEFAULT_MAX_REQUEST_ID_LEN,
                 registered: Vec::new(),
             },
+            inbound: Trust::Untrusted,
+            outbound: Trust::Untrusted,
+        }
+    }
+
+    /// Whether [`extract`](Propagation::extract) believes the carriers it reads (default
+    /// [`Trust::Untrusted`]; set with [`PropagationBuilder::inbound`] or
+    /// [`with_inbound`](Propagation::with_inbound)).
+    ///
+    /// ```
+    /// use contextvars::propagation::{Propagation, Trust};
+    ///
+    /// assert_eq!(Propagation::default().inbound_trust(), Trust::Untrusted);
+    /// ```
+    pub fn inbound_trust(&self) -> Trust {
+        self.inbound
+    }
+
+    /// Whether [`inject`](Propagation::inject) writes for a trusted destination (default
+    /// [`Trust::Untrusted`]; set with [`PropagationBuilder::outbound`] or
+    /// [`with_outbound`](Propagation::with_outbound)).
+    ///
+    /// ```
+    /// use contextvars::propagation::{Propagation, Trust};
+    ///
+    /// assert_eq!(Propagation::default().outbound_trust(), Trust::Untrusted);
+    /// ```
+    pub fn outbound_trust(&self) -> Trust {
+        self.outbound
+    }
+
+    /// The same configuration, reading carriers as coming from a caller that is (or is not)
+    /// trusted. Cheap (no copy of the registrations): integrations that decide trust per
+    /// request call it for each one.
+    ///
+    /// ```
+    /// use contextvars::propagation::{Propagation, Trust, REQUEST_ID};
+    /// use std::collections::HashMap;
+    ///
+    /// let propagation = Propagation::default();
+    /// let headers = HashMap::from([("x-request-id".to_string(), "gw-1".to_string())]);
+    /// let from_gateway = propagation.with_inbound(Trust::Trusted).extract(&headers);
+    /// assert_eq!(from_gateway.get(&REQUEST_ID).as_deref(), Some("gw-1"));
+    /// ```
+    pub fn with_inbound(&self, trust: Trust) -> Propagation {
+        Propagation {
+            inbound: trust,
+            ..self.clone()
+        }
+    }
+
+    /// The same configuration, writing for a destination that is (or is not) trusted. Cheap:
+    /// client integrations that decide per destination call it for each request.
+    ///
+    /// ```
+    /// use contextvars::propagation::{Propagation, Trust};
+    /// use contextvars::ContextVar;
+    /// use std::collections::HashMap;
+    ///
+    /// static TENANT: ContextVar<String> = ContextVar::new("tenant");
+    ///
+    /// let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
+    /// let (mut internal, mut external) = (HashMap::new(), HashMap::new());
+    /// TENANT.scope("acme".into(), || {
+    ///     propagation.with_outbound(Trust::Trusted).inject(&mut internal);
+    ///     propagation.inject(&mut external); // untrusted: TENANT is not public
+    /// });
+    /// assert_eq!(internal["baggage"], "tenant=acme");
+    /// assert!(!external.contains_key("baggage"));
+    /// ```
+    pub fn with_outbound(&self, trust: Trust) -> Propagation {
+        Propagation {
+            outbound: trust,
+            ..self.clone()
         }
     }
 
@@ -317,14 +509,15 @@ impl Propagation {
     ///
     /// A missing or invalid request id is replaced by a new one from [`unique_request_id`], so
     /// everything handled in the context has an id to log, as on an HTTP server; nothing is
-    /// written back into the carrier. For your own generator, or none, and to learn whether the
-    /// id was received, use [`extract_with`](Propagation::extract_with).
+    /// written back into the carrier. So is the id of an [untrusted](Trust::Untrusted) caller,
+    /// which is kept in [`CALLER_REQUEST_ID`] instead. For your own generator, or none, and to
+    /// learn whether the id was received, use [`extract_with`](Propagation::extract_with).
     ///
     /// ```
-    /// use contextvars::propagation::{Propagation, REQUEST_ID};
+    /// use contextvars::propagation::{Propagation, Trust, REQUEST_ID};
     /// use std::collections::HashMap;
     ///
-    /// let propagation = Propagation::default();
+    /// let propagation = Propagation::builder().inbound(Trust::Trusted).build();
     /// let received = propagation.extract(&HashMap::from([("x-request-id".to_string(), "a-1".to_string())]));
     /// assert_eq!(received.get(&REQUEST_ID).as_deref(), Some("a-1"));
     /// let generated = propagation.extract(&HashMap::new());
@@ -353,18 +546,28 @@ impl Propagation {
         make_id: impl FnOnce() -> Option<String>,
     ) -> Extracted {
         let config = &*self.config;
+        let trusted = self.inbound.is_trusted();
         let mut ctx = Context::new();
 
-        let mut request_id = carrier
+        let sent = carrier
             .get(&config.request_id_header)
             .filter(|id| id.len() <= config.max_request_id_len && is_visible_ascii(id))
             .map(str::to_owned);
+        // An untrusted caller's id never becomes the request id: it is kept apart, for
+        // correlation only.
+        let (mut request_id, caller_request_id) = match trusted {
+            true => (sent, None),
+            false => (None, sent),
+        };
         let received = request_id.is_some();
         if !received {
             request_id = make_id().filter(|id| is_visible_ascii(id));
         }
         if let Some(id) = &request_id {
             ctx = ctx.with_value(config.request_id_var, id.clone());
+        }
+        if let (Some(var), Some(id)) = (config.caller_request_id_var, &caller_request_id) {
+            ctx = ctx.with_value(var, id.clone());
         }
 
         // The member limit counts distinct keys accepted: a registered member counts once its
@@ -381,6 +584,9 @@ impl Propagation {
                         return;
                     }
                     let registered = &config.registered[index];
+                    if !trusted && !registered.from_untrusted {
+                        return;
+                    }
                     if let Ok(next) = (registered.extract)(&member.value, ctx.clone()) {
                         ctx = next;
                         if member.escaped().is_some() {
@@ -394,6 +600,8 @@ impl Propagation {
                         }
                     }
                 }
+                // Nothing an untrusted caller sent is passed on.
+                None if !trusted => {}
                 None => {
                     let known = forwarded.get(member.key).is_some();
                     if known || kept < MAX_BAGGAGE_MEMBERS {
@@ -415,6 +623,8 @@ impl Propagation {
             context: ctx,
             request_id,
             received,
+            caller_request_id,
+            trust: self.inbound,
         }
     }
 
@@ -424,13 +634,16 @@ impl Propagation {
     /// is not set, and what the carrier has under other keys is left alone.
     ///
     /// ```
-    /// use contextvars::propagation::Propagation;
+    /// use contextvars::propagation::{Propagation, Trust};
     /// use contextvars::ContextVar;
     /// use std::collections::HashMap;
     ///
     /// static TENANT: ContextVar<String> = ContextVar::new("tenant");
     ///
-    /// let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
+    /// let propagation = Propagation::builder()
+    ///     .baggage_str(&TENANT, "tenant")
+    ///     .outbound(Trust::Trusted)
+    ///     .build();
     /// let mut headers = HashMap::from([("baggage".to_string(), "mine=1".to_string())]);
     /// TENANT.scope("acme corp".into(), || propagation.inject(&mut headers));
     /// assert_eq!(headers["baggage"], "tenant=acme%20corp,mine=1");
@@ -453,6 +666,7 @@ impl Propagation {
     /// ```
     pub fn inject_context<C: Injector + ?Sized>(&self, ctx: &Context, carrier: &mut C) {
         let config = &*self.config;
+        let trusted = self.outbound.is_trusted();
         if let Some(id) = ctx.get_ref(config.request_id_var) {
             if is_header_text(id) {
                 carrier.set(&config.request_id_header, id.clone());
@@ -460,7 +674,8 @@ impl Propagation {
         }
         let mut out = Writer::default();
         let as_received = ctx.get_ref(&REGISTERED_AS_RECEIVED);
-        for registered in &config.registered {
+        let registered = config.registered.iter();
+        for registered in registered.filter(|r| trusted || r.public) {
             (registered.inject)(ctx, &mut |value| {
                 // A value that formats to what was received goes out as it came in.
                 let encoded = as_received
@@ -470,7 +685,7 @@ impl Propagation {
                 out.member(&registered.key, value, encoded, "");
             });
         }
-        if let Some(forwarded) = ctx.get_ref(&FORWARDED) {
+        if let Some(forwarded) = ctx.get_ref(&FORWARDED).filter(|_| trusted) {
             for m in forwarded {
                 out.member(&m.key, &m.value, m.encoded.as_deref(), &m.properties);
             }
@@ -507,6 +722,8 @@ impl Propagation {
 /// ```
 pub struct PropagationBuilder {
     config: Config,
+    inbound: Trust,
+    outbound: Trust,
 }
 
 impl fmt::Debug for PropagationBuilder {
@@ -522,7 +739,9 @@ impl PropagationBuilder {
     ///
     /// # Panics
     ///
-    /// When `name` is not an HTTP token (empty, or with spaces, `:`, `=` and the like).
+    /// When `name` is not an HTTP token (empty, or with spaces, `:`, `=` and the like), or when
+    /// it ends in `-bin`: gRPC sends the values of such keys as base64 of binary data, so a
+    /// text id written there would reach the other side garbled.
     ///
     /// ```
     /// let propagation = contextvars::propagation::Propagation::builder()
@@ -537,7 +756,12 @@ impl PropagationBuilder {
             is_token(name),
             "request id header {name:?} is not an HTTP token"
         );
-        self.config.request_id_header = name.to_ascii_lowercase().into();
+        let name = name.to_ascii_lowercase();
+        assert!(
+            !name.ends_with("-bin"),
+            "request id header {name:?} is a gRPC binary key (`-bin`): use a text key"
+        );
+        self.config.request_id_header = name.into();
         self
     }
 
@@ -554,6 +778,131 @@ impl PropagationBuilder {
     pub fn request_id_var(mut self, var: &'static ContextVar<String>) -> PropagationBuilder {
         self.config.request_id_var = var;
         self
+    }
+
+    /// Whether the carriers [`Propagation::extract`] reads come from a trusted caller (default
+    /// [`Trust::Untrusted`]). An integration that decides per request (a predicate on the
+    /// request) overrides it for that request.
+    ///
+    /// ```
+    /// use contextvars::propagation::{Propagation, Trust};
+    ///
+    /// // A service only reachable from inside, behind the gateway:
+    /// let propagation = Propagation::builder().inbound(Trust::Trusted).build();
+    /// assert!(propagation.inbound_trust().is_trusted());
+    /// ```
+    pub fn inbound(mut self, trust: Trust) -> PropagationBuilder {
+        self.inbound = trust;
+        self
+    }
+
+    /// Whether [`Propagation::inject`] writes for a trusted destination (default
+    /// [`Trust::Untrusted`]). Client integrations with a list of trusted hosts decide per
+    /// destination instead.
+    ///
+    /// ```
+    /// use contextvars::propagation::{Propagation, Trust};
+    ///
+    /// // A publisher on the company's own message bus:
+    /// let propagation = Propagation::builder().outbound(Trust::Trusted).build();
+    /// assert!(propagation.outbound_trust().is_trusted());
+    /// ```
+    pub fn outbound(mut self, trust: Trust) -> PropagationBuilder {
+        self.outbound = trust;
+        self
+    }
+
+    /// Lets untrusted callers set the registered baggage key `key` (by default only trusted
+    /// callers can). For values a stranger may choose without harm, such as a locale or a
+    /// client version; never for what you authorize on. Register the key first.
+    ///
+    /// # Panics
+    ///
+    /// When `key` has not been registered (with [`baggage`](PropagationBuilder::baggage) or its
+    /// relatives) before this call: a typo must not go unnoticed.
+    ///
+    /// ```
+    /// use contextvars::propagation::Propagation;
+    /// use contextvars::ContextVar;
+    /// use std::collections::HashMap;
+    ///
+    /// static LOCALE: ContextVar<String> = ContextVar::new("locale");
+    /// static TENANT: ContextVar<String> = ContextVar::new("tenant");
+    ///
+    /// let propagation = Propagation::builder()
+    ///     .baggage_str(&LOCALE, "locale")
+    ///     .baggage_str(&TENANT, "tenant")
+    ///     .accept_from_untrusted("locale")
+    ///     .build();
+    /// let headers = HashMap::from([("baggage".to_string(), "locale=fr,tenant=other".to_string())]);
+    /// let context = propagation.extract(&headers); // an untrusted caller
+    /// assert_eq!(context.get(&LOCALE).as_deref(), Some("fr"));
+    /// assert_eq!(context.get(&TENANT), None);
+    /// ```
+    #[track_caller]
+    pub fn accept_from_untrusted(mut self, key: &str) -> PropagationBuilder {
+        self.registration(key).from_untrusted = true;
+        self
+    }
+
+    /// Sends the registered baggage key `key` to untrusted destinations too (by default it only
+    /// goes to trusted ones). For values you would show a third party; never tenant or user
+    /// ids. Register the key first.
+    ///
+    /// # Panics
+    ///
+    /// When `key` has not been registered before this call.
+    ///
+    /// ```
+    /// use contextvars::propagation::Propagation;
+    /// use contextvars::ContextVar;
+    /// use std::collections::HashMap;
+    ///
+    /// static LOCALE: ContextVar<String> = ContextVar::new("locale");
+    /// static TENANT: ContextVar<String> = ContextVar::new("tenant");
+    ///
+    /// let propagation = Propagation::builder()
+    ///     .baggage_str(&LOCALE, "locale")
+    ///     .baggage_str(&TENANT, "tenant")
+    ///     .public("locale")
+    ///     .build();
+    /// let mut headers = HashMap::new(); // to an untrusted destination
+    /// LOCALE.scope("fr".into(), || TENANT.scope("acme".into(), || propagation.inject(&mut headers)));
+    /// assert_eq!(headers["baggage"], "locale=fr");
+    /// ```
+    #[track_caller]
+    pub fn public(mut self, key: &str) -> PropagationBuilder {
+        self.registration(key).public = true;
+        self
+    }
+
+    /// The variable an untrusted caller's request id is kept in for correlation (default
+    /// [`CALLER_REQUEST_ID`]), or `None` to drop it.
+    ///
+    /// ```
+    /// use contextvars::propagation::{Propagation, CALLER_REQUEST_ID};
+    /// use std::collections::HashMap;
+    ///
+    /// let propagation = Propagation::builder().caller_request_id_var(None).build();
+    /// let headers = HashMap::from([("x-request-id".to_string(), "theirs".to_string())]);
+    /// assert_eq!(propagation.extract(&headers).get(&CALLER_REQUEST_ID), None);
+    /// ```
+    pub fn caller_request_id_var(
+        mut self,
+        var: Option<&'static ContextVar<String>>,
+    ) -> PropagationBuilder {
+        self.config.caller_request_id_var = var;
+        self
+    }
+
+    #[track_caller]
+    fn registration(&mut self, key: &str) -> &mut Registered {
+        match self.config.registered.iter_mut().find(|r| &*r.key == key) {
+            Some(registered) => registered,
+            None => panic!(
+                "baggage key {key:?} is not registered: register it before setting its trust"
+            ),
+        }
     }
 
     /// The longest request id accepted from a request, in bytes (default 128); a longer one is
@@ -663,6 +1012,8 @@ impl PropagationBuilder {
         assert!(is_token(key), "baggage key {key:?} is not an HTTP token");
         self.config.registered.retain(|r| &*r.key != key);
         self.config.registered.push(Registered {
+            from_untrusted: false,
+            public: false,
             key: key.into(),
             extract: Box::new(move |value, ctx| match parse(value) {
                 Some(parsed) => Ok(ctx.with_value(var, parsed)),
@@ -686,6 +1037,8 @@ impl PropagationBuilder {
     pub fn build(self) -> Propagation {
         Propagation {
             config: Arc::new(self.config),
+            inbound: self.inbound,
+            outbound: self.outbound,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! through its own stack, with a handler that answers [`handler_body`], and calls [`Row::check`].
 #![allow(dead_code)]
 
-use contextvars::propagation::{Baggage, Propagation, REQUEST_ID};
+use contextvars::propagation::{Baggage, Propagation, Trust, REQUEST_ID};
 use contextvars::ContextVar;
 
 pub(crate) static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
@@ -62,19 +62,27 @@ impl Config {
                 .baggage_str(&TENANT, "tenant")
                 .baggage(&USER_ID, "user.id", |s| s.parse().ok())
                 .max_request_id_len(4)
+                .inbound(Trust::Trusted)
+                .outbound(Trust::Trusted)
                 .build(),
             Config::NumericTenant => Propagation::builder()
                 .baggage(&USER_ID, "tenant", |s| s.parse().ok())
+                .inbound(Trust::Trusted)
+                .outbound(Trust::Trusted)
                 .build(),
         }
     }
 }
 
-/// `tenant` into `TENANT`, `user.id` into `USER_ID` (a number).
+/// `tenant` into `TENANT`, `user.id` into `USER_ID` (a number). Callers and destinations are
+/// trusted: the table is the rules for your own services (what changes for strangers is checked
+/// by `tests/trust.rs`).
 pub(crate) fn standard() -> Propagation {
     Propagation::builder()
         .baggage_str(&TENANT, "tenant")
         .baggage(&USER_ID, "user.id", |s| s.parse().ok())
+        .inbound(Trust::Trusted)
+        .outbound(Trust::Trusted)
         .build()
 }
 
