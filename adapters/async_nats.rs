@@ -26,7 +26,7 @@
 //!   baggage) back; the requester reads it from the reply with [`ContextClient::context_of`].
 //!
 //! `async_nats::HeaderMap` implements the carrier traits
-//! ([`Extractor`](crate::propagation::Extractor), [`Injector`](crate::propagation::Injector)),
+//! ([`Extractor`], [`Injector`]),
 //! so [`Propagation::extract`] and [`Propagation::inject`] work on headers you build yourself
 //! (JetStream publishes, the service API). NATS header names are case-sensitive; they are read
 //! in any case and written lowercase.
@@ -81,6 +81,7 @@
 //! REQUEST_ID.scope("req-1".into(), || client.publish("orders", "42".into())).await?;
 //! # Ok(())
 //! # }
+//! # let _ = run;
 //! ```
 
 use std::fmt;
@@ -179,6 +180,7 @@ impl Injector for HeaderMap {
 /// assert_eq!(client.context_of(&reply).get(&REQUEST_ID).as_deref(), Some("req-1"));
 /// # Ok(())
 /// # }
+/// # let _ = run;
 /// ```
 #[derive(Clone, Debug)]
 pub struct ContextClient {
@@ -198,6 +200,7 @@ impl ContextClient {
     /// # let _ = client;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn new(client: Client, propagation: Propagation) -> ContextClient {
         ContextClient {
@@ -213,6 +216,7 @@ impl ContextClient {
     /// client.client().flush().await?;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn client(&self) -> &Client {
         &self.client
@@ -224,6 +228,7 @@ impl ContextClient {
     /// # fn run(client: contextvars::async_nats::ContextClient) {
     /// assert_eq!(client.propagation().request_id_header(), "x-request-id");
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn propagation(&self) -> &Propagation {
         &self.propagation
@@ -238,6 +243,7 @@ impl ContextClient {
     /// let headers = REQUEST_ID.scope("req-1".into(), || client.headers());
     /// assert_eq!(headers.get("x-request-id").unwrap().as_str(), "req-1");
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -252,6 +258,7 @@ impl ContextClient {
     /// client.publish("orders", "42".into()).await?;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn publish<S: ToSubject>(
         &self,
@@ -271,6 +278,7 @@ impl ContextClient {
     /// client.publish_with_headers("orders", headers, "42".into()).await?;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn publish_with_headers<S: ToSubject>(
         &self,
@@ -291,6 +299,7 @@ impl ContextClient {
     /// client.publish_with_reply("prices", inbox, "sku-9".into()).await?;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn publish_with_reply<S: ToSubject, R: ToSubject>(
         &self,
@@ -314,6 +323,7 @@ impl ContextClient {
     /// # let _ = reply;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn request<S: ToSubject>(
         &self,
@@ -334,6 +344,7 @@ impl ContextClient {
     /// # let _ = reply;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn request_with_headers<S: ToSubject>(
         &self,
@@ -359,6 +370,7 @@ impl ContextClient {
     /// println!("answered for {:?}", context.get(&REQUEST_ID));
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn context_of(&self, message: &Message) -> Context {
         extract(&self.propagation, message)
@@ -379,6 +391,7 @@ impl ContextClient {
     /// }
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub async fn subscribe<S: ToSubject>(
         &self,
@@ -397,6 +410,7 @@ impl ContextClient {
     /// # let _ = workers;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub async fn queue_subscribe<S: ToSubject>(
         &self,
@@ -440,6 +454,7 @@ fn extract(propagation: &Propagation, message: &Message) -> Context {
 /// }
 /// # Ok(())
 /// # }
+/// # let _ = run;
 /// ```
 #[derive(Debug)]
 #[must_use = "streams do nothing unless polled"]
@@ -460,6 +475,7 @@ impl ContextSubscriber {
     /// # let _ = subscriber;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn new(subscriber: Subscriber, propagation: Propagation) -> ContextSubscriber {
         ContextSubscriber {
@@ -475,6 +491,7 @@ impl ContextSubscriber {
     /// orders.get_mut().unsubscribe_after(10).await?;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn get_mut(&mut self) -> &mut Subscriber {
         &mut self.inner
@@ -487,6 +504,7 @@ impl ContextSubscriber {
     /// let bare: async_nats::Subscriber = orders.into_inner();
     /// # let _ = bare;
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn into_inner(self) -> Subscriber {
         self.inner
