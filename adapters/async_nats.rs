@@ -26,7 +26,7 @@
 //!   baggage) back; the requester reads it from the reply with [`ContextClient::context_of`].
 //!
 //! `async_nats::HeaderMap` implements the carrier traits
-//! ([`Extractor`](crate::propagation::Extractor), [`Injector`](crate::propagation::Injector)),
+//! ([`Extractor`], [`Injector`]),
 //! so [`Propagation::extract`] and [`Propagation::inject`] work on headers you build yourself
 //! (JetStream publishes, the service API). NATS header names are case-sensitive; they are read
 //! in any case and written lowercase.
@@ -95,6 +95,7 @@
 //! REQUEST_ID.scope("req-1".into(), || client.publish("orders", "42".into())).await?;
 //! # Ok(())
 //! # }
+//! # let _ = run;
 //! ```
 
 use std::fmt;
@@ -236,6 +237,7 @@ impl Injector for HeaderMap {
 /// assert_eq!(client.context_of(&reply).get(&REQUEST_ID).as_deref(), Some("req-1"));
 /// # Ok(())
 /// # }
+/// # let _ = run;
 /// ```
 #[derive(Clone, Debug)]
 pub struct ContextClient {
@@ -256,6 +258,7 @@ impl ContextClient {
     /// # let _ = client;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn new(client: Client, propagation: Propagation) -> ContextClient {
         ContextClient {
@@ -323,6 +326,7 @@ impl ContextClient {
     /// client.client().flush().await?;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn client(&self) -> &Client {
         &self.client
@@ -334,6 +338,7 @@ impl ContextClient {
     /// # fn run(client: contextvars::async_nats::ContextClient) {
     /// assert_eq!(client.propagation().request_id_header(), "x-request-id");
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn propagation(&self) -> &Propagation {
         &self.propagation
@@ -348,6 +353,7 @@ impl ContextClient {
     /// let headers = REQUEST_ID.scope("req-1".into(), || client.headers());
     /// assert_eq!(headers.get("x-request-id").unwrap().as_str(), "req-1");
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -362,6 +368,7 @@ impl ContextClient {
     /// client.publish("orders", "42".into()).await?;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn publish<S: ToSubject>(
         &self,
@@ -381,6 +388,7 @@ impl ContextClient {
     /// client.publish_with_headers("orders", headers, "42".into()).await?;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn publish_with_headers<S: ToSubject>(
         &self,
@@ -403,6 +411,7 @@ impl ContextClient {
     /// client.publish_with_reply("prices", inbox, "sku-9".into()).await?;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn publish_with_reply<S: ToSubject, R: ToSubject>(
         &self,
@@ -427,6 +436,7 @@ impl ContextClient {
     /// # let _ = reply;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn request<S: ToSubject>(
         &self,
@@ -447,6 +457,7 @@ impl ContextClient {
     /// # let _ = reply;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn request_with_headers<S: ToSubject>(
         &self,
@@ -474,6 +485,7 @@ impl ContextClient {
     /// println!("answered for {:?}", context.get(&REQUEST_ID));
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn context_of(&self, message: &Message) -> Context {
         self.trust.extract(&self.propagation, message)
@@ -494,6 +506,7 @@ impl ContextClient {
     /// }
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub async fn subscribe<S: ToSubject>(
         &self,
@@ -519,6 +532,7 @@ impl ContextClient {
     /// # let _ = workers;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub async fn queue_subscribe<S: ToSubject>(
         &self,
@@ -569,6 +583,7 @@ fn extract(propagation: &Propagation, message: &Message) -> Context {
 /// }
 /// # Ok(())
 /// # }
+/// # let _ = run;
 /// ```
 #[derive(Debug)]
 #[must_use = "streams do nothing unless polled"]
@@ -590,6 +605,7 @@ impl ContextSubscriber {
     /// # let _ = subscriber;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn new(subscriber: Subscriber, propagation: Propagation) -> ContextSubscriber {
         ContextSubscriber {
@@ -629,6 +645,7 @@ impl ContextSubscriber {
     /// orders.get_mut().unsubscribe_after(10).await?;
     /// # Ok(())
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn get_mut(&mut self) -> &mut Subscriber {
         &mut self.inner
@@ -641,6 +658,7 @@ impl ContextSubscriber {
     /// let bare: async_nats::Subscriber = orders.into_inner();
     /// # let _ = bare;
     /// # }
+    /// # let _ = run;
     /// ```
     pub fn into_inner(self) -> Subscriber {
         self.inner

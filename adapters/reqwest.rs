@@ -35,7 +35,7 @@
 //! # Examples
 //!
 //! ```
-//! use contextvars::propagation::{Propagation, REQUEST_ID};
+//! use contextvars::propagation::Propagation;
 //! use contextvars::reqwest::ContextMiddleware;
 //! use contextvars::ContextVar;
 //!

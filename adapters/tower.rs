@@ -538,9 +538,13 @@ where
             None => &self.propagation,
         };
         let make_id = &mut self.make_id;
+        // The generated id as a header value, kept to be written without converting it back.
+        let mut generated = None;
         let extracted = propagation.extract_with(request.headers(), || {
-            let id = make_id.make_request_id(&request)?;
-            id.header_value().to_str().ok().map(str::to_owned)
+            let id = make_id.make_request_id(&request)?.into_header_value();
+            let text = id.to_str().ok()?.to_owned();
+            generated = Some(id);
+            Some(text)
         });
         // The request carries the id the context has: the one received, or the generated one
         // in place of a bad one (or none), also for tower-http's layers and `RequestId`
@@ -548,7 +552,7 @@ where
         let header = &self.header;
         let id = match (&extracted.request_id, extracted.received) {
             (Some(_), true) => request.headers().get(header).cloned(),
-            (Some(id), false) => HeaderValue::from_str(id).ok(),
+            (Some(_), false) => generated,
             (None, _) => None,
         };
         match &id {
