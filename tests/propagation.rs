@@ -4,17 +4,21 @@
 use std::collections::HashMap;
 
 use contextvars::propagation::{
-    unique_request_id, Baggage, Extractor, Injector, Propagation, REQUEST_ID,
+    unique_request_id, Baggage, Extractor, Injector, Propagation, Trust, REQUEST_ID,
 };
 use contextvars::{Context, ContextVar};
 
 static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
 static USER_ID: ContextVar<u64> = ContextVar::new("user_id").with_display();
 
+/// Between our own services: callers and destinations trusted (what changes for strangers is
+/// checked by `tests/trust.rs`).
 fn propagation() -> Propagation {
     Propagation::builder()
         .baggage_str(&TENANT, "tenant")
         .baggage(&USER_ID, "user.id", |s| s.parse().ok())
+        .inbound(Trust::Trusted)
+        .outbound(Trust::Trusted)
         .build()
 }
 
@@ -101,6 +105,7 @@ fn missing_or_bad_ids_are_generated_by_extract_and_by_your_generator_with_extrac
 fn a_configured_header_is_stored_lowercase_and_found_in_any_case() {
     let propagation = Propagation::builder()
         .request_id_header("X-Correlation-ID")
+        .inbound(Trust::Trusted)
         .build();
     assert_eq!(propagation.request_id_header(), "x-correlation-id");
     let context = propagation.extract(&map(&[("x-CORRELATION-id", "c-1")]));
