@@ -1406,7 +1406,16 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> ResponseFuture<S::Future> {
         let (ctx, id) = self.propagation.extract(&mut request, &mut self.make_id);
+        // OpenTelemetry hook (feature `opentelemetry`): the request's trace context and baggage.
+        #[cfg(feature = "opentelemetry")]
+        let (ctx, otel) = otel_hooks::extract(&self.propagation, ctx, request.headers());
         let inner = &mut self.inner;
+        #[cfg(feature = "opentelemetry")]
+        let future = {
+            let _otel = otel.clone().attach();
+            crate::opentelemetry::WithOtelContext::new(ctx.run(|| inner.call(request)), otel)
+        };
+        #[cfg(not(feature = "opentelemetry"))]
         let future = ctx.run(|| inner.call(request));
         ResponseFuture {
             inner: future.with_context(ctx),
@@ -1437,10 +1446,17 @@ pin_project! {
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: WithContext<F>,
+        inner: WithContext<OtelScoped<F>>,
         echo: Option<(HeaderName, HeaderValue)>,
     }
 }
+
+/// The request future as the layer runs it: with the `opentelemetry` feature, inside the
+/// request's OTel context too (OpenTelemetry hook).
+#[cfg(feature = "opentelemetry")]
+type OtelScoped<F> = crate::opentelemetry::WithOtelContext<F>;
+#[cfg(not(feature = "opentelemetry"))]
+type OtelScoped<F> = F;
 
 impl<F: fmt::Debug> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1510,7 +1526,11 @@ pub fn inject_headers(headers: &mut HeaderMap) {
 /// assert_eq!(headers["baggage"], "tenant=acme%20corp");
 /// ```
 pub fn inject_headers_with(propagation: &Propagation, headers: &mut HeaderMap) {
-    propagation.inject(&Context::current(), headers);
+    let ctx = Context::current();
+    propagation.inject(&ctx, headers);
+    // OpenTelemetry hook (feature `opentelemetry`): trace context, and OTel baggage merged.
+    #[cfg(feature = "opentelemetry")]
+    otel_hooks::inject(&ctx, headers);
 }
 
 /// A tower [`Layer`] for HTTP clients (any `Service<http::Request<B>>`, such
@@ -1599,8 +1619,76 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> S::Future {
-        self.propagation
-            .inject(&Context::current(), request.headers_mut());
+        let ctx = Context::current();
+        self.propagation.inject(&ctx, request.headers_mut());
+        // OpenTelemetry hook (feature `opentelemetry`): trace context, and OTel baggage merged.
+        #[cfg(feature = "opentelemetry")]
+        otel_hooks::inject(&ctx, request.headers_mut());
         self.inner.call(request)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// OpenTelemetry hooks (feature `opentelemetry`): the glue between the HTTP headers and the
+// transport-neutral helpers of `contextvars::opentelemetry`, which hold the rules.
+
+#[cfg(feature = "opentelemetry")]
+mod otel_hooks {
+    use super::{Baggage, HeaderMap, HeaderName, HeaderValue, Propagation, BAGGAGE};
+    use crate::opentelemetry::{self as otel, OutgoingBaggage};
+    use crate::Context;
+
+    /// The request's OTel context (trace context, and the baggage members our side accepted),
+    /// and our context with those members remembered.
+    pub(super) fn extract(
+        propagation: &Propagation,
+        ctx: Context,
+        headers: &HeaderMap,
+    ) -> (Context, ::opentelemetry::Context) {
+        // What our side accepted is what it would send on: the registered variables that
+        // parsed and the forwarded members.
+        let accepted = if headers.contains_key(BAGGAGE) {
+            let mut ours = HeaderMap::new();
+            propagation.inject(&ctx, &mut ours);
+            Baggage::from_headers(&ours)
+        } else {
+            Baggage::new()
+        };
+        otel::extract_remote(
+            ctx,
+            |name| headers.get(name).and_then(|value| value.to_str().ok()),
+            || headers.keys().map(HeaderName::as_str).collect(),
+            accepted
+                .iter()
+                .map(|m| (m.key(), m.value(), m.properties())),
+        )
+    }
+
+    /// Writes the current OTel context's trace context, and merges its baggage.
+    pub(super) fn inject(ctx: &Context, headers: &mut HeaderMap) {
+        otel::inject_current(|name, value| {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                headers.insert(name, value);
+            }
+        });
+        if let Some(baggage) = otel::merge_baggage(ctx, || Baggage::from_headers(headers)) {
+            match baggage.to_header_value() {
+                Some(value) => headers.insert(BAGGAGE, value),
+                None => headers.remove(BAGGAGE),
+            };
+        }
+    }
+
+    impl OutgoingBaggage for Baggage {
+        fn get(&self, key: &str) -> Option<&str> {
+            Baggage::get(self, key)
+        }
+
+        fn set(&mut self, key: &str, value: &str) {
+            self.insert(key, value);
+        }
     }
 }

@@ -128,6 +128,10 @@
 //!   every spawn of every adapter.
 //! - `log`: a wrapper around any [`log`](https://docs.rs/log) logger that adds the context's
 //!   fields to every record as key-values (env_logger, log4rs, fern, JSON loggers).
+//! - `opentelemetry`: OpenTelemetry's current `Context` (span, baggage, values) carried into
+//!   every spawn of every adapter beside the context; with `tower`, W3C Trace Context
+//!   (`traceparent`, `tracestate`) on the wire and OTel baggage in agreement with the
+//!   registered variables.
 //!
 //! # Minimum supported Rust version
 //!
@@ -198,6 +202,11 @@ pub mod tower;
 #[path = "../adapters/rayon.rs"]
 pub mod rayon;
 
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+#[path = "../adapters/opentelemetry.rs"]
+pub mod opentelemetry;
+
 /// The README's Rust code blocks, compiled and run as doc tests so that they cannot drift from
 /// the API. They use the `tokio`, `tower`, `tracing` and `log` adapters, so they are tested when
 /// those features are on (`cargo test --all-features`, as CI runs it).
@@ -224,7 +233,8 @@ pub use crate::var::{AccessError, ContextVar, VarKey};
 /// context, so the future keeps it wherever it is spawned or polled later: the counterpart of
 /// Python's `@preserve_context` decorator. It is the same as calling
 /// [`.with_current_context()`](ContextExt::with_current_context) on every call's future (and,
-/// with the `tracing` feature, entering the span current at the call, like the adapters do).
+/// with the `tracing` feature, entering the span current at the call, and with `opentelemetry`,
+/// attaching the OTel context current at the call, like the adapters do).
 ///
 /// It works on free functions and methods (`&self`, `&mut self`, `self`, `self: Box<Self>`),
 /// generic or not: inherent methods, methods in an `impl Trait for Type` block (for a trait's
@@ -279,7 +289,8 @@ pub use contextvars_macros::preserve_context;
 /// Not public API: used by `#[preserve_context]`'s expansion.
 #[doc(hidden)]
 pub mod __private {
-    /// The call site's context (and, with the `tracing` feature, its span) for the future.
+    /// The call site's context (and, with the `tracing` and `opentelemetry` features, its span and
+    /// OTel context) for the future.
     #[inline]
     pub fn preserve<F: std::future::Future>(
         future: F,
