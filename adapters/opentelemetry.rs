@@ -155,6 +155,7 @@ impl<F> WithOtelContext<F> {
     ///
     /// ```
     /// use contextvars::opentelemetry::OtelContextExt;
+    /// use opentelemetry::trace::TraceContextExt;
     /// let fut = async {}.with_otel_context(opentelemetry::Context::new());
     /// assert!(!fut.otel_context().has_active_span());
     /// ```

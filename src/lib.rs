@@ -208,14 +208,15 @@ pub mod rayon;
 pub mod opentelemetry;
 
 /// The README's Rust code blocks, compiled and run as doc tests so that they cannot drift from
-/// the API. They use the `tokio`, `tower`, `tracing` and `log` adapters, so they are tested when
-/// those features are on (`cargo test --all-features`, as CI runs it).
+/// the API. They use the `tokio`, `tower`, `tracing`, `log` and `opentelemetry` adapters, so they
+/// are tested when those features are on (`cargo test --all-features`, as CI runs it).
 #[cfg(all(
     doctest,
     feature = "tokio",
     feature = "tower",
     feature = "tracing",
-    feature = "log"
+    feature = "log",
+    feature = "opentelemetry"
 ))]
 #[doc(test(attr(allow(unused_variables))))]
 #[doc = include_str!("../README.md")]
