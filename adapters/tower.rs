@@ -27,6 +27,11 @@
 //!   variables, parsed by the function given at registration; the other members are kept in
 //!   the context untouched ([`Baggage::forwarded`]) so the client side sends them on.
 //!
+//! With the `opentelemetry` feature, the request's W3C Trace Context (`traceparent`,
+//! `tracestate`) is also extracted into a fresh OpenTelemetry context, current around the
+//! service's `call` and every poll of the response future, its baggage is mirrored in OTel's
+//! `Baggage`, and the client side writes both; see the `contextvars::opentelemetry` module.
+//!
 //! Background work keeps all of it when it is started with this crate's spawn helpers
 //! ([`spawn_with_context`](crate::tokio::spawn_with_context) and its relatives), even after the
 //! response has been sent.

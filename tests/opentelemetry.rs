@@ -725,3 +725,66 @@ fn a_request_through_the_layer_without_otel_headers_gets_a_root() {
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].parent_span_id, SpanId::INVALID);
 }
+
+#[test]
+fn the_otel_context_stays_across_awaits_and_after_a_panicking_poll() {
+    struct ReportOnDrop(mpsc::Sender<Option<u32>>);
+    impl Drop for ReportOnDrop {
+        fn drop(&mut self) {
+            self.0.send(marker()).unwrap();
+        }
+    }
+    let waker = futures::task::noop_waker();
+    let mut task_cx = std::task::Context::from_waker(&waker);
+
+    // Three polls: the context is there each time, and nowhere in between.
+    let mut polls = Box::pin(
+        async {
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                seen.push(marker());
+                let mut yielded = false;
+                std::future::poll_fn(|_| {
+                    if yielded {
+                        std::task::Poll::Ready(())
+                    } else {
+                        yielded = true;
+                        std::task::Poll::Pending
+                    }
+                })
+                .await;
+            }
+            seen
+        }
+        .with_otel_context(OtelContext::new().with_value(Marker(4))),
+    );
+    let seen = loop {
+        match polls.as_mut().poll(&mut task_cx) {
+            std::task::Poll::Ready(seen) => break seen,
+            std::task::Poll::Pending => assert_eq!(marker(), None),
+        }
+    };
+    assert_eq!(seen, [Some(4); 3]);
+
+    // A poll that panics: the context is detached, and still there when the future is dropped.
+    let (tx, rx) = mpsc::channel();
+    let mut panicking = Box::pin(
+        {
+            let report = ReportOnDrop(tx);
+            async move {
+                let _report = report;
+                panic!("poll failed");
+            }
+        }
+        .with_otel_context(OtelContext::new().with_value(Marker(6))),
+    );
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = panicking.as_mut().poll(&mut task_cx);
+    }));
+    assert!(caught.is_err());
+    assert_eq!(marker(), None);
+    // The async block's locals were dropped by the unwinding itself, inside the context.
+    assert_eq!(rx.recv().unwrap(), Some(6));
+    assert_eq!(panicking.otel_context().get::<Marker>(), Some(&Marker(6)));
+    drop(panicking);
+}
