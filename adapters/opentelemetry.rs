@@ -28,7 +28,7 @@
 //! # What bypasses it
 //!
 //! - The runtime's own spawns (`tokio::spawn`, `rayon::spawn`, ...) and
-//!   [`ContextExt::with_current_context`](crate::ContextExt::with_current_context), which carries
+//!   [`ContextExt::with_current_context`], which carries
 //!   this crate's context only.
 //! - tokio's automatic inheritance (`RuntimeBuilderExt::propagate_context`, `tokio_unstable`):
 //!   it carries this crate's context, not the OTel context.
@@ -55,7 +55,7 @@
 //!   `tracestate`) into a fresh OTel context, current while the service is called and around
 //!   every poll of its response future, and so in everything the handler spawns through this
 //!   crate. Extraction goes through the global text-map propagator
-//!   ([`opentelemetry::global::set_text_map_propagator`](::opentelemetry::global::set_text_map_propagator))
+//!   (`opentelemetry::global::set_text_map_propagator`)
 //!   when one has been set (one that declares any field), so B3 or Jaeger propagators work too;
 //!   until then, through OpenTelemetry's W3C `TraceContextPropagator`. Invalid or missing
 //!   headers give a context with no remote span (a new trace starts at the first span).

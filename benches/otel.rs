@@ -108,7 +108,7 @@ fn median(mut times: Vec<Duration>) -> Duration {
 fn interleaved(rounds: usize) {
     let runtime = runtime();
     let (mut ours_times, mut otel_times) = (Vec::new(), Vec::new());
-    let mut time = |f: fn(&Runtime)| {
+    let time = |f: fn(&Runtime)| {
         let start = Instant::now();
         f(&runtime);
         start.elapsed()
