@@ -1,9 +1,9 @@
 //! The OpenTelemetry bridge (feature `opentelemetry`): spawn + join of 1,000 trivial tokio tasks
 //! carrying an OTel context (a span and a value), through `spawn_with_context` (which carries
 //! this crate's context too) against OpenTelemetry's own `tokio::spawn(fut.with_current_context())`
-//! and the bare `tokio::spawn`, in the same run. After criterion's groups, the two are timed again
-//! interleaved (A, B, B, A, ...) so that drift of the machine hits both alike, and the ratio of
-//! the medians is printed.
+//! and the bare `tokio::spawn`, in the same run. After criterion's groups, the three are timed
+//! again interleaved (each round in another order) so that drift of the machine hits all alike,
+//! and the medians and their ratios are printed.
 //!
 //! Run with only the features it needs: `cargo bench --bench otel --features opentelemetry,tokio`
 //! (with `tracing` on too, the spawns also carry the span).
@@ -104,33 +104,33 @@ fn median(mut times: Vec<Duration>) -> Duration {
     times[times.len() / 2]
 }
 
-/// Times `ours` and `otel` alternately, each round in the other order than the last.
+/// Times `ours`, `otel` and `bare` in turn, each round in another order, and prints the medians.
 fn interleaved(rounds: usize) {
     let runtime = runtime();
-    let (mut ours_times, mut otel_times) = (Vec::new(), Vec::new());
+    let variants: [fn(&Runtime); 3] = [ours, otel, bare];
+    let mut times: [Vec<Duration>; 3] = Default::default();
     let time = |f: fn(&Runtime)| {
         let start = Instant::now();
         f(&runtime);
         start.elapsed()
     };
     for _ in 0..20 {
-        time(ours);
-        time(otel);
+        variants.iter().for_each(|f| drop(time(*f)));
     }
     for round in 0..rounds {
-        if round % 2 == 0 {
-            ours_times.push(time(ours));
-            otel_times.push(time(otel));
-        } else {
-            otel_times.push(time(otel));
-            ours_times.push(time(ours));
+        for i in 0..3 {
+            // Rotates the order: 012, 120, 201, and back.
+            let which = (round + i) % 3;
+            times[which].push(time(variants[which]));
         }
     }
-    let (ours, otel) = (median(ours_times), median(otel_times));
+    let [ours, otel, bare] = times.map(median);
     println!(
-        "interleaved, {rounds} rounds of spawn + join 1,000 tokio tasks: contextvars (context + OTel \
-         context) {ours:.1?}, OpenTelemetry with_current_context {otel:.1?}: ours / theirs = {:.3}",
-        ours.as_secs_f64() / otel.as_secs_f64()
+        "interleaved, {rounds} rounds of spawn + join 1,000 tokio tasks, medians: contextvars \
+         (context + OTel context) {ours:.1?}; OpenTelemetry with_current_context {otel:.1?}; bare \
+         tokio::spawn {bare:.1?}. ours / OTel = {:.3}, ours / bare = {:.3}",
+        ours.as_secs_f64() / otel.as_secs_f64(),
+        ours.as_secs_f64() / bare.as_secs_f64(),
     );
 }
 
@@ -140,7 +140,7 @@ fn main() {
     criterion.final_summary();
     // `cargo test --benches` runs each bench once, briefly: a few rounds are enough there.
     let rounds = if std::env::args().any(|arg| arg == "--bench") {
-        400
+        2_000
     } else {
         4
     };
