@@ -29,7 +29,9 @@
 //!
 //! - The runtime's own spawns (`tokio::spawn`, `rayon::spawn`, ...) and
 //!   [`ContextExt::with_current_context`], which carries
-//!   this crate's context only.
+//!   this crate's context only, and likewise [`Context::wrap`](crate::Context::wrap); with
+//!   `tracing`, `SpanContextExt::with_current_context_and_span` and `wrap_with_current_span`
+//!   carry the context and the span only.
 //! - tokio's automatic inheritance (`RuntimeBuilderExt::propagate_context`, `tokio_unstable`):
 //!   it carries this crate's context, not the OTel context.
 //! - A `tower` response body polled after the response future (see `contextvars::tower`).
