@@ -383,7 +383,23 @@ where
                 request.headers_mut().remove(header);
             }
         }
+        // OpenTelemetry hook (feature `opentelemetry`): the request's trace context and baggage,
+        // read by the same trust as the rest.
+        #[cfg(feature = "opentelemetry")]
+        let (ctx, otel) = crate::opentelemetry::extract_remote(
+            propagation,
+            extracted.context,
+            extracted.trust,
+            request.headers(),
+        );
+        #[cfg(feature = "opentelemetry")]
+        let future = {
+            let _otel = otel.clone().attach();
+            crate::opentelemetry::WithOtelContext::new(ctx.run(|| self.inner.call(request)), otel)
+        };
+        #[cfg(not(feature = "opentelemetry"))]
         let ctx = extracted.context;
+        #[cfg(not(feature = "opentelemetry"))]
         let future = ctx.run(|| self.inner.call(request));
         ResponseFuture {
             inner: future.with_context(ctx),
@@ -413,10 +429,17 @@ pin_project! {
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: WithContext<F>,
+        inner: WithContext<OtelScoped<F>>,
         echo: Option<(HeaderName, HeaderValue)>,
     }
 }
+
+/// The request future as the middleware runs it: with the `opentelemetry` feature, inside the
+/// request's OTel context too.
+#[cfg(feature = "opentelemetry")]
+type OtelScoped<F> = crate::opentelemetry::WithOtelContext<F>;
+#[cfg(not(feature = "opentelemetry"))]
+type OtelScoped<F> = F;
 
 impl<F: fmt::Debug> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

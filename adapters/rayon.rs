@@ -125,7 +125,9 @@ use ::rayon::iter::plumbing::{
 use ::rayon::iter::{IndexedParallelIterator, ParallelIterator};
 use ::rayon::{Scope, ScopeFifo, ThreadPool};
 
-use crate::{job, state, Context, ContextGuard, JobHandle, WithContext};
+#[cfg(doc)]
+use crate::Context;
+use crate::{job, JobHandle, WithContext};
 
 /// Runs `f` on `pool` inside a copy of the caller's context; the result comes back through a
 /// [`JobHandle`], to [`join`](JobHandle::join) or to `.await`.
@@ -666,43 +668,17 @@ impl ThreadPoolExt for ThreadPool {
 //   consuming that iterator.
 // ---------------------------------------------------------------------------------------------
 
+/// What the adaptor installs around each batch: the context and, with the `tracing` and
+/// `opentelemetry` features, the span and OTel context.
+type Carried = crate::propagate::Captured;
+type CarriedGuard = crate::propagate::CapturedGuard;
+
 /// Splits a `WithContext` into its context and its parallel iterator.
-/// Splits the adaptor when it is driven, on the caller's thread: with the `tracing` feature the
-/// span current there is carried with the context.
+/// Splits the adaptor when it is driven, on the caller's thread: with the `tracing` and
+/// `opentelemetry` features the span and OTel context current there are carried with the context.
 fn into_parts<I>(with_context: WithContext<I>) -> (Carried, I) {
-    let carried = Carried {
-        context: with_context.context().clone(),
-        #[cfg(feature = "tracing")]
-        span: ::tracing::Span::current(),
-    };
+    let carried = Carried::with_context(with_context.context().clone());
     (carried, with_context.into_inner())
-}
-
-/// What the adaptor installs around each batch: the context and, with the `tracing` feature,
-/// the span.
-#[derive(Clone)]
-struct Carried {
-    context: Context,
-    #[cfg(feature = "tracing")]
-    span: ::tracing::Span,
-}
-
-impl Carried {
-    fn attach(self) -> CarriedGuard {
-        let context = self.context.attach_unchecked();
-        CarriedGuard {
-            #[cfg(feature = "tracing")]
-            _span: self.span.entered(),
-            _context: context,
-        }
-    }
-}
-
-/// Keeps a `Carried` current; the span (declared first) is exited before the context goes.
-struct CarriedGuard {
-    #[cfg(feature = "tracing")]
-    _span: ::tracing::span::EnteredSpan,
-    _context: ContextGuard,
 }
 
 /// A parallel iterator whose closures run inside a [`Context`]: see the [module
@@ -784,10 +760,7 @@ impl<I: IndexedParallelIterator> IndexedParallelIterator for WithContext<I> {
 /// Runs `f` with `context` installed (moved in and out, no reference count touched).
 #[inline]
 fn installed<R>(carried: &mut Carried, f: impl FnOnce() -> R) -> R {
-    let _frame = state::enter(&mut carried.context);
-    #[cfg(feature = "tracing")]
-    let _entered = carried.span.enter();
-    f()
+    carried.installed(f)
 }
 
 struct ContextConsumer<C> {

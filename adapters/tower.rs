@@ -28,6 +28,13 @@
 //!   variables, parsed by the function given at registration; the other members are kept in
 //!   the context untouched ([`Baggage::forwarded`]) so the client side sends them on.
 //!
+//! With the `opentelemetry` feature, a trusted caller's W3C Trace Context (`traceparent`,
+//! `tracestate`) is also extracted into a fresh OpenTelemetry context, current around the
+//! service's `call` and every poll of the response future (an untrusted caller's is not read:
+//! the request starts a new trace), the baggage accepted is mirrored in OTel's `Baggage`, and
+//! the client side writes both, OTel baggage by the destination's trust; see the
+//! `contextvars::opentelemetry` module.
+//!
 //! Background work keeps all of it when it is started with this crate's spawn helpers
 //! ([`spawn_with_context`](crate::tokio::spawn_with_context) and its relatives), even after the
 //! response has been sent.
@@ -566,8 +573,24 @@ where
                 request.headers_mut().remove(header);
             }
         }
+        // OpenTelemetry hook (feature `opentelemetry`): the request's trace context and baggage,
+        // read by the same trust as the rest.
+        #[cfg(feature = "opentelemetry")]
+        let (ctx, otel) = crate::opentelemetry::extract_remote(
+            propagation,
+            extracted.context,
+            extracted.trust,
+            request.headers(),
+        );
+        #[cfg(not(feature = "opentelemetry"))]
         let ctx = extracted.context;
         let inner = &mut self.inner;
+        #[cfg(feature = "opentelemetry")]
+        let future = {
+            let _otel = otel.clone().attach();
+            crate::opentelemetry::WithOtelContext::new(ctx.run(|| inner.call(request)), otel)
+        };
+        #[cfg(not(feature = "opentelemetry"))]
         let future = ctx.run(|| inner.call(request));
         ResponseFuture {
             inner: future.with_context(ctx),
@@ -598,10 +621,17 @@ pin_project! {
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: WithContext<F>,
+        inner: WithContext<OtelScoped<F>>,
         echo: Option<(HeaderName, HeaderValue)>,
     }
 }
+
+/// The request future as the layer runs it: with the `opentelemetry` feature, inside the
+/// request's OTel context too (OpenTelemetry hook).
+#[cfg(feature = "opentelemetry")]
+type OtelScoped<F> = crate::opentelemetry::WithOtelContext<F>;
+#[cfg(not(feature = "opentelemetry"))]
+type OtelScoped<F> = F;
 
 impl<F: fmt::Debug> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -138,6 +138,11 @@
 //! - `actix-web`: a middleware giving every actix-web request a fresh context with its request
 //!   id and W3C baggage (the rules of the `tower` feature, which it does not need), and
 //!   `spawn_with_context` / `block_with_context` for `actix_web::rt::spawn` and `web::block`.
+//! - `opentelemetry`: OpenTelemetry's current `Context` (span, baggage, values) carried into
+//!   every spawn of every adapter beside the context; on every carrier of the propagation
+//!   (`tower`, `actix-web`, `reqwest`, `async-nats`), W3C Trace Context (`traceparent`,
+//!   `tracestate`) on the wire and OTel baggage in agreement with the registered variables,
+//!   within the same trust boundaries.
 //!
 //! # Minimum supported Rust version
 //!
@@ -224,10 +229,15 @@ pub mod reqwest;
 #[path = "../adapters/async_nats.rs"]
 pub mod async_nats;
 
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+#[path = "../adapters/opentelemetry.rs"]
+pub mod opentelemetry;
+
 /// The README's Rust code blocks, compiled and run as doc tests so that they cannot drift from
-/// the API. They use the `tokio`, `tower`, `tracing`, `log`, `actix-web`, `reqwest` and
-/// `async-nats` adapters, so they are tested when those features are on (`cargo test
-/// --all-features`, as CI runs it).
+/// the API. They use the `tokio`, `tower`, `tracing`, `log`, `actix-web`, `reqwest`,
+/// `async-nats` and `opentelemetry` adapters, so they are tested when those features are on
+/// (`cargo test --all-features`, as CI runs it).
 #[cfg(all(
     doctest,
     feature = "tokio",
@@ -236,7 +246,8 @@ pub mod async_nats;
     feature = "log",
     feature = "actix-web",
     feature = "reqwest",
-    feature = "async-nats"
+    feature = "async-nats",
+    feature = "opentelemetry"
 ))]
 #[doc(test(attr(allow(unused_variables))))]
 #[doc = include_str!("../README.md")]
@@ -254,7 +265,8 @@ pub use crate::var::{AccessError, ContextVar, VarKey};
 /// context, so the future keeps it wherever it is spawned or polled later: the counterpart of
 /// Python's `@preserve_context` decorator. It is the same as calling
 /// [`.with_current_context()`](ContextExt::with_current_context) on every call's future (and,
-/// with the `tracing` feature, entering the span current at the call, like the adapters do).
+/// with the `tracing` feature, entering the span current at the call, and with `opentelemetry`,
+/// attaching the OTel context current at the call, like the adapters do).
 ///
 /// It works on free functions and methods (`&self`, `&mut self`, `self`, `self: Box<Self>`),
 /// generic or not: inherent methods, methods in an `impl Trait for Type` block (for a trait's
@@ -309,7 +321,8 @@ pub use contextvars_macros::preserve_context;
 /// Not public API: used by `#[preserve_context]`'s expansion.
 #[doc(hidden)]
 pub mod __private {
-    /// The call site's context (and, with the `tracing` feature, its span) for the future.
+    /// The call site's context (and, with the `tracing` and `opentelemetry` features, its span and
+    /// OTel context) for the future.
     #[inline]
     pub fn preserve<F: std::future::Future>(
         future: F,

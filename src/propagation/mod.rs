@@ -666,12 +666,46 @@ impl Propagation {
     /// ```
     pub fn inject_context<C: Injector + ?Sized>(&self, ctx: &Context, carrier: &mut C) {
         let config = &*self.config;
-        let trusted = self.outbound.is_trusted();
         if let Some(id) = ctx.get_ref(config.request_id_var) {
             if is_header_text(id) {
                 carrier.set(&config.request_id_header, id.clone());
             }
         }
+        let mut out = self.baggage_writer(ctx);
+        // With the `opentelemetry` feature: the current OTel context's trace context, and the
+        // members of its baggage set through OTel's API that may go to this destination.
+        #[cfg(feature = "opentelemetry")]
+        crate::opentelemetry::inject_trace_context(carrier);
+        #[cfg(feature = "opentelemetry")]
+        let otel_changes = crate::opentelemetry::baggage_changes(self, ctx);
+        #[cfg(feature = "opentelemetry")]
+        let nothing_from_otel = otel_changes.is_empty();
+        #[cfg(not(feature = "opentelemetry"))]
+        let nothing_from_otel = true;
+        if out.is_empty() && nothing_from_otel {
+            return;
+        }
+        // Members the caller put there themselves are kept after ours.
+        parse_lines(carrier.existing(BAGGAGE), |m| {
+            out.member(m.key, &m.value, m.escaped(), m.properties())
+        });
+        let value = out.finish();
+        #[cfg(feature = "opentelemetry")]
+        let value = match nothing_from_otel {
+            true => value,
+            false => crate::opentelemetry::merge_baggage(ctx, value, otel_changes),
+        };
+        if let Some(value) = value {
+            carrier.set(BAGGAGE, value);
+        }
+    }
+
+    /// This crate's members of the outgoing `baggage`, for this propagation's destination: the
+    /// registered variables that are set (to an untrusted destination, the public ones), then
+    /// (to a trusted one) the forwarded members.
+    fn baggage_writer(&self, ctx: &Context) -> Writer {
+        let config = &*self.config;
+        let trusted = self.outbound.is_trusted();
         let mut out = Writer::default();
         let as_received = ctx.get_ref(&REGISTERED_AS_RECEIVED);
         let registered = config.registered.iter();
@@ -690,16 +724,31 @@ impl Propagation {
                 out.member(&m.key, &m.value, m.encoded.as_deref(), &m.properties);
             }
         }
-        if out.is_empty() {
-            return;
-        }
-        // Members the caller put there themselves are kept after ours.
-        parse_lines(carrier.existing(BAGGAGE), |m| {
-            out.member(m.key, &m.value, m.escaped(), m.properties())
-        });
-        if let Some(value) = out.finish() {
-            carrier.set(BAGGAGE, value);
-        }
+        out
+    }
+
+    /// The baggage members this context holds to send to a trusted destination: the registered
+    /// variables that are set, then the forwarded members. Right after
+    /// [`extract`](Propagation::extract), exactly what was accepted from the carrier, by its
+    /// trust.
+    #[cfg(all(
+        feature = "opentelemetry",
+        any(feature = "tower", feature = "actix-web")
+    ))]
+    pub(crate) fn accepted_baggage(&self, ctx: &Context) -> Baggage {
+        let written = self
+            .with_outbound(Trust::Trusted)
+            .baggage_writer(ctx)
+            .finish();
+        Baggage::parse(written.as_deref().unwrap_or_default())
+    }
+
+    /// Whether a baggage member `key` may be written for this propagation's destination: any
+    /// key to a trusted one, only registered public keys to an untrusted one.
+    #[cfg(feature = "opentelemetry")]
+    pub(crate) fn may_send(&self, key: &str) -> bool {
+        self.outbound.is_trusted()
+            || (self.config.registered.iter()).any(|r| r.public && &*r.key == key)
     }
 }
 

@@ -1,0 +1,470 @@
+//! [OpenTelemetry](https://docs.rs/opentelemetry): its `Context` (current span, baggage, values)
+//! follows the work into every spawn, and with `tower`, W3C Trace Context and baggage cross
+//! services (feature `opentelemetry`, built against `opentelemetry` 0.33, the newest minor when
+//! this was written; `opentelemetry_sdk` 0.33 for its `TraceContextPropagator`).
+//!
+//! # What it propagates
+//!
+//! Every spawn path of every adapter (`spawn_with_context` and its relatives on tokio,
+//! async-std, smol, `futures` and async-task, the blocking pools, [`thread`](crate::thread), rayon's
+//! entry points, [`JobHandle`](crate::JobHandle) jobs, `par_iter().with_current_context()`,
+//! `#[preserve_context]`, and `contextvars::tower`'s request future) captures
+//! [`opentelemetry::Context::current()`](::opentelemetry::Context::current) at the call, beside
+//! this crate's context, and makes it current around every poll of the child (and while the child
+//! is dropped), or for the whole closure. So a span started in a spawned task, a blocking job, a
+//! rayon job or a thread is a child of the span that was current where it was spawned, and
+//! [`Baggage`](::opentelemetry::baggage::Baggage) and values put there with OTel's own API
+//! (`Context::current_with_value(..).attach()`) are visible inside it, exactly as with
+//! OpenTelemetry's `fut.with_context(cx)` written on every spawn.
+//!
+//! It is captured by the same crate-private code as the context (and, with `tracing`, the
+//! span), never stored in [`Context`](crate::Context): with the feature off nothing changes and
+//! nothing is paid. OpenTelemetry's guard is `!Send`: it is attached inside each poll and
+//! detached before the poll returns, never held across an `.await`.
+//!
+//! For a future of your own on another executor, [`OtelContextExt::with_current_context_and_otel`]
+//! does what the spawn helpers do (without the span).
+//!
+//! # What bypasses it
+//!
+//! - The runtime's own spawns (`tokio::spawn`, `rayon::spawn`, ...) and
+//!   [`ContextExt::with_current_context`], which carries
+//!   this crate's context only, and likewise [`Context::wrap`](crate::Context::wrap); with
+//!   `tracing`, `SpanContextExt::with_current_context_and_span` and `wrap_with_current_span`
+//!   carry the context and the span only.
+//! - tokio's automatic inheritance (`RuntimeBuilderExt::propagate_context`, `tokio_unstable`):
+//!   it carries this crate's context, not the OTel context.
+//! - A `tower` response body polled after the response future (see `contextvars::tower`).
+//!
+//! # With `tracing` and tracing-opentelemetry
+//!
+//! With both features, a child is run as if, at its start, the captured OTel context were
+//! attached and *then* the captured tracing span entered: nesting, outermost first, is this
+//! crate's context, the OTel context, the span. With tracing-opentelemetry's context activation
+//! (on by default in tracing-opentelemetry 0.34, the release for `opentelemetry` 0.33), entering a
+//! span makes the span's OTel context current, so **the entered span's OTel context wins**: the
+//! child's `opentelemetry::Context::current()` has the span's trace id and span id, even if the
+//! spawning code had attached another OTel context after entering the span. With activation on,
+//! that also replaces the values and baggage of the captured OTel context while the span is
+//! entered in the child (the span's context is the one captured when the span was created), as
+//! it does whenever a span is re-entered; attach such values before creating the span, or inside
+//! the child. Without a current span (or without tracing-opentelemetry), the captured OTel context
+//! is current as is.
+//!
+//! # W3C Trace Context and baggage on the wire (with `tower`)
+//!
+//! - **Server:** `ContextLayer` extracts the request's trace context (`traceparent`,
+//!   `tracestate`) into a fresh OTel context, current while the service is called and around
+//!   every poll of its response future, and so in everything the handler spawns through this
+//!   crate. Extraction goes through the global text-map propagator
+//!   (`opentelemetry::global::set_text_map_propagator`)
+//!   when one has been set (one that declares any field), so B3 or Jaeger propagators work too;
+//!   until then, through OpenTelemetry's W3C `TraceContextPropagator`. Invalid or missing
+//!   headers give a context with no remote span (a new trace starts at the first span).
+//! - **Baggage** is always read and written by this crate's W3C Baggage parser and writer (the
+//!   `baggage` field of the propagator is never used, so the two never fight over the header):
+//!   the members accepted from the request (the registered keys whose value parsed, and the
+//!   forwarded ones) are also put into the request's OTel [`Baggage`](::opentelemetry::baggage::Baggage).
+//! - **Client:** `ClientContextLayer` and `inject_headers` write the current OTel context's trace
+//!   context through the same propagator, and merge its baggage into `baggage`.
+//! - **Agreement**, both directions: a value set in code through either API reaches the next
+//!   service. For each key, the value that changed since the request brought it wins: a
+//!   registered variable set (or removed) with this crate's API, or an OTel baggage member set
+//!   with OTel's API (`Context::current_with_baggage(..)`). If both changed the same key, the
+//!   variable wins. A member absent from the OTel baggage is not a removal (OTel code often
+//!   replaces the whole baggage), and OTel baggage metadata is not sent. In-process, each API
+//!   reads its own store: a value set through one is not visible through the other's getter.
+//!
+//! # Examples
+//!
+//! A value set with OpenTelemetry's own API before a spawn is visible inside it:
+//!
+//! ```
+//! use opentelemetry::Context as OtelContext;
+//!
+//! #[derive(Debug, PartialEq)]
+//! struct TenantId(u32);
+//!
+//! let _guard = OtelContext::current_with_value(TenantId(7)).attach();
+//! let seen = contextvars::thread::spawn_with_context(|| {
+//!     OtelContext::current().get::<TenantId>().map(|t| t.0)
+//! });
+//! assert_eq!(seen.join().unwrap(), Some(7));
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context as TaskContext, Poll};
+
+use ::opentelemetry::Context as OtelContext;
+use pin_project_lite::pin_project;
+
+use crate::{ContextExt, WithContext};
+
+pin_project! {
+    /// A future that runs with an OpenTelemetry [`Context`](::opentelemetry::Context) current
+    /// around every poll and while the inner future is dropped, whether it completed (it is
+    /// dropped at once then) or is cancelled (OpenTelemetry's own `WithContext` leaves the drop
+    /// out). Like most futures, it panics if polled again after it completed.
+    ///
+    /// Made by [`OtelContextExt`], and by every spawn helper of this crate when the
+    /// `opentelemetry` feature is on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::opentelemetry::OtelContextExt;
+    /// use opentelemetry::Context as OtelContext;
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// struct Region(&'static str);
+    ///
+    /// let cx = OtelContext::new().with_value(Region("eu"));
+    /// let fut = async { OtelContext::current().get::<Region>().map(|r| r.0) }.with_otel_context(cx);
+    /// assert_eq!(futures::executor::block_on(fut), Some("eu"));
+    /// ```
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct WithOtelContext<F> {
+        otel: OtelContext,
+        // `None` once completed (dropped then, inside the context) or while being dropped.
+        #[pin]
+        inner: Option<F>,
+    }
+
+    impl<F> PinnedDrop for WithOtelContext<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.inner.is_some() {
+                let _guard = this.otel.clone().attach();
+                this.inner.set(None);
+            }
+        }
+    }
+}
+
+const POLLED_AFTER_COMPLETION: &str = "WithOtelContext polled after completion";
+
+impl<F> WithOtelContext<F> {
+    pub(crate) fn new(inner: F, otel: OtelContext) -> WithOtelContext<F> {
+        WithOtelContext {
+            otel,
+            inner: Some(inner),
+        }
+    }
+
+    /// The OpenTelemetry context this future runs in (empty once the future has completed).
+    ///
+    /// ```
+    /// use contextvars::opentelemetry::OtelContextExt;
+    /// use opentelemetry::trace::TraceContextExt;
+    /// let fut = async {}.with_otel_context(opentelemetry::Context::new());
+    /// assert!(!fut.otel_context().has_active_span());
+    /// ```
+    pub fn otel_context(&self) -> &OtelContext {
+        &self.otel
+    }
+}
+
+impl<F: Future> Future for WithOtelContext<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let mut this = self.project();
+        let inner = this
+            .inner
+            .as_mut()
+            .as_pin_mut()
+            .expect(POLLED_AFTER_COMPLETION);
+        let attached = Attached::new(this.otel);
+        let output = ready!(inner.poll(cx));
+        // Dropped now, while the context is attached: the wrapper's own drop has nothing left
+        // to attach for, and the context is not needed any more.
+        this.inner.set(None);
+        attached.finish();
+        Poll::Ready(output)
+    }
+}
+
+/// The OTel context of a [`WithOtelContext`], attached for one poll. It is moved into the
+/// attachment rather than cloned, and taken back (as the clone `Context::current()` gives) only
+/// when the future is still pending or its poll panics: a future that completes in its first
+/// poll costs one reference-count change less per `Arc` than a clone per poll.
+struct Attached<'a> {
+    slot: &'a mut OtelContext,
+    guard: Option<::opentelemetry::ContextGuard>,
+}
+
+impl<'a> Attached<'a> {
+    #[inline]
+    fn new(slot: &'a mut OtelContext) -> Attached<'a> {
+        let guard = Some(std::mem::take(slot).attach());
+        Attached { slot, guard }
+    }
+
+    /// The future completed: detach, and keep nothing.
+    #[inline]
+    fn finish(mut self) {
+        drop(self.guard.take());
+    }
+}
+
+impl Drop for Attached<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            // Still ours: the poll detached whatever it attached itself.
+            *self.slot = OtelContext::current();
+            drop(guard);
+        }
+    }
+}
+
+impl<F: fmt::Debug> fmt::Debug for WithOtelContext<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WithOtelContext")
+            .field("otel", &self.otel)
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+/// Runs any future inside an OpenTelemetry context. Implemented for every type.
+///
+/// # Examples
+///
+/// ```
+/// # mod tokio { pub fn spawn(_: impl std::future::Future) {} }
+/// use contextvars::opentelemetry::OtelContextExt;
+/// use contextvars::ContextVar;
+///
+/// static REQUEST_ID: ContextVar<u32> = ContextVar::new("request_id");
+///
+/// // Both contexts, on an executor this crate has no adapter for.
+/// REQUEST_ID.scope(1, || tokio::spawn(async {}.with_current_context_and_otel()));
+/// ```
+pub trait OtelContextExt: Sized {
+    /// Runs `self` with `otel` current around every poll and its drop.
+    ///
+    /// ```
+    /// use contextvars::opentelemetry::OtelContextExt;
+    /// let fut = async {}.with_otel_context(opentelemetry::Context::current());
+    /// futures::executor::block_on(fut);
+    /// ```
+    fn with_otel_context(self, otel: OtelContext) -> WithOtelContext<Self> {
+        WithOtelContext::new(self, otel)
+    }
+
+    /// Runs `self` inside the current context of this crate and the current OpenTelemetry
+    /// context, like the spawn helpers do (without the tracing span).
+    ///
+    /// ```
+    /// use contextvars::opentelemetry::OtelContextExt;
+    /// use contextvars::ContextVar;
+    /// static A: ContextVar<u8> = ContextVar::new("a");
+    /// let fut = A.scope(1, || async { A.get() }.with_current_context_and_otel());
+    /// assert_eq!(futures::executor::block_on(fut), Some(1));
+    /// ```
+    fn with_current_context_and_otel(self) -> WithContext<WithOtelContext<Self>> {
+        WithOtelContext::new(self, OtelContext::current()).with_current_context()
+    }
+}
+
+impl<T> OtelContextExt for T {}
+
+// ---------------------------------------------------------------------------------------------
+// Wire helpers, transport-neutral: over the propagation's `Extractor` and `Injector`, so that
+// every carrier (HTTP headers, gRPC metadata, NATS message headers, a map) gets them. The
+// propagation's `inject_context` calls the outgoing ones itself; servers and consumers call
+// `extract_remote` beside `Propagation::extract_with`.
+#[cfg(any(feature = "tower", feature = "actix-web"))]
+pub(crate) use wire::extract_remote;
+pub(crate) use wire::{baggage_changes, inject_trace_context, merge_baggage};
+
+// Without a server integration, extraction is left out, and so are its imports.
+#[cfg_attr(
+    not(any(feature = "tower", feature = "actix-web")),
+    allow(unused_imports)
+)]
+mod wire {
+    use std::sync::OnceLock;
+
+    use ::opentelemetry::baggage::{Baggage as OtelBaggage, BaggageExt};
+    use ::opentelemetry::propagation::TextMapPropagator;
+    use ::opentelemetry::propagation::{Extractor as OtelExtractor, Injector as OtelInjector};
+    use ::opentelemetry::Context as OtelContext;
+
+    use crate::propagation::{is_token, Baggage, Extractor, Injector, Propagation, Trust};
+    use crate::{Context, ContextVar};
+
+    /// The propagator field this crate reads and writes itself.
+    const BAGGAGE_FIELD: &str = "baggage";
+
+    /// Runs `f` with the global text-map propagator if one has been set (the default no-op one
+    /// declares no field), else with OpenTelemetry's W3C `TraceContextPropagator`.
+    fn with_propagator<R>(f: impl FnOnce(&dyn TextMapPropagator) -> R) -> R {
+        static DEFAULT: OnceLock<::opentelemetry_sdk::propagation::TraceContextPropagator> =
+            OnceLock::new();
+        let mut f = Some(f);
+        let global = ::opentelemetry::global::get_text_map_propagator(|propagator| {
+            if propagator.fields().next().is_some() {
+                // Taken once: this branch runs at most once per call.
+                f.take().map(|f| f(propagator))
+            } else {
+                None
+            }
+        });
+        match (global, f) {
+            (Some(result), _) => result,
+            (None, Some(f)) => f(DEFAULT.get_or_init(Default::default)),
+            (None, None) => unreachable!("the closure is taken only when it runs"),
+        }
+    }
+
+    /// A carrier as OpenTelemetry's propagators read it, with `baggage` hidden.
+    #[cfg_attr(not(any(feature = "tower", feature = "actix-web")), allow(dead_code))]
+    struct Fields<'a, C: ?Sized>(&'a C);
+
+    impl<C: Extractor + ?Sized> OtelExtractor for Fields<'_, C> {
+        fn get(&self, key: &str) -> Option<&str> {
+            if key.eq_ignore_ascii_case(BAGGAGE_FIELD) {
+                return None;
+            }
+            self.0.get(key)
+        }
+
+        fn keys(&self) -> Vec<&str> {
+            let mut keys = self.0.keys();
+            keys.retain(|key| !key.eq_ignore_ascii_case(BAGGAGE_FIELD));
+            keys
+        }
+    }
+
+    /// A carrier as OpenTelemetry's propagators write it, keeping `baggage` from them.
+    struct Sink<'a, C: ?Sized>(&'a mut C);
+
+    impl<C: Injector + ?Sized> OtelInjector for Sink<'_, C> {
+        fn set(&mut self, key: &str, value: String) {
+            if !key.eq_ignore_ascii_case(BAGGAGE_FIELD) && is_token(key) && !value.is_empty() {
+                self.0.set(&key.to_ascii_lowercase(), value);
+            }
+        }
+    }
+
+    /// The OTel baggage members a request brought, as put into its OTel context: what tells, on
+    /// the way out, a member changed through OTel's API from one that was received. Opaque.
+    static RECEIVED: ContextVar<Vec<(String, String)>> =
+        ContextVar::opaque("otel_baggage_received");
+
+    /// The OpenTelemetry context of an incoming request or message, starting from nothing, and
+    /// `context` (the one `Propagation::extract_with` made of the same carrier, read with `trust`)
+    /// with the baggage members it got remembered.
+    ///
+    /// - From a trusted caller, the trace context is read through the propagator (every field but
+    ///   `baggage`); from an untrusted one, the propagator is not called at all: its
+    ///   `traceparent` is not the parent, the request starts a new trace.
+    /// - Its OTel baggage holds exactly the members this crate accepted, by the same trust: the
+    ///   registered variables that were set (from an untrusted caller, only the keys accepted
+    ///   from untrusted callers) and, from a trusted caller, the forwarded members.
+    #[cfg(any(feature = "tower", feature = "actix-web"))]
+    pub(crate) fn extract_remote<C: Extractor + ?Sized>(
+        propagation: &Propagation,
+        context: Context,
+        trust: Trust,
+        carrier: &C,
+    ) -> (Context, OtelContext) {
+        let otel = match trust {
+            Trust::Trusted => {
+                with_propagator(|p| p.extract_with_context(&OtelContext::new(), &Fields(carrier)))
+            }
+            Trust::Untrusted => OtelContext::new(),
+        };
+        if carrier.get(BAGGAGE_FIELD).is_none() {
+            return (context, otel);
+        }
+        let accepted = propagation.accepted_baggage(&context);
+        let mut otel_baggage = OtelBaggage::new();
+        let mut received = Vec::new();
+        for member in &accepted {
+            let (key, value) = (member.key(), member.value());
+            // OTel applies the same W3C limits; what it refuses is not remembered either.
+            let before = otel_baggage.len();
+            let replaced = otel_baggage.insert_with_metadata(
+                key.to_owned(),
+                value.to_owned(),
+                member.properties(),
+            );
+            if replaced.is_some() || otel_baggage.len() > before {
+                received.push((key.to_owned(), value.to_owned()));
+            }
+        }
+        if received.is_empty() {
+            return (context, otel);
+        }
+        let otel = otel.with_baggage(otel_baggage);
+        (context.with_value(&RECEIVED, received), otel)
+    }
+
+    /// Writes the current OpenTelemetry context's trace context through the propagator (every
+    /// field but `baggage`), to trusted and untrusted destinations alike.
+    pub(crate) fn inject_trace_context<C: Injector + ?Sized>(carrier: &mut C) {
+        let mut sink = Sink(carrier);
+        OtelContext::map_current(|cx| with_propagator(|p| p.inject_context(cx, &mut sink)));
+    }
+
+    /// The members of the current OTel context's baggage that were set through OTel's API (they
+    /// differ from what the request brought, per `context`) and may go where `propagation`
+    /// writes: every key to a trusted destination, only keys registered as public to an
+    /// untrusted one. Keys that are not W3C tokens are left out.
+    pub(crate) fn baggage_changes(
+        propagation: &Propagation,
+        context: &Context,
+    ) -> Vec<(String, String)> {
+        OtelContext::map_current(|cx| {
+            let baggage = cx.baggage();
+            if baggage.is_empty() {
+                return Vec::new();
+            }
+            let received = context.get_ref(&RECEIVED);
+            baggage
+                .iter()
+                .filter(|(key, _)| is_token(key.as_str()) && propagation.may_send(key.as_str()))
+                .filter_map(|(key, (value, _))| {
+                    let was = received_value(received, key.as_str());
+                    (was != Some(value.as_str())).then(|| (key.to_string(), value.to_string()))
+                })
+                .collect()
+        })
+    }
+
+    /// Merges `changes` (from [`baggage_changes`]) into the outgoing `baggage` value this crate
+    /// wrote: a change replaces the member (in place) or adds it (at the end), unless this
+    /// crate's side changed that key too, where the variable wins.
+    pub(crate) fn merge_baggage(
+        context: &Context,
+        written: Option<String>,
+        changes: Vec<(String, String)>,
+    ) -> Option<String> {
+        let received = context.get_ref(&RECEIVED);
+        let mut out = Baggage::parse(written.as_deref().unwrap_or_default());
+        for (key, value) in changes {
+            // This crate's side left the key as it came (or never had it): OTel's value goes.
+            if out.get(&key) == received_value(received, &key) {
+                out.insert(&key, value);
+            }
+        }
+        let text = out.to_string();
+        (!text.is_empty()).then_some(text)
+    }
+
+    fn received_value<'a>(
+        received: Option<&'a Vec<(String, String)>>,
+        key: &str,
+    ) -> Option<&'a str> {
+        received?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
