@@ -791,3 +791,184 @@ fn the_otel_context_stays_across_awaits_and_after_a_panicking_poll() {
     assert_eq!(panicking.otel_context().get::<Marker>(), Some(&Marker(6)));
     drop(panicking);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Trust: the OTel side believes and leaks no more than this crate does.
+
+static LOCALE: ContextVar<String> = ContextVar::new("locale").with_display();
+
+/// An edge service's propagation: callers and destinations untrusted (the defaults); `locale`
+/// may come from anyone and go anywhere, `tenant` neither.
+fn edge() -> Propagation {
+    Propagation::builder()
+        .baggage_str(&TENANT, "tenant")
+        .baggage_str(&LOCALE, "locale")
+        .accept_from_untrusted("locale")
+        .public("locale")
+        .build()
+}
+
+/// Every member of the current OTel baggage, sorted.
+fn otel_baggage() -> Vec<String> {
+    let cx = OtelContext::current();
+    let mut members: Vec<String> = cx
+        .baggage()
+        .iter()
+        .map(|(key, (value, _))| format!("{key}={value}"))
+        .collect();
+    members.sort_unstable();
+    members
+}
+
+#[test]
+fn an_untrusted_caller_s_traceparent_and_baggage_are_not_believed() {
+    let (tracer, exporter, _provider) = tracer();
+    runtime().block_on(async {
+        let handler_tracer = tracer.clone();
+        let app = Router::new()
+            .route(
+                "/edge",
+                get(move |headers: HeaderMap| {
+                    let tracer = handler_tracer.clone();
+                    async move {
+                        let from = headers["x-from"].to_str().unwrap().to_owned();
+                        tracer.start(format!("edge-{from}")).end();
+                        // What the handler would send on to one of our own services.
+                        let mut out = HeaderMap::new();
+                        inject_headers_with(&edge().with_outbound(Trust::Trusted), &mut out);
+                        let sent = out.get("baggage").map(|v| v.to_str().unwrap().to_owned());
+                        format!(
+                            "{}|{:?}|{:?}|{:?}",
+                            otel_baggage().join(","),
+                            TENANT.get(),
+                            LOCALE.get(),
+                            sent,
+                        )
+                    }
+                }),
+            )
+            // The gateway marks what it forwards; strangers do not get that header through.
+            .layer(
+                ContextLayer::new(edge()).trust_callers_if(|head| head.headers["x-from"] == "gateway"),
+            );
+        let (addr, stop) = serve(app).await;
+        let spoofed = |from: &'static str| {
+            get_request(
+                addr,
+                "/edge",
+                &[
+                    ("x-from", from),
+                    ("traceparent", &traceparent()),
+                    ("tracestate", "vendor=spoofed"),
+                    ("baggage", "tenant=other-customer,locale=fr,internal=1"),
+                ],
+            )
+        };
+        let stranger = client().request(spoofed("stranger")).await.unwrap();
+        let stranger = body_text(stranger.into_body()).await;
+        let gateway = client().request(spoofed("gateway")).await.unwrap();
+        let gateway = body_text(gateway.into_body()).await;
+
+        // From a stranger: only `locale` reached either API, and only it would go on.
+        assert_eq!(
+            stranger,
+            r#"locale=fr|None|Some("fr")|Some("locale=fr")"#
+        );
+        // The same headers from the gateway: everything is believed and forwarded.
+        assert_eq!(
+            gateway,
+            r#"internal=1,locale=fr,tenant=other-customer|Some("other-customer")|Some("fr")|Some("tenant=other-customer,locale=fr,internal=1")"#
+        );
+        let _ = stop.send(());
+    });
+
+    let spans = exporter.get_finished_spans().unwrap();
+    let span = |name: &str| spans.iter().find(|s| s.name == name).unwrap().clone();
+    let trace = TraceId::from_hex(TRACE).unwrap();
+    // The stranger's traceparent is not the parent: a new trace, a root span.
+    let stranger = span("edge-stranger");
+    assert_ne!(stranger.span_context.trace_id(), trace);
+    assert_eq!(stranger.parent_span_id, SpanId::INVALID);
+    assert!(!stranger.parent_span_is_remote);
+    assert_ne!(
+        stranger.span_context.trace_state().header(),
+        "vendor=spoofed"
+    );
+    // The gateway's is.
+    let gateway = span("edge-gateway");
+    assert_eq!(gateway.span_context.trace_id(), trace);
+    assert_eq!(
+        gateway.parent_span_id,
+        SpanId::from_hex(REMOTE_PARENT).unwrap()
+    );
+    assert_eq!(
+        gateway.span_context.trace_state().header(),
+        "vendor=spoofed"
+    );
+}
+
+#[test]
+fn to_an_untrusted_destination_no_private_otel_baggage_is_sent() {
+    let (tracer, _exporter, _provider) = tracer();
+    runtime().block_on(async {
+        // A third party's API: shows what it received.
+        let echo = Router::new().route(
+            "/echo",
+            get(|headers: HeaderMap| async move {
+                let header = |name: &str| {
+                    let value = headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+                    value.unwrap_or_default()
+                };
+                format!("{}|{}", header("traceparent"), header("baggage"))
+            }),
+        );
+        let (addr, stop) = serve(echo).await;
+
+        let send = |trusted_hosts: &'static [&'static str]| {
+            let client = ClientContextLayer::new(edge())
+                .trusted_hosts(trusted_hosts)
+                .layer(client());
+            let span = tracer.start("client-call");
+            let trace_id = span.span_context().trace_id();
+            // Set through OTel's API: a registered private key, a public one, and a key
+            // only OTel knows; `TENANT` through ours.
+            let cx = OtelContext::current_with_baggage([
+                KeyValue::new("tenant", "otel-acme"),
+                KeyValue::new("locale", "de"),
+                KeyValue::new("session", "s3cr3t"),
+            ])
+            .with_span(span);
+            let call = {
+                let _guard = cx.attach();
+                TENANT.scope("acme".to_owned(), || {
+                    contextvars::tokio::spawn_with_context(client.oneshot(get_request(
+                        addr,
+                        "/echo",
+                        &[],
+                    )))
+                })
+            };
+            async move {
+                let response = call.await.unwrap().unwrap();
+                (trace_id, body_text(response.into_body()).await)
+            }
+        };
+
+        // 127.0.0.1 is not among the trusted hosts: only the public key, and the trace context.
+        let (trace_id, untrusted) = send(&["*.internal"]).await;
+        let (traceparent, baggage) = untrusted.split_once('|').unwrap();
+        assert_eq!(baggage, "locale=de");
+        assert!(
+            traceparent.starts_with(&format!("00-{trace_id}-")),
+            "{traceparent}"
+        );
+
+        // The control: trusted, everything goes (the variable wins over OTel's `tenant`).
+        let (_, trusted) = send(&["127.0.0.1"]).await;
+        let (_, baggage) = trusted.split_once('|').unwrap();
+        let mut members: Vec<&str> = baggage.split(',').collect();
+        members.sort_unstable();
+        assert_eq!(members, ["locale=de", "session=s3cr3t", "tenant=acme"]);
+        let _ = stop.send(());
+    });
+}
