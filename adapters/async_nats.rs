@@ -109,6 +109,7 @@ use ::async_nats::subject::ToSubject;
 use ::async_nats::{Client, HeaderMap, HeaderName, Message, Subscriber};
 use ::bytes::Bytes;
 use futures_core::Stream;
+use pin_project_lite::pin_project;
 
 use crate::propagation::{Extractor, Injector, Propagation, Trust};
 
@@ -143,7 +144,7 @@ impl Predicates {
     }
 
     /// The context `message` brings, read with the trust the predicate gives it.
-    fn extract(&self, propagation: &Propagation, message: &Message) -> Context {
+    fn extract(&self, propagation: &Propagation, message: &Message) -> Received {
         match &self.messages {
             Some(trusted) => {
                 let trust = Trust::from_bool(trusted(message));
@@ -488,7 +489,7 @@ impl ContextClient {
     /// # let _ = run;
     /// ```
     pub fn context_of(&self, message: &Message) -> Context {
-        self.trust.extract(&self.propagation, message)
+        self.trust.extract(&self.propagation, message).context
     }
 
     // -----------------------------------------------------------------------------------------
@@ -554,10 +555,33 @@ impl ContextClient {
     }
 }
 
-fn extract(propagation: &Propagation, message: &Message) -> Context {
-    match &message.headers {
-        Some(headers) => propagation.extract(headers),
-        None => propagation.extract(&HeaderMap::new()),
+/// What a message brings: its context and, with the `opentelemetry` feature, its OTel context.
+struct Received {
+    context: Context,
+    #[cfg(feature = "opentelemetry")]
+    otel: ::opentelemetry::Context,
+}
+
+fn extract(propagation: &Propagation, message: &Message) -> Received {
+    let empty = HeaderMap::new();
+    let headers = message.headers.as_ref().unwrap_or(&empty);
+    let extracted =
+        propagation.extract_with(headers, || Some(crate::propagation::unique_request_id()));
+    // OpenTelemetry hook (feature `opentelemetry`): the message's trace context and baggage,
+    // read by the same trust as the rest.
+    #[cfg(feature = "opentelemetry")]
+    {
+        let (context, otel) = crate::opentelemetry::extract_remote(
+            propagation,
+            extracted.context,
+            extracted.trust,
+            headers,
+        );
+        Received { context, otel }
+    }
+    #[cfg(not(feature = "opentelemetry"))]
+    Received {
+        context: extracted.context,
     }
 }
 
@@ -675,8 +699,8 @@ impl Stream for ContextSubscriber {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_next(cx) {
             Poll::Ready(Some(message)) => {
-                let context = this.trust.extract(&this.propagation, &message);
-                Poll::Ready(Some(ContextMessage { context, message }))
+                let received = this.trust.extract(&this.propagation, &message);
+                Poll::Ready(Some(ContextMessage { received, message }))
             }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
@@ -717,14 +741,14 @@ impl Stream for ContextSubscriber {
 /// ```
 pub struct ContextMessage {
     message: Message,
-    context: Context,
+    received: Received,
 }
 
 impl fmt::Debug for ContextMessage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ContextMessage")
             .field("message", &self.message)
-            .field("context", &self.context)
+            .field("context", &self.received.context)
             .finish()
     }
 }
@@ -745,7 +769,7 @@ impl ContextMessage {
     /// ```
     pub fn new(message: Message, propagation: &Propagation) -> ContextMessage {
         ContextMessage {
-            context: extract(propagation, &message),
+            received: extract(propagation, &message),
             message,
         }
     }
@@ -770,7 +794,34 @@ impl ContextMessage {
     /// # assert!(request_id.is_some());
     /// ```
     pub fn context(&self) -> &Context {
-        &self.context
+        &self.received.context
+    }
+
+    /// The OpenTelemetry context the message brought (feature `opentelemetry`): its trace
+    /// context when the publisher is trusted (from an untrusted one, none: the handling starts a
+    /// new trace), and the baggage members accepted. [`handle`](ContextMessage::handle) makes it
+    /// current; [`into_parts`](ContextMessage::into_parts) leaves it out.
+    ///
+    /// ```
+    /// use contextvars::async_nats::ContextMessage;
+    /// use contextvars::propagation::{Propagation, Trust};
+    /// use opentelemetry::trace::TraceContextExt;
+    ///
+    /// let mut headers = async_nats::HeaderMap::new();
+    /// headers.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    /// let message = async_nats::Message {
+    ///     subject: "orders".into(), reply: None, payload: "42".into(), headers: Some(headers),
+    ///     status: None, description: None, length: 0,
+    /// };
+    /// let internal = Propagation::builder().inbound(Trust::Trusted).build();
+    /// let message = ContextMessage::new(message, &internal);
+    /// let trace_id = message.otel_context().span().span_context().trace_id();
+    /// assert_eq!(trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    /// ```
+    #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+    pub fn otel_context(&self) -> &::opentelemetry::Context {
+        &self.received.otel
     }
 
     /// The message and its context, apart.
@@ -782,7 +833,7 @@ impl ContextMessage {
     /// # let _ = (message, context);
     /// ```
     pub fn into_parts(self) -> (Message, Context) {
-        (self.message, self.context)
+        (self.message, self.received.context)
     }
 
     /// Runs `handler` on the message inside its context: the call, and every poll and the drop
@@ -799,13 +850,65 @@ impl ContextMessage {
     /// });
     /// # let _ = futures::executor::block_on(handled);
     /// ```
-    pub fn handle<F, Fut>(self, handler: F) -> WithContext<Fut>
+    pub fn handle<F, Fut>(self, handler: F) -> Handled<Fut>
     where
         F: FnOnce(Message) -> Fut,
         Fut: Future,
     {
-        let ContextMessage { message, context } = self;
+        let ContextMessage { message, received } = self;
+        let context = received.context;
+        #[cfg(feature = "opentelemetry")]
+        let future = {
+            let otel = received.otel;
+            let _otel = otel.clone().attach();
+            crate::opentelemetry::WithOtelContext::new(context.run(|| handler(message)), otel)
+        };
+        #[cfg(not(feature = "opentelemetry"))]
         let future = context.run(|| handler(message));
-        future.with_context(context)
+        Handled {
+            inner: future.with_context(context),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`ContextMessage::handle`]: the handler's future, polled and dropped inside
+    /// the message's context (and, with the `opentelemetry` feature, its OTel context).
+    ///
+    /// ```
+    /// # let message = async_nats::Message { subject: "orders".into(), reply: None, payload: "42".into(), headers: None, status: None, description: None, length: 0 };
+    /// # let message = contextvars::async_nats::ContextMessage::new(message, &Default::default());
+    /// use contextvars::async_nats::Handled;
+    ///
+    /// let handled: Handled<_> = message.handle(|message| async move { message.payload.len() });
+    /// assert_eq!(futures::executor::block_on(handled), 2);
+    /// ```
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct Handled<F> {
+        #[pin]
+        inner: WithContext<OtelScoped<F>>,
+    }
+}
+
+/// The handler's future as [`Handled`] runs it: with the `opentelemetry` feature, inside the
+/// message's OTel context too.
+#[cfg(feature = "opentelemetry")]
+type OtelScoped<F> = crate::opentelemetry::WithOtelContext<F>;
+#[cfg(not(feature = "opentelemetry"))]
+type OtelScoped<F> = F;
+
+impl<F: Future> Future for Handled<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+impl<F: fmt::Debug> fmt::Debug for Handled<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handled")
+            .field("inner", &self.inner)
+            .finish()
     }
 }

@@ -278,13 +278,13 @@ impl<T> OtelContextExt for T {}
 // every carrier (HTTP headers, gRPC metadata, NATS message headers, a map) gets them. The
 // propagation's `inject_context` calls the outgoing ones itself; servers and consumers call
 // `extract_remote` beside `Propagation::extract_with`.
-#[cfg(any(feature = "tower", feature = "actix-web"))]
+#[cfg(any(feature = "tower", feature = "actix-web", feature = "async-nats"))]
 pub(crate) use wire::extract_remote;
 pub(crate) use wire::{baggage_changes, inject_trace_context, merge_baggage};
 
 // Without a server integration, extraction is left out, and so are its imports.
 #[cfg_attr(
-    not(any(feature = "tower", feature = "actix-web")),
+    not(any(feature = "tower", feature = "actix-web", feature = "async-nats")),
     allow(unused_imports)
 )]
 mod wire {
@@ -323,7 +323,10 @@ mod wire {
     }
 
     /// A carrier as OpenTelemetry's propagators read it, with `baggage` hidden.
-    #[cfg_attr(not(any(feature = "tower", feature = "actix-web")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "tower", feature = "actix-web", feature = "async-nats")),
+        allow(dead_code)
+    )]
     struct Fields<'a, C: ?Sized>(&'a C);
 
     impl<C: Extractor + ?Sized> OtelExtractor for Fields<'_, C> {
@@ -367,7 +370,7 @@ mod wire {
     /// - Its OTel baggage holds exactly the members this crate accepted, by the same trust: the
     ///   registered variables that were set (from an untrusted caller, only the keys accepted
     ///   from untrusted callers) and, from a trusted caller, the forwarded members.
-    #[cfg(any(feature = "tower", feature = "actix-web"))]
+    #[cfg(any(feature = "tower", feature = "actix-web", feature = "async-nats"))]
     pub(crate) fn extract_remote<C: Extractor + ?Sized>(
         propagation: &Propagation,
         context: Context,

@@ -675,3 +675,69 @@ async fn a_publisher_sends_nothing_private_or_forwarded_to_an_untrusted_subject(
     assert_eq!(seen["partner.events"].as_deref(), Some("locale=fr"));
     assert_eq!(seen["default.events"].as_deref(), Some("locale=fr"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// OpenTelemetry (feature `opentelemetry`): the trace context and OTel baggage over NATS, by the
+// same trust.
+
+#[cfg(feature = "opentelemetry")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_context_crosses_nats_from_trusted_publishers_only() {
+    use opentelemetry::baggage::BaggageExt;
+    use opentelemetry::trace::{Span, TraceContextExt, Tracer, TracerProvider};
+    use opentelemetry::KeyValue;
+
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let tracer = provider.tracer("contextvars-nats-test");
+    let server = server();
+    let consumer = ContextClient::new(
+        connect(&server).await,
+        Propagation::builder()
+            .baggage_str(&TENANT, "tenant")
+            .build(),
+    )
+    .trust_messages_if(|message| message.subject.starts_with("internal."));
+    let mut messages = consumer.subscribe("*.traced").await.unwrap();
+    consumer.client().flush().await.unwrap();
+
+    // One publisher of our own, sending with a span and OTel baggage current.
+    let publisher = ContextClient::new(connect(&server).await, propagation());
+    let span = tracer.start("publish");
+    let trace_id = span.span_context().trace_id();
+    let cx = opentelemetry::Context::current_with_baggage([KeyValue::new("tenant", "acme")])
+        .with_span(span);
+    for subject in ["internal.traced", "public.traced"] {
+        let publish = {
+            let _guard = cx.clone().attach();
+            publisher.publish(subject, "".into())
+        };
+        publish.await.unwrap();
+    }
+    publisher.client().flush().await.unwrap();
+
+    for _ in 0..2 {
+        let message: ContextMessage = messages.next().await.unwrap();
+        let subject = message.message().subject.to_string();
+        let (trace, tenant, otel_tenant) = message
+            .handle(|_| async {
+                let cx = opentelemetry::Context::current();
+                let trace = cx.span().span_context().trace_id();
+                let otel_tenant = cx.baggage().get("tenant").map(|v| v.to_string());
+                (trace, TENANT.get(), otel_tenant)
+            })
+            .await;
+        match &*subject {
+            "internal.traced" => {
+                assert_eq!(trace, trace_id);
+                assert_eq!(tenant.as_deref(), Some("acme"));
+                assert_eq!(otel_tenant.as_deref(), Some("acme"));
+            }
+            "public.traced" => {
+                // Sent (the trace context goes everywhere), but not believed.
+                assert_ne!(trace, trace_id);
+                assert_eq!((tenant, otel_tenant), (None, None));
+            }
+            other => panic!("unexpected subject {other}"),
+        }
+    }
+}

@@ -733,7 +733,7 @@ impl Propagation {
     /// trust.
     #[cfg(all(
         feature = "opentelemetry",
-        any(feature = "tower", feature = "actix-web")
+        any(feature = "tower", feature = "actix-web", feature = "async-nats")
     ))]
     pub(crate) fn accepted_baggage(&self, ctx: &Context) -> Baggage {
         let written = self
