@@ -50,6 +50,12 @@
 //!
 //! With the `tracing` feature, both also carry the `tracing::Span` current at the call.
 //!
+//! With the `opentelemetry` feature, a trusted caller's W3C Trace Context (`traceparent`,
+//! `tracestate`) is extracted into a fresh OpenTelemetry context, current around the service's
+//! `call` and every poll of the response future (an untrusted caller's is not read: the request
+//! starts a new trace), and the baggage accepted is mirrored in OTel's `Baggage`; see the
+//! `contextvars::opentelemetry` module.
+//!
 //! # What bypasses it
 //!
 //! | Path | What it sees | Do instead |

@@ -31,6 +31,12 @@
 //! (JetStream publishes, the service API). NATS header names are case-sensitive; they are read
 //! in any case and written lowercase.
 //!
+//! With the `opentelemetry` feature, publishes also carry the current OpenTelemetry context's
+//! `traceparent`/`tracestate` and its baggage (merged into `baggage`), and each message's
+//! trace context (from a trusted publisher only) and accepted baggage become the OTel context
+//! [`ContextMessage::handle`] makes current (`ContextMessage::otel_context` gives it); see the
+//! `contextvars::opentelemetry` module.
+//!
 //! # Trust
 //!
 //! Both directions obey the [`Propagation`]'s trust settings, as HTTP does (see

@@ -1,14 +1,16 @@
 //! [OpenTelemetry](https://docs.rs/opentelemetry): its `Context` (current span, baggage, values)
-//! follows the work into every spawn, and with `tower`, W3C Trace Context and baggage cross
-//! services (feature `opentelemetry`, built against `opentelemetry` 0.33, the newest minor when
-//! this was written; `opentelemetry_sdk` 0.33 for its `TraceContextPropagator`).
+//! follows the work into every spawn, and W3C Trace Context and baggage cross services over
+//! every transport of [`crate::propagation`], within its trust boundaries (feature
+//! `opentelemetry`, built against `opentelemetry` 0.33, the newest minor when this was written;
+//! `opentelemetry_sdk` 0.33 for its `TraceContextPropagator`).
 //!
 //! # What it propagates
 //!
 //! Every spawn path of every adapter (`spawn_with_context` and its relatives on tokio,
 //! async-std, smol, `futures` and async-task, the blocking pools, [`thread`](crate::thread), rayon's
 //! entry points, [`JobHandle`](crate::JobHandle) jobs, `par_iter().with_current_context()`,
-//! `#[preserve_context]`, and `contextvars::tower`'s request future) captures
+//! `#[preserve_context]`, the request futures of `contextvars::tower` and
+//! `contextvars::actix_web`, and NATS's `ContextMessage::handle`) captures
 //! [`opentelemetry::Context::current()`](::opentelemetry::Context::current) at the call, beside
 //! this crate's context, and makes it current around every poll of the child (and while the child
 //! is dropped), or for the whole closure. So a span started in a spawned task, a blocking job, a
@@ -35,6 +37,9 @@
 //! - tokio's automatic inheritance (`RuntimeBuilderExt::propagate_context`, `tokio_unstable`):
 //!   it carries this crate's context, not the OTel context.
 //! - A `tower` response body polled after the response future (see `contextvars::tower`).
+//! - [`Propagation::extract`](crate::propagation::Propagation::extract) called directly, and
+//!   NATS's `ContextMessage::into_parts`: this crate's context only (for NATS, take
+//!   `ContextMessage::otel_context()` first).
 //!
 //! # With `tracing` and tracing-opentelemetry
 //!
@@ -51,22 +56,31 @@
 //! the child. Without a current span (or without tracing-opentelemetry), the captured OTel context
 //! is current as is.
 //!
-//! # W3C Trace Context and baggage on the wire (with `tower`)
+//! # W3C Trace Context and baggage on the wire
 //!
-//! - **Server:** `ContextLayer` extracts the request's trace context (`traceparent`,
-//!   `tracestate`) into a fresh OTel context, current while the service is called and around
-//!   every poll of its response future, and so in everything the handler spawns through this
-//!   crate. Extraction goes through the global text-map propagator
+//! The wire side lives in [`crate::propagation`], so every transport built on it gets it:
+//!
+//! - **Receiving:** `contextvars::tower`'s `ContextLayer`, `contextvars::actix_web`'s
+//!   `ContextMiddleware` and `contextvars::async_nats`'s `ContextSubscriber` extract the request's
+//!   or message's trace context (`traceparent`, `tracestate`) into a fresh OTel context, current
+//!   while the service is called and around every poll of its response future (for NATS, of the
+//!   future `ContextMessage::handle` returns), and so in everything the handler spawns through
+//!   this crate. Extraction goes through the global text-map propagator
 //!   (`opentelemetry::global::set_text_map_propagator`)
 //!   when one has been set (one that declares any field), so B3 or Jaeger propagators work too;
 //!   until then, through OpenTelemetry's W3C `TraceContextPropagator`. Invalid or missing
 //!   headers give a context with no remote span (a new trace starts at the first span).
+//!   [`Propagation::extract`](crate::propagation::Propagation::extract) called by your own code
+//!   returns this crate's context only.
 //! - **Baggage** is always read and written by this crate's W3C Baggage parser and writer (the
 //!   `baggage` field of the propagator is never used, so the two never fight over the header):
 //!   the members accepted from the request (the registered keys whose value parsed, and the
 //!   forwarded ones) are also put into the request's OTel [`Baggage`](::opentelemetry::baggage::Baggage).
-//! - **Client:** `ClientContextLayer` and `inject_headers` write the current OTel context's trace
-//!   context through the same propagator, and merge its baggage into `baggage`.
+//! - **Sending:** [`Propagation::inject`](crate::propagation::Propagation::inject) and
+//!   `inject_context` write the current OTel context's trace context through the same
+//!   propagator, and merge its baggage into `baggage`; so do all the clients and publishers
+//!   built on them (`ClientContextLayer`, `inject_headers`, the reqwest middleware, NATS
+//!   publishes). `inject_context` uses the *current* OTel context whatever context it is given.
 //! - **Agreement**, both directions: a value set in code through either API reaches the next
 //!   service. For each key, the value that changed since the request brought it wins: a
 //!   registered variable set (or removed) with this crate's API, or an OTel baggage member set
@@ -74,6 +88,21 @@
 //!   variable wins. A member absent from the OTel baggage is not a removal (OTel code often
 //!   replaces the whole baggage), and OTel baggage metadata is not sent. In-process, each API
 //!   reads its own store: a value set through one is not visible through the other's getter.
+//!
+//! # Trust
+//!
+//! The OTel side obeys the [trust boundaries](crate::propagation#security) exactly as this
+//! crate's side does:
+//!
+//! | | trusted | untrusted (the default) |
+//! |---|---|---|
+//! | caller's `traceparent`/`tracestate` | the parent of the request's spans | not read (the propagator is not called): the request starts a new trace, as it gets a new request id |
+//! | caller's baggage in OTel `Baggage` | every member accepted (registered and forwarded) | only the keys [accepted from untrusted callers](crate::propagation::PropagationBuilder::accept_from_untrusted), as this crate accepted them; nothing else, so nothing else is sent on |
+//! | outbound `traceparent`/`tracestate` | sent | sent: they name a trace and a span, which lets a third party correlate with you, and carry no value of yours |
+//! | outbound OTel baggage members | sent (every W3C-valid key) | only keys registered as [public](crate::propagation::PropagationBuilder::public); keys only OTel code knows are never sent |
+//!
+//! A global propagator of your own writes its fields to every destination (it never sees
+//! `baggage`); if it writes anything private, decide per destination yourself.
 //!
 //! # Examples
 //!

@@ -22,6 +22,10 @@
 //! `send()` is first polled, which is where it is awaited (the handler's task, or a task
 //! started with this crate's spawn helpers, which carries the context).
 //!
+//! With the `opentelemetry` feature, the current OpenTelemetry context's `traceparent` and
+//! `tracestate` are written too, and its baggage merged into `baggage` (to an untrusted
+//! destination, only keys registered as public); see the `contextvars::opentelemetry` module.
+//!
 //! # What bypasses it
 //!
 //! - Requests sent with a plain `reqwest::Client`, or a `ClientWithMiddleware` built without

@@ -29,6 +29,12 @@
 //!   variables, parsed by the function given at registration; the other members are kept in the
 //!   context untouched ([`Baggage::forwarded`]) so the sending side writes them on.
 //!
+//! - **With the `opentelemetry` feature**, W3C Trace Context too: [`Propagation::inject`] writes
+//!   the current OpenTelemetry context's `traceparent`/`tracestate` (through the global
+//!   propagator when one is set) and merges its baggage into `baggage`; the server and consumer
+//!   integrations extract them into the request's OpenTelemetry context. See
+//!   `contextvars::opentelemetry`.
+//!
 //! All of this is for [trusted](Trust::Trusted) callers and destinations. From and to anyone
 //! else (the default), much less crosses: see [Security](#security).
 //!
@@ -92,6 +98,10 @@
 //! | outbound: request id | sent | sent (it is your id: a generated one, or a trusted caller's) |
 //! | outbound: registered variables | sent | only the [public](PropagationBuilder::public) ones |
 //! | outbound: forwarded members | sent | never |
+//! | with `opentelemetry`: caller's `traceparent`/`tracestate` | the request's remote parent | not read: a new trace |
+//! | with `opentelemetry`: caller's baggage in OTel `Baggage` | what was accepted above | what was accepted above (allowed keys only) |
+//! | with `opentelemetry`: outbound trace context | sent | sent (a trace and span id, no value of yours) |
+//! | with `opentelemetry`: outbound OTel baggage | every member | only public keys |
 //!
 //! **The default is untrusted both ways**, so that a service exposed to the internet, or one
 //! calling a third-party API, leaks and believes nothing until someone decides otherwise: a
