@@ -668,8 +668,9 @@ where
 /// Writes the current context into outgoing headers with the default [`Propagation`]: the
 /// request id from [`REQUEST_ID`] into `x-request-id`, and nothing else, since the default
 /// destination is [untrusted](Trust::Untrusted) (use [`inject_headers_with`] and a trusted
-/// propagation to send baggage to your own services). For clients that are not tower services (ureq, isahc...); the same as
-/// `Propagation::default().inject(headers)`.
+/// propagation to send baggage to your own services); with the `opentelemetry` feature, also
+/// the current OpenTelemetry trace context. For clients that are not tower services (ureq,
+/// isahc...); the same as `Propagation::default().inject(headers)`.
 ///
 /// # Examples
 ///
