@@ -276,7 +276,7 @@ impl ContextClient {
     /// permissions decide that, not this crate).
     ///
     /// ```no_run
-    /// # async fn run(nats: async_nats::Client) {
+    /// # async fn _run(nats: async_nats::Client) {
     /// use contextvars::async_nats::ContextClient;
     /// use contextvars::propagation::Propagation;
     ///
@@ -302,7 +302,7 @@ impl ContextClient {
     /// setting.
     ///
     /// ```no_run
-    /// # async fn run(nats: async_nats::Client) {
+    /// # async fn _run(nats: async_nats::Client) {
     /// use contextvars::async_nats::ContextClient;
     /// use contextvars::propagation::Propagation;
     ///
@@ -620,7 +620,7 @@ impl ContextSubscriber {
     /// [`ContextClient::trust_messages_if`].
     ///
     /// ```no_run
-    /// # async fn run(nats: async_nats::Client) -> Result<(), async_nats::SubscribeError> {
+    /// # async fn _run(nats: async_nats::Client) -> Result<(), async_nats::SubscribeError> {
     /// use contextvars::async_nats::ContextSubscriber;
     /// use contextvars::propagation::Propagation;
     ///
@@ -696,7 +696,7 @@ impl Stream for ContextSubscriber {
 ///
 /// ```
 /// use contextvars::async_nats::ContextMessage;
-/// use contextvars::propagation::{Propagation, REQUEST_ID};
+/// use contextvars::propagation::{Propagation, Trust, REQUEST_ID};
 ///
 /// let mut headers = async_nats::HeaderMap::new();
 /// headers.insert("x-request-id", "req-1");
@@ -709,7 +709,9 @@ impl Stream for ContextSubscriber {
 ///     description: None,
 ///     length: 0,
 /// };
-/// let message = ContextMessage::new(message, &Propagation::default());
+/// // A message from one of our own services.
+/// let internal = Propagation::builder().inbound(Trust::Trusted).build();
+/// let message = ContextMessage::new(message, &internal);
 /// let seen = futures::executor::block_on(message.handle(|message| async move {
 ///     (REQUEST_ID.get(), message.payload)
 /// }));
