@@ -135,7 +135,8 @@
 //!
 //! [`thread`]: crate::thread
 
-#![forbid(unsafe_code)]
+// `unsafe` is denied everywhere but in `raw`, the one module allowed it (see its docs).
+#![deny(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -147,6 +148,8 @@ mod future;
 mod job;
 mod map;
 mod propagate;
+#[allow(unsafe_code)]
+mod raw;
 mod state;
 mod var;
 
