@@ -39,32 +39,46 @@ pin_project! {
     /// ```
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct WithContext<F> {
-        context: Context,
-        // `None` only while being dropped or after `into_inner`.
+        // Fields drop in this order: `context` opens a frame with the context current, `inner`
+        // drops inside it, `exit` closes it. No `Drop` of its own and no `Option` around the
+        // future, so a task carries only the context's pointer more than the bare future.
+        context: EnterOnDrop,
         #[pin]
-        inner: Option<F>,
+        inner: F,
+        exit: ExitOnDrop,
     }
+}
 
-    impl<F> PinnedDrop for WithContext<F> {
-        fn drop(this: Pin<&mut Self>) {
-            let mut this = this.project();
-            let _frame = state::enter(this.context);
-            this.inner.set(None);
-        }
+/// The context of a [`WithContext`]; dropping it opens the frame its future is dropped in.
+struct EnterOnDrop(Context);
+
+impl Drop for EnterOnDrop {
+    fn drop(&mut self) {
+        state::open_detached(std::mem::take(&mut self.0));
+    }
+}
+
+/// Closes the frame [`EnterOnDrop`] opened, once the future is dropped.
+struct ExitOnDrop;
+
+impl Drop for ExitOnDrop {
+    fn drop(&mut self) {
+        state::close_detached();
     }
 }
 
 impl<F> WithContext<F> {
     pub(crate) fn new(inner: F, context: Context) -> WithContext<F> {
         WithContext {
-            context,
-            inner: Some(inner),
+            context: EnterOnDrop(context),
+            inner,
+            exit: ExitOnDrop,
         }
     }
 
     /// Replaces the context (before the first poll, by [`ScopedFuture`]).
     fn set_context(self: Pin<&mut Self>, context: Context) {
-        *self.project().context = context;
+        self.project().context.0 = context;
     }
 
     /// The context this future runs in (including what it has set so far).
@@ -76,7 +90,7 @@ impl<F> WithContext<F> {
     /// assert_eq!(fut.context().get(&A), Some(1));
     /// ```
     pub fn context(&self) -> &Context {
-        &self.context
+        &self.context.0
     }
 
     /// A reference to the wrapped future.
@@ -87,7 +101,7 @@ impl<F> WithContext<F> {
     /// let _inner: &std::future::Ready<i32> = fut.inner();
     /// ```
     pub fn inner(&self) -> &F {
-        self.inner.as_ref().expect(INNER_PRESENT)
+        &self.inner
     }
 
     /// A mutable reference to the wrapped future.
@@ -98,7 +112,7 @@ impl<F> WithContext<F> {
     /// let _inner: &mut std::future::Ready<i32> = fut.inner_mut();
     /// ```
     pub fn inner_mut(&mut self) -> &mut F {
-        self.inner.as_mut().expect(INNER_PRESENT)
+        &mut self.inner
     }
 
     /// A pinned mutable reference to the wrapped future.
@@ -110,7 +124,7 @@ impl<F> WithContext<F> {
     /// let _inner = fut.as_mut().inner_pin_mut();
     /// ```
     pub fn inner_pin_mut(self: Pin<&mut Self>) -> Pin<&mut F> {
-        self.project().inner.as_pin_mut().expect(INNER_PRESENT)
+        self.project().inner
     }
 
     /// Unwraps the future, dropping the context.
@@ -120,12 +134,18 @@ impl<F> WithContext<F> {
     /// let fut = std::future::ready(5).with_context(Context::new());
     /// assert_eq!(futures::executor::block_on(fut.into_inner()), 5);
     /// ```
-    pub fn into_inner(mut self) -> F {
-        self.inner.take().expect(INNER_PRESENT)
+    pub fn into_inner(self) -> F {
+        let WithContext {
+            context,
+            inner,
+            exit,
+        } = self;
+        // The frame opens and closes at once: the context drops alone.
+        drop(context);
+        drop(exit);
+        inner
     }
 }
-
-const INNER_PRESENT: &str = "WithContext holds its future until it is dropped";
 
 impl<F: Future> Future for WithContext<F> {
     type Output = F::Output;
@@ -133,8 +153,8 @@ impl<F: Future> Future for WithContext<F> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _frame = state::enter(this.context);
-        this.inner.as_pin_mut().expect(INNER_PRESENT).poll(cx)
+        let _frame = state::enter(&mut this.context.0);
+        this.inner.poll(cx)
     }
 }
 
@@ -144,8 +164,8 @@ impl<S: Stream> Stream for WithContext<S> {
     #[inline]
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
         let this = self.project();
-        let _frame = state::enter(this.context);
-        this.inner.as_pin_mut().expect(INNER_PRESENT).poll_next(cx)
+        let _frame = state::enter(&mut this.context.0);
+        this.inner.poll_next(cx)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -155,14 +175,14 @@ impl<S: Stream> Stream for WithContext<S> {
 
 impl<F: Clone> Clone for WithContext<F> {
     fn clone(&self) -> Self {
-        WithContext::new(self.inner().clone(), self.context.clone())
+        WithContext::new(self.inner.clone(), self.context.0.clone())
     }
 }
 
 impl<F: fmt::Debug> fmt::Debug for WithContext<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WithContext")
-            .field("context", &self.context)
+            .field("context", &self.context.0)
             .field("inner", &self.inner)
             .finish()
     }
