@@ -22,6 +22,9 @@
 //! first, and every context replaced here is dropped after the borrows end. A context's values
 //! are dropped in a frame of their own, with the empty context current ([`drop_isolated`]), so
 //! that what their destructors set ends with them.
+//!
+//! The current context itself is kept by `crate::raw`, which every change goes through; `get`
+//! reads it there without a borrow count (see that module).
 
 use std::cell::{Cell, RefCell};
 use std::mem;
