@@ -6,7 +6,7 @@ use std::task::{Context as TaskContext, Poll};
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
-use crate::{map, state, Context};
+use crate::{map, raw, state, Context};
 
 pin_project! {
     /// A future or stream that runs inside a [`Context`], on any executor. With the `rayon`
@@ -39,46 +39,22 @@ pin_project! {
     /// ```
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct WithContext<F> {
-        // Fields drop in this order: `context` opens a frame with the context current, `inner`
-        // drops inside it, `exit` closes it. No `Drop` of its own and no `Option` around the
-        // future, so a task carries only the context's pointer more than the bare future.
-        context: EnterOnDrop,
+        // The context and the future; the future is dropped inside the context (`raw`).
         #[pin]
-        inner: F,
-        exit: ExitOnDrop,
-    }
-}
-
-/// The context of a [`WithContext`]; dropping it opens the frame its future is dropped in.
-struct EnterOnDrop(Context);
-
-impl Drop for EnterOnDrop {
-    fn drop(&mut self) {
-        state::open_detached(std::mem::take(&mut self.0));
-    }
-}
-
-/// Closes the frame [`EnterOnDrop`] opened, once the future is dropped.
-struct ExitOnDrop;
-
-impl Drop for ExitOnDrop {
-    fn drop(&mut self) {
-        state::close_detached();
+        slot: raw::TaskSlot<F>,
     }
 }
 
 impl<F> WithContext<F> {
     pub(crate) fn new(inner: F, context: Context) -> WithContext<F> {
         WithContext {
-            context: EnterOnDrop(context),
-            inner,
-            exit: ExitOnDrop,
+            slot: raw::TaskSlot::new(inner, context),
         }
     }
 
     /// Replaces the context (before the first poll, by [`ScopedFuture`]).
     fn set_context(self: Pin<&mut Self>, context: Context) {
-        self.project().context.0 = context;
+        *self.project().slot.project().0 = context;
     }
 
     /// The context this future runs in (including what it has set so far).
@@ -90,7 +66,7 @@ impl<F> WithContext<F> {
     /// assert_eq!(fut.context().get(&A), Some(1));
     /// ```
     pub fn context(&self) -> &Context {
-        &self.context.0
+        self.slot.context()
     }
 
     /// A reference to the wrapped future.
@@ -101,7 +77,7 @@ impl<F> WithContext<F> {
     /// let _inner: &std::future::Ready<i32> = fut.inner();
     /// ```
     pub fn inner(&self) -> &F {
-        &self.inner
+        self.slot.inner()
     }
 
     /// A mutable reference to the wrapped future.
@@ -112,7 +88,7 @@ impl<F> WithContext<F> {
     /// let _inner: &mut std::future::Ready<i32> = fut.inner_mut();
     /// ```
     pub fn inner_mut(&mut self) -> &mut F {
-        &mut self.inner
+        self.slot.inner_mut()
     }
 
     /// A pinned mutable reference to the wrapped future.
@@ -124,7 +100,7 @@ impl<F> WithContext<F> {
     /// let _inner = fut.as_mut().inner_pin_mut();
     /// ```
     pub fn inner_pin_mut(self: Pin<&mut Self>) -> Pin<&mut F> {
-        self.project().inner
+        self.project().slot.project().1
     }
 
     /// Unwraps the future, dropping the context.
@@ -135,15 +111,7 @@ impl<F> WithContext<F> {
     /// assert_eq!(futures::executor::block_on(fut.into_inner()), 5);
     /// ```
     pub fn into_inner(self) -> F {
-        let WithContext {
-            context,
-            inner,
-            exit,
-        } = self;
-        // The frame opens and closes at once: the context drops alone.
-        drop(context);
-        drop(exit);
-        inner
+        self.slot.into_inner()
     }
 }
 
@@ -153,8 +121,9 @@ impl<F: Future> Future for WithContext<F> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _frame = state::enter(&mut this.context.0);
-        this.inner.poll(cx)
+        let (context, inner) = this.slot.project();
+        let _frame = state::enter(context);
+        inner.poll(cx)
     }
 }
 
@@ -164,8 +133,9 @@ impl<S: Stream> Stream for WithContext<S> {
     #[inline]
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
         let this = self.project();
-        let _frame = state::enter(&mut this.context.0);
-        this.inner.poll_next(cx)
+        let (context, inner) = this.slot.project();
+        let _frame = state::enter(context);
+        inner.poll_next(cx)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -175,15 +145,15 @@ impl<S: Stream> Stream for WithContext<S> {
 
 impl<F: Clone> Clone for WithContext<F> {
     fn clone(&self) -> Self {
-        WithContext::new(self.inner.clone(), self.context.0.clone())
+        WithContext::new(self.inner().clone(), self.context().clone())
     }
 }
 
 impl<F: fmt::Debug> fmt::Debug for WithContext<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WithContext")
-            .field("context", &self.context.0)
-            .field("inner", &self.inner)
+            .field("context", self.context())
+            .field("inner", self.inner())
             .finish()
     }
 }

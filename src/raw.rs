@@ -245,3 +245,85 @@ pub(crate) fn clone_runs_no_user_code<T: 'static>() -> bool {
         std::time::SystemTime,
     )
 }
+
+/// What a [`WithContext`](crate::WithContext) holds: its context and its future, which is
+/// dropped in place inside a frame with the context current, the context after it.
+///
+/// The future is kept in a `ManuallyDrop` rather than an `Option` (whose discriminant a future
+/// usually has no spare value for), so that a task spawned with its context carries only the
+/// context's pointer more than the bare future: 8 bytes rather than 16, which on a trivial tokio
+/// task was the difference between 1.03× and 1.17× the bare spawn. The future is pinned
+/// structurally: it is never moved while pinned (only `into_inner`, which takes the slot by
+/// value, moves it out), and it is dropped in place exactly once, by `Drop` or by `into_inner`.
+pub(crate) struct TaskSlot<F> {
+    context: Context,
+    inner: std::mem::ManuallyDrop<F>,
+}
+
+impl<F> TaskSlot<F> {
+    #[inline]
+    pub(crate) fn new(inner: F, context: Context) -> TaskSlot<F> {
+        TaskSlot {
+            context,
+            inner: std::mem::ManuallyDrop::new(inner),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn context(&self) -> &Context {
+        &self.context
+    }
+
+    #[inline]
+    pub(crate) fn inner(&self) -> &F {
+        &self.inner
+    }
+
+    #[inline]
+    pub(crate) fn inner_mut(&mut self) -> &mut F {
+        &mut self.inner
+    }
+
+    /// The context (unpinned: it is never pinned) and the pinned future.
+    #[inline]
+    pub(crate) fn project(self: std::pin::Pin<&mut Self>) -> (&mut Context, std::pin::Pin<&mut F>) {
+        // SAFETY: nothing is moved out of `this`: the context is not structurally pinned (it is
+        // only swapped with the current context, never pinned), and the future is pinned again
+        // at once; it stays where it is until it is dropped in place (see the type's docs).
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: structural pinning of `inner`: `self` is pinned, so the future is too, and it
+        // is never moved while pinned.
+        let inner = unsafe { std::pin::Pin::new_unchecked(&mut *this.inner) };
+        (&mut this.context, inner)
+    }
+
+    /// The future, unwrapped; the context drops.
+    pub(crate) fn into_inner(self) -> F {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped and never used again after these two reads, so each
+        // field is taken out exactly once and the future is not dropped by `Drop` as well.
+        let (inner, context) = unsafe {
+            (
+                std::mem::ManuallyDrop::take(&mut this.inner),
+                ptr::read(&this.context),
+            )
+        };
+        drop(context);
+        inner
+    }
+}
+
+impl<F> Drop for TaskSlot<F> {
+    #[inline]
+    fn drop(&mut self) {
+        let frame = crate::state::enter(&mut self.context);
+        // SAFETY: the future is dropped here, once, in place (as pinning requires), and never
+        // used again: `self` is being dropped, and `into_inner` (the only other place that
+        // takes it) does not run this.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.inner) };
+        // Leaving the frame puts the context (with what the future's drop set) back in
+        // `self.context`, dropped after this with the other fields. On a panic of the future's
+        // drop, the frame still ends (its own `Drop`) and the context still drops.
+        drop(frame);
+    }
+}

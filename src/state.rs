@@ -225,46 +225,6 @@ impl Drop for Frame<'_> {
     }
 }
 
-thread_local! {
-    /// Frames opened and closed by separate calls ([`open_detached`], [`close_detached`]), newest
-    /// last: `Ok(outer context saved)`, or `Err(the frame's context)` when none could be opened.
-    static DETACHED: RefCell<Vec<Result<Context, Context>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Opens a frame with `context` current, to be closed by the next [`close_detached`] on this
-/// thread. Pairs must nest with each other and with every other frame: `WithContext` opens one
-/// when its first field drops and closes it when its last one does, its future dropped between.
-pub(crate) fn open_detached(mut context: Context) {
-    let entry = match enter_slot(&mut context) {
-        Some(()) => Ok(context),
-        None => Err(context),
-    };
-    let mut entry = Some(entry);
-    let _ = DETACHED.try_with(|detached| {
-        if let Ok(mut detached) = detached.try_borrow_mut() {
-            detached.extend(entry.take());
-        }
-    });
-    // Not recorded (the thread's storage is going): close it at once, so that nothing is left
-    // open; `close_detached` then finds nothing either.
-    if let Some(Ok(mut outer)) = entry {
-        leave_slot(&mut outer);
-    }
-}
-
-/// Closes the frame opened by the matching [`open_detached`], and drops its context (with what
-/// was set in it) after leaving it.
-pub(crate) fn close_detached() {
-    let entry = DETACHED
-        .try_with(|detached| detached.try_borrow_mut().ok()?.pop())
-        .ok()
-        .flatten();
-    if let Some(Ok(mut slot)) = entry {
-        leave_slot(&mut slot);
-        drop(slot);
-    }
-}
-
 #[cfg(all(feature = "tokio", tokio_unstable))]
 thread_local! {
     /// Frames opened and closed by separate calls (a runtime's before- and after-poll hooks):
