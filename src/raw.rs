@@ -1,5 +1,6 @@
 //! The thread's current context, and the crate's only `unsafe` code: a read path for
-//! [`ContextVar::get`] that takes no borrow and keeps a small per-thread cache.
+//! [`ContextVar::get`] that takes no borrow and keeps a small per-thread cache, and
+//! [`TaskSlot`], which holds a `WithContext`'s future without an `Option` around it.
 //!
 //! # The read path
 //!
@@ -27,7 +28,9 @@
 //! lookup, so the whole test suite checks the cache.
 //!
 //! Nothing here is shared between threads: no concurrent protocol is involved (the stamps come
-//! from per-thread blocks of a shared counter, a plain `fetch_add`).
+//! from per-thread blocks of a shared counter, a plain `fetch_add`; a `TaskSlot` moves between
+//! threads only as a whole, like any future), so there is no loom model to write. CI runs the
+//! core tests under valgrind's memcheck.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
