@@ -74,12 +74,14 @@
 //!
 //! ```no_run
 //! use contextvars::async_nats::ContextClient;
-//! use contextvars::propagation::{Propagation, REQUEST_ID};
+//! use contextvars::propagation::{Propagation, Trust, REQUEST_ID};
 //! use futures::StreamExt;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let nats = async_nats::connect("127.0.0.1:4222").await?;
-//! let client = ContextClient::new(nats, Propagation::default());
+//! // Our own bus: only our services publish and subscribe on it.
+//! let internal = Propagation::builder().inbound(Trust::Trusted).outbound(Trust::Trusted).build();
+//! let client = ContextClient::new(nats, internal);
 //!
 //! // A worker: every message handled in the context it brought.
 //! let mut orders = client.subscribe("orders").await?;
