@@ -80,12 +80,14 @@
 //!
 //! ```no_run
 //! use contextvars::async_nats::ContextClient;
-//! use contextvars::propagation::{Propagation, REQUEST_ID};
+//! use contextvars::propagation::{Propagation, Trust, REQUEST_ID};
 //! use futures::StreamExt;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let nats = async_nats::connect("127.0.0.1:4222").await?;
-//! let client = ContextClient::new(nats, Propagation::default());
+//! // Our own bus: only our services publish and subscribe on it.
+//! let internal = Propagation::builder().inbound(Trust::Trusted).outbound(Trust::Trusted).build();
+//! let client = ContextClient::new(nats, internal);
 //!
 //! // A worker: every message handled in the context it brought.
 //! let mut orders = client.subscribe("orders").await?;
@@ -283,7 +285,7 @@ impl ContextClient {
     /// permissions decide that, not this crate).
     ///
     /// ```no_run
-    /// # async fn run(nats: async_nats::Client) {
+    /// # async fn _run(nats: async_nats::Client) {
     /// use contextvars::async_nats::ContextClient;
     /// use contextvars::propagation::Propagation;
     ///
@@ -309,7 +311,7 @@ impl ContextClient {
     /// setting.
     ///
     /// ```no_run
-    /// # async fn run(nats: async_nats::Client) {
+    /// # async fn _run(nats: async_nats::Client) {
     /// use contextvars::async_nats::ContextClient;
     /// use contextvars::propagation::Propagation;
     ///
@@ -650,7 +652,7 @@ impl ContextSubscriber {
     /// [`ContextClient::trust_messages_if`].
     ///
     /// ```no_run
-    /// # async fn run(nats: async_nats::Client) -> Result<(), async_nats::SubscribeError> {
+    /// # async fn _run(nats: async_nats::Client) -> Result<(), async_nats::SubscribeError> {
     /// use contextvars::async_nats::ContextSubscriber;
     /// use contextvars::propagation::Propagation;
     ///
@@ -726,7 +728,7 @@ impl Stream for ContextSubscriber {
 ///
 /// ```
 /// use contextvars::async_nats::ContextMessage;
-/// use contextvars::propagation::{Propagation, REQUEST_ID};
+/// use contextvars::propagation::{Propagation, Trust, REQUEST_ID};
 ///
 /// let mut headers = async_nats::HeaderMap::new();
 /// headers.insert("x-request-id", "req-1");
@@ -739,7 +741,9 @@ impl Stream for ContextSubscriber {
 ///     description: None,
 ///     length: 0,
 /// };
-/// let message = ContextMessage::new(message, &Propagation::default());
+/// // A message from one of our own services.
+/// let internal = Propagation::builder().inbound(Trust::Trusted).build();
+/// let message = ContextMessage::new(message, &internal);
 /// let seen = futures::executor::block_on(message.handle(|message| async move {
 ///     (REQUEST_ID.get(), message.payload)
 /// }));

@@ -62,10 +62,17 @@ fn get(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("tokio::task_local get", n), |b| {
                 b.iter(|| black_box(TASK_LOCAL.get()))
             });
+            // The same read returning an `Option`, as `ContextVar::get` does.
+            group.bench_function(BenchmarkId::new("tokio::task_local try_with", n), |b| {
+                b.iter(|| black_box(TASK_LOCAL.try_with(|v| *v).ok()))
+            });
         });
         our_context(n).run(|| {
             group.bench_function(BenchmarkId::new("contextvars get", n), |b| {
                 b.iter(|| black_box(TARGET.get()))
+            });
+            group.bench_function(BenchmarkId::new("contextvars get (value)", n), |b| {
+                b.iter(|| black_box(TARGET.get().unwrap_or(0)))
             });
         });
         // A type of the user's: its `Clone` may call back into the crate, so `get` clones the

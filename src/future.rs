@@ -6,7 +6,7 @@ use std::task::{Context as TaskContext, Poll};
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
-use crate::{map, state, Context};
+use crate::{map, raw, state, Context};
 
 pin_project! {
     /// A future or stream that runs inside a [`Context`], on any executor. With the `rayon`
@@ -39,32 +39,22 @@ pin_project! {
     /// ```
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct WithContext<F> {
-        context: Context,
-        // `None` only while being dropped or after `into_inner`.
+        // The context and the future; the future is dropped inside the context (`raw`).
         #[pin]
-        inner: Option<F>,
-    }
-
-    impl<F> PinnedDrop for WithContext<F> {
-        fn drop(this: Pin<&mut Self>) {
-            let mut this = this.project();
-            let _frame = state::enter(this.context);
-            this.inner.set(None);
-        }
+        slot: raw::TaskSlot<F>,
     }
 }
 
 impl<F> WithContext<F> {
     pub(crate) fn new(inner: F, context: Context) -> WithContext<F> {
         WithContext {
-            context,
-            inner: Some(inner),
+            slot: raw::TaskSlot::new(inner, context),
         }
     }
 
     /// Replaces the context (before the first poll, by [`ScopedFuture`]).
     fn set_context(self: Pin<&mut Self>, context: Context) {
-        *self.project().context = context;
+        *self.project().slot.project().0 = context;
     }
 
     /// The context this future runs in (including what it has set so far).
@@ -76,7 +66,7 @@ impl<F> WithContext<F> {
     /// assert_eq!(fut.context().get(&A), Some(1));
     /// ```
     pub fn context(&self) -> &Context {
-        &self.context
+        self.slot.context()
     }
 
     /// A reference to the wrapped future.
@@ -87,7 +77,7 @@ impl<F> WithContext<F> {
     /// let _inner: &std::future::Ready<i32> = fut.inner();
     /// ```
     pub fn inner(&self) -> &F {
-        self.inner.as_ref().expect(INNER_PRESENT)
+        self.slot.inner()
     }
 
     /// A mutable reference to the wrapped future.
@@ -98,7 +88,7 @@ impl<F> WithContext<F> {
     /// let _inner: &mut std::future::Ready<i32> = fut.inner_mut();
     /// ```
     pub fn inner_mut(&mut self) -> &mut F {
-        self.inner.as_mut().expect(INNER_PRESENT)
+        self.slot.inner_mut()
     }
 
     /// A pinned mutable reference to the wrapped future.
@@ -110,7 +100,7 @@ impl<F> WithContext<F> {
     /// let _inner = fut.as_mut().inner_pin_mut();
     /// ```
     pub fn inner_pin_mut(self: Pin<&mut Self>) -> Pin<&mut F> {
-        self.project().inner.as_pin_mut().expect(INNER_PRESENT)
+        self.project().slot.project().1
     }
 
     /// Unwraps the future, dropping the context.
@@ -120,12 +110,10 @@ impl<F> WithContext<F> {
     /// let fut = std::future::ready(5).with_context(Context::new());
     /// assert_eq!(futures::executor::block_on(fut.into_inner()), 5);
     /// ```
-    pub fn into_inner(mut self) -> F {
-        self.inner.take().expect(INNER_PRESENT)
+    pub fn into_inner(self) -> F {
+        self.slot.into_inner()
     }
 }
-
-const INNER_PRESENT: &str = "WithContext holds its future until it is dropped";
 
 impl<F: Future> Future for WithContext<F> {
     type Output = F::Output;
@@ -133,8 +121,9 @@ impl<F: Future> Future for WithContext<F> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _frame = state::enter(this.context);
-        this.inner.as_pin_mut().expect(INNER_PRESENT).poll(cx)
+        let (context, inner) = this.slot.project();
+        let _frame = state::enter(context);
+        inner.poll(cx)
     }
 }
 
@@ -144,8 +133,9 @@ impl<S: Stream> Stream for WithContext<S> {
     #[inline]
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
         let this = self.project();
-        let _frame = state::enter(this.context);
-        this.inner.as_pin_mut().expect(INNER_PRESENT).poll_next(cx)
+        let (context, inner) = this.slot.project();
+        let _frame = state::enter(context);
+        inner.poll_next(cx)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -155,15 +145,15 @@ impl<S: Stream> Stream for WithContext<S> {
 
 impl<F: Clone> Clone for WithContext<F> {
     fn clone(&self) -> Self {
-        WithContext::new(self.inner().clone(), self.context.clone())
+        WithContext::new(self.inner().clone(), self.context().clone())
     }
 }
 
 impl<F: fmt::Debug> fmt::Debug for WithContext<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WithContext")
-            .field("context", &self.context)
-            .field("inner", &self.inner)
+            .field("context", self.context())
+            .field("inner", self.inner())
             .finish()
     }
 }

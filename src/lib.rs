@@ -150,7 +150,8 @@
 //!
 //! [`thread`]: crate::thread
 
-#![forbid(unsafe_code)]
+// `unsafe` is denied everywhere but in `raw`, the one module allowed it (see its docs).
+#![deny(unsafe_code)]
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -163,6 +164,8 @@ mod job;
 mod map;
 mod propagate;
 pub mod propagation;
+#[allow(unsafe_code)]
+mod raw;
 mod state;
 mod var;
 

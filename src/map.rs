@@ -81,9 +81,77 @@ pub(crate) struct Map {
     root: Option<Arc<Root>>,
 }
 
-struct Root {
+/// A map's root: its length, its first node, and a stamp no other root ever gets.
+pub(crate) struct Root {
     len: usize,
+    /// Unique among every root made by the process (see [`next_stamp`]): the identity
+    /// `crate::raw`'s read cache validates its entries by, which an address cannot be, since a
+    /// freed root's address is reused.
+    stamp: u64,
     node: Node,
+}
+
+impl Root {
+    fn new(len: usize, node: Node) -> Root {
+        Root {
+            len,
+            stamp: next_stamp(),
+            node,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn stamp(&self) -> u64 {
+        self.stamp
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, id: u64) -> Option<&Value> {
+        let mut node = &self.node;
+        let mut shift = 0;
+        loop {
+            let bit = bit_of(id, shift);
+            if node.bitmap & bit == 0 {
+                return None;
+            }
+            match &node.slots[index_of(node.bitmap, bit)] {
+                Slot::Leaf(existing, value) => return (*existing == id).then_some(value),
+                Slot::Branch(child) => {
+                    node = child;
+                    shift += BITS;
+                }
+            }
+        }
+    }
+}
+
+/// How many stamps a thread takes from the shared counter at a time.
+const STAMP_BLOCK: u64 = 1 << 20;
+
+/// A stamp never handed out before: from a per-thread block, so that making a root costs no
+/// shared atomic operation but one in a million. Never 0 (the read cache's "empty").
+fn next_stamp() -> u64 {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static BLOCKS: AtomicU64 = AtomicU64::new(STAMP_BLOCK);
+    thread_local! {
+        // (next, end) of this thread's block; no destructor, so usable at any time.
+        static BLOCK: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+    BLOCK.with(|block| {
+        let (mut next, mut end) = block.get();
+        if next == end {
+            next = BLOCKS.fetch_add(STAMP_BLOCK, Ordering::Relaxed);
+            // 2^44 blocks: a process would need millennia of allocations to get there.
+            assert!(
+                next <= u64::MAX - STAMP_BLOCK,
+                "contextvars: stamps exhausted"
+            );
+            end = next + STAMP_BLOCK;
+        }
+        block.set((next + 1, end));
+        next
+    })
 }
 
 #[inline]
@@ -234,21 +302,13 @@ impl Map {
 
     #[inline]
     pub(crate) fn get(&self, id: u64) -> Option<&Value> {
-        let mut node = &self.root.as_ref()?.node;
-        let mut shift = 0;
-        loop {
-            let bit = bit_of(id, shift);
-            if node.bitmap & bit == 0 {
-                return None;
-            }
-            match &node.slots[index_of(node.bitmap, bit)] {
-                Slot::Leaf(existing, value) => return (*existing == id).then_some(value),
-                Slot::Branch(child) => {
-                    node = child;
-                    shift += BITS;
-                }
-            }
-        }
+        self.root.as_ref()?.get(id)
+    }
+
+    /// The root's address (null for the empty map): what `crate::raw` publishes.
+    #[inline]
+    pub(crate) fn root_ptr(&self) -> *const Root {
+        self.root.as_ref().map_or(std::ptr::null(), Arc::as_ptr)
     }
 
     pub(crate) fn insert(&self, id: u64, value: Value) -> Map {
@@ -260,7 +320,7 @@ impl Map {
             }
         };
         Map {
-            root: Some(Arc::new(Root { len, node })),
+            root: Some(Arc::new(Root::new(len, node))),
         }
     }
 
@@ -269,12 +329,7 @@ impl Map {
         let root = self.root.as_ref()?;
         let node = root.node.remove(id, 0)?;
         Some(Map {
-            root: node.map(|node| {
-                Arc::new(Root {
-                    len: root.len - 1,
-                    node,
-                })
-            }),
+            root: node.map(|node| Arc::new(Root::new(root.len - 1, node))),
         })
     }
 

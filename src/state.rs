@@ -22,11 +22,14 @@
 //! first, and every context replaced here is dropped after the borrows end. A context's values
 //! are dropped in a frame of their own, with the empty context current ([`drop_isolated`]), so
 //! that what their destructors set ends with them.
+//!
+//! The current context itself is kept by `crate::raw`, which every change goes through; `get`
+//! reads it there without a borrow count (see that module).
 
 use std::cell::{Cell, RefCell};
 use std::mem;
 
-use crate::{map, Context};
+use crate::{map, raw, Context};
 
 struct GuardSlot {
     id: u64,
@@ -39,7 +42,6 @@ struct GuardSlot {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Context> = const { RefCell::new(Context::new()) };
     // Plain integers have no destructor: reading them needs no liveness check.
     /// Depth of the innermost active frame; 0 is the thread's own top level.
     static DEPTH: Cell<usize> = const { Cell::new(0) };
@@ -89,10 +91,14 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
             return Some(f(&context));
         }
     }
-    CURRENT
-        .try_with(|current| current.try_borrow().ok().map(|current| f(&current)))
-        .ok()
-        .flatten()
+    raw::with_current(f)
+}
+
+/// Whether no frame of this crate is active on this thread.
+#[cfg(all(feature = "tokio", tokio_unstable))]
+#[inline]
+pub(crate) fn at_top_level() -> bool {
+    DEPTH.try_with(Cell::get).unwrap_or(0) == 0
 }
 
 /// Whether a value set now is confined to a frame: a frame of this crate is active, a guard is
@@ -125,25 +131,15 @@ pub(crate) fn update_current(
     confine: bool,
     f: impl FnOnce(&Context) -> Option<Context>,
 ) -> Result<(), Refusal> {
-    if CURRENT.try_with(|_| ()).is_err() {
+    if !raw::is_alive() {
         return Err(Refusal::Destroyed);
     }
     if confine && !set_is_confined() {
         return Err(Refusal::NoFrame);
     }
-    let replaced = CURRENT.try_with(|current| {
-        let new = f(&*current.try_borrow().ok()?);
-        match new {
-            Some(new) => Some(Some(mem::replace(
-                &mut *current.try_borrow_mut().ok()?,
-                new,
-            ))),
-            None => Some(None),
-        }
-    });
-    match replaced {
+    match raw::update_current(f) {
         // The old context drops here, after the borrow.
-        Ok(Some(old)) => {
+        Ok(old) => {
             drop(old);
             Ok(())
         }
@@ -188,14 +184,7 @@ pub(crate) fn enter(slot: &mut Context) -> Option<Frame<'_>> {
 /// Swaps `*slot` in as the current context and opens a frame.
 #[inline]
 fn enter_slot(slot: &mut Context) -> Option<()> {
-    let swapped = CURRENT.try_with(|current| match current.try_borrow_mut() {
-        Ok(mut current) => {
-            mem::swap(&mut *current, slot);
-            true
-        }
-        Err(_) => false,
-    });
-    if swapped != Ok(true) {
+    if !raw::swap_current(slot) {
         return None;
     }
     DEPTH.set(DEPTH.get() + 1);
@@ -217,11 +206,7 @@ fn leave_slot(slot: &mut Context) {
 
 #[inline]
 fn swap_back(slot: &mut Context) {
-    let _ = CURRENT.try_with(|current| {
-        if let Ok(mut current) = current.try_borrow_mut() {
-            mem::swap(&mut *current, slot);
-        }
-    });
+    raw::swap_current(slot);
 }
 
 /// [`leave_slot`] for a frame with guard slots of its own, or with drops waiting.
@@ -361,15 +346,7 @@ fn remove_slot(guards: &mut Vec<GuardSlot>, position: usize) -> Option<Context> 
 /// Makes `context` current and returns the one it replaced, to be dropped by the caller after
 /// its borrows end; `None` when the thread's storage is gone.
 fn replace_current(context: Context) -> Option<Context> {
-    CURRENT
-        .try_with(|current| {
-            current
-                .try_borrow_mut()
-                .ok()
-                .map(|mut current| mem::replace(&mut *current, context))
-        })
-        .ok()
-        .flatten()
+    raw::replace_current(context).ok()
 }
 
 /// Runs `f` inside `context`, consuming it; what `f` sets is dropped afterwards (in a frame of
@@ -384,14 +361,10 @@ pub(crate) fn run_in<R>(mut context: Context, f: impl FnOnce() -> R) -> R {
 
 /// Attaches `context` as current and returns the guard's id.
 pub(crate) fn attach(context: Context) -> Option<u64> {
-    let previous = CURRENT.try_with(|current| match current.try_borrow_mut() {
-        Ok(mut current) => Ok(mem::replace(&mut *current, context)),
-        Err(_) => Err(context),
-    });
-    let previous = match previous {
-        Ok(Ok(previous)) => previous,
+    let previous = match raw::replace_current(context) {
+        Ok(previous) => previous,
         // Dropped here, outside any borrow.
-        Ok(Err(_)) | Err(_) => return None,
+        Err(_) => return None,
     };
     let id = NEXT_GUARD.get();
     NEXT_GUARD.set(id.wrapping_add(1));

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::map::{FmtFn, Stored, Value};
-use crate::{state, Context, ScopedFuture};
+use crate::{raw, state, Context, ScopedFuture};
 
 /// A typed context variable: a key into every [`Context`].
 ///
@@ -229,12 +229,17 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     where
         T: Clone,
     {
-        if clone_runs_no_user_code::<T>() {
-            // Cloned in place: nothing can call back into the crate meanwhile.
-            return match state::with_current(|current| current.get_ref(self).cloned()).flatten() {
-                Some(value) => Some(value),
-                None => self.default_value(),
-            };
+        // A task dropped outside its poll at shutdown reads its own context (the slow path).
+        #[cfg(all(feature = "tokio", tokio_unstable))]
+        let fast = !state::at_top_level();
+        #[cfg(not(all(feature = "tokio", tokio_unstable)))]
+        let fast = true;
+        if fast {
+            // Values of the standard library's types, cloned in place: nothing can call back
+            // into the crate meanwhile.
+            if let Ok(value) = raw::get_in_place(self) {
+                return value.or_else(|| self.default_value());
+            }
         }
         // Any other `Clone` may call back into the crate: the value's `Arc` is cloned out of the
         // thread's state first, so that such a `Clone` finds the state free and the value alive.
@@ -431,47 +436,6 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     pub fn scope_future<F: Future>(&self, value: T, future: F) -> ScopedFuture<F> {
         ScopedFuture::new(future, self.id(), self.store(value))
     }
-}
-
-/// Whether `T::clone` is one of the standard library's, which never call back into this crate:
-/// such values are cloned in place, without touching their reference count. One comparison of
-/// constants per type, folded away by the compiler.
-#[inline(always)]
-fn clone_runs_no_user_code<T: 'static>() -> bool {
-    use std::any::TypeId;
-    let t = TypeId::of::<T>();
-    macro_rules! one_of {
-        ($($ty:ty),* $(,)?) => { false $(|| t == TypeId::of::<$ty>())* };
-    }
-    one_of!(
-        u8,
-        u16,
-        u32,
-        u64,
-        u128,
-        usize,
-        i8,
-        i16,
-        i32,
-        i64,
-        i128,
-        isize,
-        bool,
-        char,
-        f32,
-        f64,
-        &'static str,
-        String,
-        Box<str>,
-        Arc<str>,
-        std::num::NonZeroU32,
-        std::num::NonZeroU64,
-        std::net::IpAddr,
-        std::net::SocketAddr,
-        std::time::Duration,
-        std::time::Instant,
-        std::time::SystemTime,
-    )
 }
 
 /// Names one [`ContextVar`] whatever its value type; see [`ContextVar::key`].
