@@ -641,7 +641,9 @@ impl Propagation {
     /// Writes the current context into outgoing headers: the request id header, and `baggage`
     /// with the registered variables that are set, then the forwarded members, then members
     /// already in the carrier under other keys (within the limits). Nothing is written for what
-    /// is not set, and what the carrier has under other keys is left alone.
+    /// is not set, and what the carrier has under other keys is left alone. With the
+    /// `opentelemetry` feature, also the current OpenTelemetry context's trace context, and its
+    /// baggage merged in (to an untrusted destination, public keys only).
     ///
     /// ```
     /// use contextvars::propagation::{Propagation, Trust};
@@ -662,7 +664,9 @@ impl Propagation {
         self.inject_context(&Context::current(), carrier);
     }
 
-    /// [`inject`](Propagation::inject) for a context other than the current one.
+    /// [`inject`](Propagation::inject) for a context other than the current one. With the
+    /// `opentelemetry` feature, the trace context and OTel baggage written are the *current*
+    /// OpenTelemetry context's, whatever `ctx` is (attach the OTel context you mean first).
     ///
     /// ```
     /// use contextvars::propagation::{Propagation, REQUEST_ID};
