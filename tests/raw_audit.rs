@@ -92,6 +92,27 @@ fn a_remove_from_the_allocator_during_get_does_not_free_the_value_being_cloned()
     .unwrap();
 }
 
+/// What the allocator's change becomes: refused while the clone holds the state (as when the
+/// thread's storage is gone), reported by `try_set`, and the context is unchanged afterwards.
+#[test]
+fn a_set_from_the_allocator_during_get_is_refused_and_reported() {
+    std::thread::spawn(|| {
+        NAME.set("e".repeat(64));
+        let (tx, rx) = std::sync::mpsc::channel();
+        arm(move || {
+            let _ = tx.send(NAME.try_set("f".repeat(64)).is_err());
+        });
+        assert_eq!(NAME.get(), Some("e".repeat(64)));
+        assert!(rx.recv().unwrap(), "the set from the allocator was refused");
+        assert_eq!(NAME.get(), Some("e".repeat(64)));
+        // Outside a clone, sets work as before.
+        NAME.set("g".repeat(64));
+        assert_eq!(NAME.get(), Some("g".repeat(64)));
+    })
+    .join()
+    .unwrap();
+}
+
 /// A `!Unpin` future that records its address at every poll and at its drop: `WithContext`
 /// pins it structurally, so the address never changes once it has been polled, and it is
 /// dropped exactly once, in place, inside its context.
