@@ -305,10 +305,10 @@ impl Map {
         self.root.as_ref()?.get(id)
     }
 
-    /// The root's address (null for the empty map): what `crate::raw` publishes.
+    /// The root (`None` for the empty map): what `crate::raw`'s read cache is keyed by.
     #[inline]
-    pub(crate) fn root_ptr(&self) -> *const Root {
-        self.root.as_ref().map_or(std::ptr::null(), Arc::as_ptr)
+    pub(crate) fn root(&self) -> Option<&Root> {
+        self.root.as_deref()
     }
 
     pub(crate) fn insert(&self, id: u64, value: Value) -> Map {

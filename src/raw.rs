@@ -1,17 +1,20 @@
 //! The thread's current context, and the crate's only `unsafe` code: a read path for
-//! [`ContextVar::get`] that takes no borrow and keeps a small per-thread cache, and
+//! [`ContextVar::get`] that clones the value in place and keeps a small per-thread cache, and
 //! [`TaskSlot`], which holds a `WithContext`'s future without an `Option` around it.
 //!
 //! # The read path
 //!
 //! The current context lives in [`CURRENT`]; every change to it goes through this module, and
-//! takes a mutable borrow only around a swap or a replace, which run no other code. `get` reads
-//! it with an *unguarded* shared borrow (the `RefCell` is checked, not counted), looks the
-//! variable up and clones the value in place. That is only sound if nothing can replace the
-//! current context while the references are held, so only types whose `Clone` is the standard
-//! library's own ([`clone_runs_no_user_code`]) take this path: their `Clone` cannot call back
-//! into this crate. Any other type takes the path of `crate::var`, which clones the value's
-//! `Arc` first.
+//! takes a mutable borrow only around a swap or a replace, which run no other code. `get` looks
+//! the variable up and clones the value in place, under a shared borrow. Only types whose
+//! `Clone` is the standard library's own ([`clone_runs_no_user_code`]) take this path. Most of
+//! them run no code at all in their `Clone` (a copy, or an `Arc<str>` count increment): their
+//! borrow is *unguarded* (the `RefCell` is checked, not counted), which is sound because nothing
+//! can take a mutable borrow meanwhile. `String` and `Box<str>` allocate, and the global
+//! allocator is user code that may call back into this crate (a `set` there would free the value
+//! being copied): their borrow is counted, so that every change to the current context is
+//! refused until the copy is done ([`clone_allocates`]). Any other type takes the path of
+//! `crate::var`, which clones the value's `Arc` first.
 //!
 //! # The read cache
 //!
@@ -148,37 +151,58 @@ where
         return Err(());
     }
     let id = var.id();
-    let Ok(Some(root)) = CURRENT.try_with(|current| {
-        // SAFETY: no mutable borrow of `CURRENT` is taken while `current` lives: this module
-        // takes them only around a swap or a replace, which run no other code, and
-        // `T::clone` is the standard library's and cannot call back into this crate.
-        let current = unsafe { current.try_borrow_unguarded() }.ok()?;
-        Some(current.map().root_ptr())
-    }) else {
-        return Ok(None);
-    };
-    if root.is_null() {
-        return Ok(None);
-    }
-    // SAFETY: `root` is the root of the current context, which keeps it alive while it is
-    // current; nothing replaces the current context before this function returns (above).
-    let root = unsafe { &*root };
+    let read = CURRENT.try_with(|current| {
+        if clone_allocates::<T>() {
+            // A counted borrow, held until the value is cloned: the clone allocates, and the
+            // global allocator is user code, which may call back into this crate. While the
+            // borrow lives, every change to the current context (a mutable borrow) is refused,
+            // so the value being copied stays alive.
+            let current = current.try_borrow().ok()?;
+            Some(
+                current
+                    .map()
+                    .root()
+                    .and_then(|root| read_cached::<T>(root, id)),
+            )
+        } else {
+            // SAFETY: no mutable borrow of `CURRENT` is taken while `current` lives (until the
+            // value is cloned): this module takes them only around a swap or a replace, which
+            // run no other code, and nothing here runs code outside this module and the
+            // standard library: `T::clone` is a copy or, for `Arc<str>`, a reference count
+            // increment; neither allocates (`clone_allocates`).
+            let current = unsafe { current.try_borrow_unguarded() }.ok()?;
+            Some(
+                current
+                    .map()
+                    .root()
+                    .and_then(|root| read_cached::<T>(root, id)),
+            )
+        }
+    });
+    Ok(read.ok().flatten().flatten())
+}
+
+/// The `T` under `id` in `root` (the current context's, kept current by the caller until this
+/// returns), cloned, through the thread's read cache.
+#[inline(always)]
+fn read_cached<T: Clone + Send + Sync + 'static>(root: &Root, id: u64) -> Option<T> {
     CACHE.with(|cache| {
         let slot = &cache[id as usize & (SLOTS - 1)];
         let entry = slot.get();
         if entry.stamp == root.stamp() && entry.id == id {
             if entry.value.is_null() {
                 debug_assert!(lookup::<T>(root, id).is_none());
-                return Ok(None);
+                return None;
             }
             // SAFETY: the entry was filled from this very root (stamps are never reused) for
             // this id, which only a `ContextVar<T>` has: `value` points to the `T` stored under
-            // `id` in the root, alive as long as the root is (see above).
+            // `id` in the root, alive as long as the root is, which the caller keeps current
+            // (so alive) until the clone below is done.
             let value = unsafe { &*entry.value.cast::<T>() };
             debug_assert!(lookup::<T>(root, id).is_some_and(|found| ptr::eq(value, found)));
-            return Ok(Some(value.clone()));
+            return Some(value.clone());
         }
-        Ok(fill::<T>(root, id, slot).cloned())
+        fill::<T>(root, id, slot).cloned()
     })
 }
 
@@ -247,6 +271,14 @@ pub(crate) fn clone_runs_no_user_code<T: 'static>() -> bool {
         std::time::Instant,
         std::time::SystemTime,
     )
+}
+
+/// Whether `T::clone` (one of [`clone_runs_no_user_code`]'s) allocates, and so calls the global
+/// allocator, which is user code: then `get` holds a counted borrow across the clone.
+#[inline(always)]
+fn clone_allocates<T: 'static>() -> bool {
+    let t = TypeId::of::<T>();
+    t == TypeId::of::<String>() || t == TypeId::of::<Box<str>>()
 }
 
 /// What a [`WithContext`](crate::WithContext) holds: its context and its future, which is

@@ -24,7 +24,7 @@
 //! that what their destructors set ends with them.
 //!
 //! The current context itself is kept by `crate::raw`, which every change goes through; `get`
-//! reads it there without a borrow count (see that module).
+//! reads it there, through a per-thread cache (see that module).
 
 use std::cell::{Cell, RefCell};
 use std::mem;

@@ -235,8 +235,8 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         #[cfg(not(all(feature = "tokio", tokio_unstable)))]
         let fast = true;
         if fast {
-            // Values of the standard library's types, cloned in place: nothing can call back
-            // into the crate meanwhile.
+            // Values of the standard library's types, cloned in place while the thread's state
+            // is borrowed, so that nothing (not even the allocator) can replace it meanwhile.
             if let Ok(value) = raw::get_in_place(self) {
                 return value.or_else(|| self.default_value());
             }
