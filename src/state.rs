@@ -76,6 +76,9 @@ pub(crate) enum Refusal {
     /// No frame of this crate is active and the thread is running a runtime's or pool's unit of
     /// work: a value set here would stay on the worker thread for the next, unrelated one.
     NoFrame,
+    /// The current context is being read: only while `get` copies a `String` or `Box<str>` and
+    /// the global allocator, running inside that copy, tries to change it.
+    Busy,
 }
 
 /// Runs `f` with the current context; `None` once the thread's storage is gone.
@@ -143,8 +146,9 @@ pub(crate) fn update_current(
             drop(old);
             Ok(())
         }
-        // Borrowed: only this module borrows, and never across user code, so the storage is
-        // being torn down.
+        // Borrowed: only while `get` copies a `String` or `Box<str>` (the global allocator runs
+        // inside that copy), or while the storage is being torn down.
+        _ if raw::is_alive() => Err(Refusal::Busy),
         _ => Err(Refusal::Destroyed),
     }
 }

@@ -539,6 +539,10 @@ impl fmt::Display for AccessError {
             state::Refusal::Destroyed => {
                 f.write_str("the thread's context storage has already been destroyed")
             }
+            state::Refusal::Busy => f.write_str(
+                "the current context is being read: a change from the global allocator while \
+                 a context variable's `String` or `Box<str>` value is being copied is refused",
+            ),
             state::Refusal::NoFrame => f.write_str(
                 "a context variable was set outside any context of this crate, in a task or job \
                  of a runtime or pool: the value would stay on the worker thread and reach the \

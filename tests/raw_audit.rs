@@ -100,10 +100,14 @@ fn a_set_from_the_allocator_during_get_is_refused_and_reported() {
         NAME.set("e".repeat(64));
         let (tx, rx) = std::sync::mpsc::channel();
         arm(move || {
-            let _ = tx.send(NAME.try_set("f".repeat(64)).is_err());
+            let refused = NAME.try_set("f".repeat(64)).map_err(|e| e.to_string());
+            let _ = tx.send(refused.is_err_and(|e| e.contains("being read")));
         });
         assert_eq!(NAME.get(), Some("e".repeat(64)));
-        assert!(rx.recv().unwrap(), "the set from the allocator was refused");
+        assert!(
+            rx.recv().unwrap(),
+            "the set from the allocator was refused, reported as the context being read"
+        );
         assert_eq!(NAME.get(), Some("e".repeat(64)));
         // Outside a clone, sets work as before.
         NAME.set("g".repeat(64));
