@@ -55,30 +55,16 @@
 //! # let _ = client;
 //! ```
 
-use std::fmt;
 use std::sync::Arc;
 
 use ::http::Extensions;
 use ::reqwest::{Request, Response, Url};
 use ::reqwest_middleware::{Middleware, Next, Result};
 
-use crate::propagation::{Propagation, Trust, TrustedHosts};
+use crate::propagation::{Propagation, TrustedHosts};
 
 /// How [`ContextMiddleware`] decides whether a destination is trusted.
-#[derive(Clone)]
-enum Destinations {
-    Hosts(TrustedHosts),
-    If(Arc<dyn Fn(&Url) -> bool + Send + Sync>),
-}
-
-impl fmt::Debug for Destinations {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Destinations::Hosts(hosts) => f.debug_tuple("Hosts").field(hosts).finish(),
-            Destinations::If(_) => f.write_str("If(..)"),
-        }
-    }
-}
+type Destinations = crate::propagation::trust::Destinations<Url>;
 
 /// A `reqwest-middleware` [`Middleware`] that writes the current context into every outgoing
 /// request's headers; see the [module docs](self).
@@ -177,14 +163,10 @@ impl Middleware for ContextMiddleware {
     ) -> Result<Response> {
         match &self.destinations {
             Some(destinations) => {
-                let url = request.url();
-                let trusted = match destinations {
-                    Destinations::Hosts(hosts) => url
-                        .host_str()
-                        .is_some_and(|host| hosts.contains(host, url.port_or_known_default())),
-                    Destinations::If(trusted) => trusted(url),
-                };
-                let propagation = self.propagation.with_outbound(Trust::from_bool(trusted));
+                let trust = destinations.trust_of(request.url(), |url| {
+                    Some((url.host_str()?, url.port_or_known_default()))
+                });
+                let propagation = self.propagation.with_outbound(trust);
                 propagation.inject(request.headers_mut());
             }
             None => self.propagation.inject(request.headers_mut()),

@@ -249,35 +249,16 @@ impl fmt::Debug for CallerTrust {
 
 /// Decides per request whether its destination is trusted: see
 /// [`ClientContextLayer::trusted_hosts`] and [`ClientContextLayer::trust_destinations_if`].
-#[derive(Clone)]
-enum DestinationTrust {
-    Hosts(TrustedHosts),
-    If(Arc<dyn Fn(&::http::Uri) -> bool + Send + Sync>),
-}
+type DestinationTrust = crate::propagation::trust::Destinations<::http::Uri>;
 
-impl fmt::Debug for DestinationTrust {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DestinationTrust::Hosts(hosts) => f.debug_tuple("Hosts").field(hosts).finish(),
-            DestinationTrust::If(_) => f.write_str("If(..)"),
-        }
-    }
-}
-
-impl DestinationTrust {
-    fn of(&self, uri: &::http::Uri) -> Trust {
-        Trust::from_bool(match self {
-            DestinationTrust::Hosts(hosts) => uri.host().is_some_and(|host| {
-                let port = uri.port_u16().or(match uri.scheme_str() {
-                    Some("http") => Some(80),
-                    Some("https") => Some(443),
-                    _ => None,
-                });
-                hosts.contains(host, port)
-            }),
-            DestinationTrust::If(trusted) => trusted(uri),
-        })
-    }
+/// The host and port of a request's URI (the scheme's default port when it names none).
+fn host_and_port(uri: &::http::Uri) -> Option<(&str, Option<u16>)> {
+    let port = uri.port_u16().or(match uri.scheme_str() {
+        Some("http") => Some(80),
+        Some("https") => Some(443),
+        _ => None,
+    });
+    Some((uri.host()?, port))
 }
 
 /// The default request id generator: [`propagation::unique_request_id`] as a tower-http
@@ -868,7 +849,7 @@ where
     fn call(&mut self, mut request: Request<B>) -> S::Future {
         match &self.destinations {
             Some(destinations) => {
-                let trust = destinations.of(request.uri());
+                let trust = destinations.trust_of(request.uri(), host_and_port);
                 self.propagation
                     .with_outbound(trust)
                     .inject(request.headers_mut());

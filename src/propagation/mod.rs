@@ -189,7 +189,7 @@ use crate::{Context, ContextVar};
 
 mod baggage;
 mod carrier;
-mod trust;
+pub(crate) mod trust;
 
 pub use self::baggage::{Baggage, BaggageMember};
 pub use self::carrier::{Extractor, Injector};

@@ -204,3 +204,51 @@ fn split_port(entry: &str) -> (&str, Option<&str>) {
         _ => (entry, None),
     }
 }
+
+/// How a client integration decides whether a destination `D` (a URI, a URL) is trusted: by a
+/// list of hosts, or by a predicate of the user's. Shared by the tower and reqwest clients.
+#[cfg(any(feature = "tower", feature = "reqwest"))]
+pub(crate) enum Destinations<D: ?Sized> {
+    /// Trusted when the destination's host (and port) is on the list.
+    Hosts(TrustedHosts),
+    /// Trusted when the predicate says so.
+    If(Arc<dyn Fn(&D) -> bool + Send + Sync>),
+}
+
+#[cfg(any(feature = "tower", feature = "reqwest"))]
+impl<D: ?Sized> Clone for Destinations<D> {
+    fn clone(&self) -> Self {
+        match self {
+            Destinations::Hosts(hosts) => Destinations::Hosts(hosts.clone()),
+            Destinations::If(trusted) => Destinations::If(trusted.clone()),
+        }
+    }
+}
+
+#[cfg(any(feature = "tower", feature = "reqwest"))]
+impl<D: ?Sized> fmt::Debug for Destinations<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destinations::Hosts(hosts) => f.debug_tuple("Hosts").field(hosts).finish(),
+            Destinations::If(_) => f.write_str("If(..)"),
+        }
+    }
+}
+
+#[cfg(any(feature = "tower", feature = "reqwest"))]
+impl<D: ?Sized> Destinations<D> {
+    /// The trust of `destination`, whose host and port (the scheme's default when it names
+    /// none) `host` gives; a destination without a host is never on a list.
+    pub(crate) fn trust_of(
+        &self,
+        destination: &D,
+        host: impl FnOnce(&D) -> Option<(&str, Option<u16>)>,
+    ) -> Trust {
+        Trust::from_bool(match self {
+            Destinations::Hosts(hosts) => {
+                host(destination).is_some_and(|(host, port)| hosts.contains(host, port))
+            }
+            Destinations::If(trusted) => trusted(destination),
+        })
+    }
+}
