@@ -375,7 +375,7 @@ where
         let extracted = propagation.extract_with(request.headers(), || make_id(&request));
         // The request carries the id the context has: the one received, or the generated one
         // in place of a bad one (or none), also for extractors that read the header.
-        let id = match (&extracted.request_id, extracted.received) {
+        let id = match (extracted.request_id(), extracted.received) {
             (Some(_), true) => request.headers().get(header).cloned(),
             (Some(id), false) => HeaderValue::from_str(id).ok(),
             (None, _) => None,

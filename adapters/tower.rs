@@ -227,6 +227,7 @@ use ::tower::{Layer, Service};
 use ::tower_http::request_id::{MakeRequestId, RequestId};
 use pin_project_lite::pin_project;
 
+use crate::propagation::Extractor;
 use crate::{ContextExt, WithContext};
 
 /// Moved to [`crate::propagation`], which needs no `http`; re-exported here so that code written
@@ -259,6 +260,40 @@ fn host_and_port(uri: &::http::Uri) -> Option<(&str, Option<u16>)> {
         _ => None,
     });
     Some((uri.host()?, port))
+}
+
+/// A request's headers as the propagation reads them, with the names it asks for on every
+/// request already parsed: looking a header up by `&str` parses the name each time.
+struct RequestHeaders<'a> {
+    headers: &'a HeaderMap,
+    /// The request id header, the propagation's `request_id_header()`.
+    id: &'a HeaderName,
+}
+
+impl Extractor for RequestHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        let value = match key == self.id.as_str() {
+            true => self.headers.get(self.id),
+            false => self.headers.get(key),
+        };
+        value.and_then(|value| value.to_str().ok())
+    }
+
+    fn get_all(&self, key: &str) -> Vec<&str> {
+        static BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+        let values = match key == BAGGAGE.as_str() {
+            true => self.headers.get_all(&BAGGAGE),
+            false => self.headers.get_all(key),
+        };
+        values
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect()
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        Extractor::keys(self.headers)
+    }
 }
 
 /// The default request id generator: [`propagation::unique_request_id`] as a tower-http
@@ -528,7 +563,11 @@ where
         let make_id = &mut self.make_id;
         // The generated id as a header value, kept to be written without converting it back.
         let mut generated = None;
-        let extracted = propagation.extract_with(request.headers(), || {
+        let headers = RequestHeaders {
+            headers: request.headers(),
+            id: &self.header,
+        };
+        let extracted = propagation.extract_with(&headers, || {
             let id = make_id.make_request_id(&request)?.into_header_value();
             let text = id.to_str().ok()?.to_owned();
             generated = Some(id);
@@ -538,7 +577,7 @@ where
         // in place of a bad one (or none), also for tower-http's layers and `RequestId`
         // extractors.
         let header = &self.header;
-        let id = match (&extracted.request_id, extracted.received) {
+        let id = match (extracted.request_id(), extracted.received) {
             (Some(_), true) => request.headers().get(header).cloned(),
             (Some(_), false) => generated,
             (None, _) => None,

@@ -81,14 +81,14 @@ fn missing_or_bad_ids_are_generated_by_extract_and_by_your_generator_with_extrac
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
 
         let extracted = propagation().extract_with(&carrier, || Some("mine".into()));
-        assert_eq!(extracted.request_id.as_deref(), Some("mine"));
+        assert_eq!(extracted.request_id(), Some("mine"));
         assert!(!extracted.received);
         assert_eq!(extracted.context.get(&REQUEST_ID).as_deref(), Some("mine"));
 
         // A generator that gives nothing, or nothing usable: no id at all.
         for generated in [None, Some(String::new()), Some("a b".to_string())] {
             let extracted = propagation().extract_with(&carrier, || generated.clone());
-            assert_eq!(extracted.request_id, None);
+            assert_eq!(extracted.request_id(), None);
             assert_eq!(extracted.context.get(&REQUEST_ID), None);
         }
     }
@@ -97,7 +97,7 @@ fn missing_or_bad_ids_are_generated_by_extract_and_by_your_generator_with_extrac
         panic!("not called")
     });
     assert!(extracted.received);
-    assert_eq!(extracted.request_id, Some("r".repeat(128)));
+    assert_eq!(extracted.request_id(), Some(&*"r".repeat(128)));
     assert_ne!(unique_request_id(), unique_request_id());
 }
 

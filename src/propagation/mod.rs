@@ -375,7 +375,7 @@ impl Default for Propagation {
 ///
 /// let headers = HashMap::from([("x-request-id".to_string(), "bad id".to_string())]);
 /// let extracted = Propagation::default().extract_with(&headers, || Some("new-1".into()));
-/// assert_eq!(extracted.request_id.as_deref(), Some("new-1"));
+/// assert_eq!(extracted.request_id(), Some("new-1"));
 /// assert!(!extracted.received);
 /// ```
 #[derive(Debug, Clone)]
@@ -383,19 +383,52 @@ impl Default for Propagation {
 pub struct Extracted {
     /// The fresh context: the request id (when there is one) and the baggage.
     pub context: Context,
-    /// The request id set into the context: the one received if it was valid, else the
-    /// generated one if the generator gave a valid one, else `None`.
-    pub request_id: Option<String>,
     /// Whether the request id was the one received. When `false`, the carrier's own request id
     /// header (if any) was missing, invalid or not trusted, and should not be echoed.
     pub received: bool,
-    /// The request id an untrusted caller sent, when it was valid: set into
-    /// [`CALLER_REQUEST_ID`] (or the variable of
-    /// [`PropagationBuilder::caller_request_id_var`]) for correlation, never used as the request
-    /// id. `None` from trusted callers (their id *is* the request id).
-    pub caller_request_id: Option<String>,
     /// Whether the carrier was read as coming from a trusted caller.
     pub trust: Trust,
+    request_id_var: &'static ContextVar<String>,
+    caller_request_id_var: Option<&'static ContextVar<String>>,
+}
+
+impl Extracted {
+    /// The request id set into the context: the one received if it was valid (and trusted),
+    /// else the generated one if the generator gave a valid one, else `None`. Read from
+    /// [`context`](Extracted::context): nothing is copied.
+    ///
+    /// ```
+    /// use contextvars::propagation::{Propagation, Trust};
+    /// use std::collections::HashMap;
+    ///
+    /// let headers = HashMap::from([("x-request-id".to_string(), "req-1".to_string())]);
+    /// let internal = Propagation::builder().inbound(Trust::Trusted).build();
+    /// assert_eq!(internal.extract_with(&headers, || None).request_id(), Some("req-1"));
+    /// ```
+    pub fn request_id(&self) -> Option<&str> {
+        self.context
+            .get_ref(self.request_id_var)
+            .map(String::as_str)
+    }
+
+    /// The request id an untrusted caller sent, when it was valid and is kept: in
+    /// [`CALLER_REQUEST_ID`] (or the variable of
+    /// [`PropagationBuilder::caller_request_id_var`]; `None` when that is turned off) for
+    /// correlation, never used as the request id. `None` from trusted callers (their id *is*
+    /// the request id).
+    ///
+    /// ```
+    /// use contextvars::propagation::Propagation;
+    /// use std::collections::HashMap;
+    ///
+    /// let headers = HashMap::from([("x-request-id".to_string(), "theirs".to_string())]);
+    /// let extracted = Propagation::default().extract_with(&headers, || Some("ours".into()));
+    /// assert_eq!((extracted.request_id(), extracted.caller_request_id()), (Some("ours"), Some("theirs")));
+    /// ```
+    pub fn caller_request_id(&self) -> Option<&str> {
+        let var = self.caller_request_id_var?;
+        self.context.get_ref(var).map(String::as_str)
+    }
 }
 
 impl Propagation {
@@ -548,7 +581,7 @@ impl Propagation {
     ///
     /// let extracted = Propagation::default().extract_with(&HashMap::new(), || None);
     /// assert_eq!(extracted.context.get(&REQUEST_ID), None);
-    /// assert_eq!(extracted.request_id, None);
+    /// assert_eq!(extracted.request_id(), None);
     /// ```
     pub fn extract_with<C: Extractor + ?Sized>(
         &self,
@@ -573,11 +606,11 @@ impl Propagation {
         if !received {
             request_id = make_id().filter(|id| is_visible_ascii(id));
         }
-        if let Some(id) = &request_id {
-            ctx = ctx.with_value(config.request_id_var, id.clone());
+        if let Some(id) = request_id {
+            ctx = ctx.with_value(config.request_id_var, id);
         }
-        if let (Some(var), Some(id)) = (config.caller_request_id_var, &caller_request_id) {
-            ctx = ctx.with_value(var, id.clone());
+        if let (Some(var), Some(id)) = (config.caller_request_id_var, caller_request_id) {
+            ctx = ctx.with_value(var, id);
         }
 
         // The member limit counts distinct keys accepted: a registered member counts once its
@@ -631,10 +664,10 @@ impl Propagation {
         }
         Extracted {
             context: ctx,
-            request_id,
             received,
-            caller_request_id,
             trust: self.inbound,
+            request_id_var: config.request_id_var,
+            caller_request_id_var: config.caller_request_id_var,
         }
     }
 
