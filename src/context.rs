@@ -83,7 +83,7 @@ impl Context {
     /// ```
     #[inline]
     pub fn current() -> Context {
-        state::with_current(Context::clone).unwrap_or_default()
+        state::capture().unwrap_or_default()
     }
 
     /// The value of `var` in this context, or the variable's default when it is not set here.
@@ -172,6 +172,12 @@ impl Context {
         self.with_stored(var.id(), var.store(value))
     }
 
+    #[inline]
+    pub(crate) fn from_map(map: Map) -> Context {
+        Context { map }
+    }
+
+    #[inline]
     pub(crate) fn map(&self) -> &Map {
         &self.map
     }

@@ -9,6 +9,8 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::raw::Counted;
+
 const BITS: u32 = 5;
 const MASK: u64 = (1 << BITS) - 1;
 /// Enough levels for every 64-bit id (13 × 5 bits ≥ 64).
@@ -75,10 +77,12 @@ struct Node {
     slots: Arc<[Slot]>,
 }
 
-/// One thin pointer, so that installing a context swaps a single word.
+/// One thin pointer, so that installing a context swaps a single word. The root is counted
+/// with `crate::raw::Counted` (an `Arc` whose references a thread can also hold as credits), so
+/// that capturing the current context on its own thread costs no shared atomic operation.
 #[derive(Clone, Default)]
 pub(crate) struct Map {
-    root: Option<Arc<Root>>,
+    root: Option<Counted<Root>>,
 }
 
 /// A map's root: its length, its first node, and a stamp no other root ever gets.
@@ -285,7 +289,7 @@ impl Drop for Map {
     /// destructors set never reaches the frame that happened to drop the map.
     fn drop(&mut self) {
         if let Some(root) = self.root.take() {
-            if let Some(root) = Arc::into_inner(root) {
+            if let Some(root) = crate::raw::release(root) {
                 crate::state::drop_isolated(root);
             }
         }
@@ -311,6 +315,18 @@ impl Map {
         self.root.as_deref()
     }
 
+    /// The root's handle (`None` for the empty map), for `crate::raw`'s credits.
+    #[inline]
+    pub(crate) fn counted_root(&self) -> Option<&Counted<Root>> {
+        self.root.as_ref()
+    }
+
+    /// A map of this root.
+    #[inline]
+    pub(crate) fn from_root(root: Counted<Root>) -> Map {
+        Map { root: Some(root) }
+    }
+
     pub(crate) fn insert(&self, id: u64, value: Value) -> Map {
         let (node, len) = match &self.root {
             None => (Node::leaf(id, value, 0), 1),
@@ -320,7 +336,7 @@ impl Map {
             }
         };
         Map {
-            root: Some(Arc::new(Root::new(len, node))),
+            root: Some(Counted::new(Root::new(len, node))),
         }
     }
 
@@ -329,14 +345,14 @@ impl Map {
         let root = self.root.as_ref()?;
         let node = root.node.remove(id, 0)?;
         Some(Map {
-            root: node.map(|node| Arc::new(Root::new(root.len - 1, node))),
+            root: node.map(|node| Counted::new(Root::new(root.len - 1, node))),
         })
     }
 
     pub(crate) fn ptr_eq(&self, other: &Map) -> bool {
         match (&self.root, &other.root) {
             (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (Some(a), Some(b)) => Counted::ptr_eq(a, b),
             _ => false,
         }
     }

@@ -42,7 +42,7 @@ use std::cell::{Cell, RefCell};
 use std::ptr;
 use std::sync::Arc;
 
-use crate::map::{Root, Stored};
+use crate::map::{Map, Root, Stored};
 use crate::{Context, ContextVar};
 
 /// Read cache entries per thread (a power of two).
@@ -65,9 +65,134 @@ impl Entry {
     };
 }
 
+/// The atomics [`count`] is written against (`tests/loom_count.rs` gives it loom's).
+mod atomic {
+    pub(super) use std::sync::atomic::{fence, AtomicUsize, Ordering};
+}
+
+mod count;
+
+pub(crate) use count::Counted;
+
+/// The most credits one batch takes (see [`capture`]).
+const MAX_BATCH: usize = 64;
+
+/// A thread's context state: the current context, the credits the thread holds for its root,
+/// and the read cache.
+struct Current {
+    context: RefCell<Context>,
+    /// References to the current context's root that the thread holds as credits (see
+    /// [`count`]): counted in the root's shared count, not yet handed out. Given back (one
+    /// `fetch_sub`) before the current context changes to another root, so that they only ever
+    /// belong to the current root, which the current context keeps alive meanwhile: a snapshot
+    /// lives exactly as long as it did without them.
+    credits: Cell<usize>,
+    /// How many credits the next batch takes: 1 at first (a capture costs what a clone does),
+    /// doubling up to [`MAX_BATCH`] while captures go on under one root.
+    batch: Cell<usize>,
+    cache: [Cell<Entry>; SLOTS],
+}
+
+impl Current {
+    /// Gives the thread's credits back before `context`, the current one, is replaced by `next`
+    /// (unless both have the same root, which the credits then stay with).
+    #[inline(always)]
+    fn settle(&self, context: &Context, next: &Context) {
+        let credits = self.credits.get();
+        if credits == 0 {
+            return;
+        }
+        let Some(root) = context.map().counted_root() else {
+            return;
+        };
+        if next
+            .map()
+            .counted_root()
+            .is_some_and(|next| Counted::ptr_eq(root, next))
+        {
+            return;
+        }
+        self.credits.set(0);
+        self.batch.set(1);
+        // SAFETY: the thread holds `credits` credits of the current context's root (they are
+        // taken and kept only for it, and given back here before it changes), and counts them
+        // spent (set to 0 above).
+        unsafe { root.return_credits(credits) };
+    }
+}
+
+impl Drop for Current {
+    /// At thread exit: the credits are given back before the context drops.
+    fn drop(&mut self) {
+        if let Ok(context) = self.context.try_borrow() {
+            self.settle(&context, &Context::new());
+        }
+    }
+}
+
 thread_local! {
-    static CURRENT: RefCell<Context> = const { RefCell::new(Context::new()) };
-    static CACHE: [Cell<Entry>; SLOTS] = const { [const { Cell::new(Entry::EMPTY) }; SLOTS] };
+    static CURRENT: Current = const {
+        Current {
+            context: RefCell::new(Context::new()),
+            credits: Cell::new(0),
+            batch: Cell::new(1),
+            cache: [const { Cell::new(Entry::EMPTY) }; SLOTS],
+        }
+    };
+}
+
+/// A snapshot of the current context (`None` once the thread's storage is gone), from the
+/// thread's credits for its root: no shared atomic operation but once per batch.
+#[inline]
+pub(crate) fn capture() -> Option<Context> {
+    CURRENT
+        .try_with(|current| {
+            // SAFETY: no mutable borrow of the context is taken while `context` lives: nothing
+            // below runs code outside this module and the standard library.
+            let context = unsafe { current.context.try_borrow_unguarded() }.ok()?;
+            let Some(root) = context.map().counted_root() else {
+                return Some(Context::new());
+            };
+            let mut credits = current.credits.get();
+            if credits == 0 {
+                credits = current.batch.get();
+                root.take_credits(credits);
+                current.batch.set((credits * 2).min(MAX_BATCH));
+            }
+            current.credits.set(credits - 1);
+            // SAFETY: the thread holds `credits` (≥ 1) credits of the current context's root,
+            // and counts one spent (above).
+            let handle = unsafe { root.spend_credit() };
+            Some(Context::from_map(Map::from_root(handle)))
+        })
+        .ok()
+        .flatten()
+}
+
+/// Drops a handle of a map root: kept as one more credit of the thread's when it is the current
+/// context's root (no shared atomic operation), given back otherwise. The root, when that was
+/// its last handle.
+#[inline]
+pub(crate) fn release(root: Counted<Root>) -> Option<Root> {
+    let kept = CURRENT.try_with(|current| {
+        // SAFETY: no mutable borrow of the context is taken while `context` lives: nothing
+        // below runs code outside this module and the standard library.
+        let context = unsafe { current.context.try_borrow_unguarded() }.ok()?;
+        let current_root = context.map().counted_root()?;
+        if !Counted::ptr_eq(current_root, &root) {
+            return None;
+        }
+        // The current context holds a handle of this root, so this one was not its last.
+        current.credits.set(current.credits.get() + 1);
+        Some(())
+    });
+    match kept {
+        Ok(Some(())) => {
+            root.into_credit();
+            None
+        }
+        _ => root.into_inner(),
+    }
 }
 
 /// Whether the thread's context storage is still there (not torn down at thread exit).
@@ -82,19 +207,20 @@ pub(crate) fn is_alive() -> bool {
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
     CURRENT
-        .try_with(|current| current.try_borrow().ok().map(|current| f(&current)))
+        .try_with(|current| current.context.try_borrow().ok().map(|context| f(&context)))
         .ok()
         .flatten()
 }
 
 /// Swaps `*slot` with the current context; `false` (nothing swapped) when the thread's storage
 /// is gone or borrowed.
-#[inline]
+#[inline(always)]
 pub(crate) fn swap_current(slot: &mut Context) -> bool {
     CURRENT
-        .try_with(|current| match current.try_borrow_mut() {
-            Ok(mut current) => {
-                std::mem::swap(&mut *current, slot);
+        .try_with(|current| match current.context.try_borrow_mut() {
+            Ok(mut context) => {
+                current.settle(&context, slot);
+                std::mem::swap(&mut *context, slot);
                 true
             }
             Err(_) => false,
@@ -107,9 +233,10 @@ pub(crate) fn swap_current(slot: &mut Context) -> bool {
 pub(crate) fn replace_current(context: Context) -> Result<Context, Context> {
     let mut context = Some(context);
     let replaced = CURRENT.try_with(|current| {
-        let mut current = current.try_borrow_mut().ok()?;
-        let old = std::mem::replace(&mut *current, context.take()?);
-        Some(old)
+        let mut slot = current.context.try_borrow_mut().ok()?;
+        let new = context.take()?;
+        current.settle(&slot, &new);
+        Some(std::mem::replace(&mut *slot, new))
     });
     match replaced {
         Ok(Some(old)) => Ok(old),
@@ -125,12 +252,12 @@ pub(crate) fn update_current(
 ) -> Result<Option<Context>, ()> {
     CURRENT
         .try_with(|current| {
-            let new = f(&*current.try_borrow().ok()?);
+            let new = f(&*current.context.try_borrow().ok()?);
             Some(match new {
                 Some(new) => {
-                    let mut current = current.try_borrow_mut().ok()?;
-                    let old = std::mem::replace(&mut *current, new);
-                    Some(old)
+                    let mut slot = current.context.try_borrow_mut().ok()?;
+                    current.settle(&slot, &new);
+                    Some(std::mem::replace(&mut *slot, new))
                 }
                 None => None,
             })
@@ -157,25 +284,25 @@ where
             // global allocator is user code, which may call back into this crate. While the
             // borrow lives, every change to the current context (a mutable borrow) is refused,
             // so the value being copied stays alive.
-            let current = current.try_borrow().ok()?;
+            let context = current.context.try_borrow().ok()?;
             Some(
-                current
+                context
                     .map()
                     .root()
-                    .and_then(|root| read_cached::<T>(root, id)),
+                    .and_then(|root| read_cached::<T>(&current.cache, root, id)),
             )
         } else {
-            // SAFETY: no mutable borrow of `CURRENT` is taken while `current` lives (until the
+            // SAFETY: no mutable borrow of the context is taken while `context` lives (until the
             // value is cloned): this module takes them only around a swap or a replace, which
             // run no other code, and nothing here runs code outside this module and the
             // standard library: `T::clone` is a copy or, for `Arc<str>`, a reference count
             // increment; neither allocates (`clone_allocates`).
-            let current = unsafe { current.try_borrow_unguarded() }.ok()?;
+            let context = unsafe { current.context.try_borrow_unguarded() }.ok()?;
             Some(
-                current
+                context
                     .map()
                     .root()
-                    .and_then(|root| read_cached::<T>(root, id)),
+                    .and_then(|root| read_cached::<T>(&current.cache, root, id)),
             )
         }
     });
@@ -185,25 +312,27 @@ where
 /// The `T` under `id` in `root` (the current context's, kept current by the caller until this
 /// returns), cloned, through the thread's read cache.
 #[inline(always)]
-fn read_cached<T: Clone + Send + Sync + 'static>(root: &Root, id: u64) -> Option<T> {
-    CACHE.with(|cache| {
-        let slot = &cache[id as usize & (SLOTS - 1)];
-        let entry = slot.get();
-        if entry.stamp == root.stamp() && entry.id == id {
-            if entry.value.is_null() {
-                debug_assert!(lookup::<T>(root, id).is_none());
-                return None;
-            }
-            // SAFETY: the entry was filled from this very root (stamps are never reused) for
-            // this id, which only a `ContextVar<T>` has: `value` points to the `T` stored under
-            // `id` in the root, alive as long as the root is, which the caller keeps current
-            // (so alive) until the clone below is done.
-            let value = unsafe { &*entry.value.cast::<T>() };
-            debug_assert!(lookup::<T>(root, id).is_some_and(|found| ptr::eq(value, found)));
-            return Some(value.clone());
+fn read_cached<T: Clone + Send + Sync + 'static>(
+    cache: &[Cell<Entry>; SLOTS],
+    root: &Root,
+    id: u64,
+) -> Option<T> {
+    let slot = &cache[id as usize & (SLOTS - 1)];
+    let entry = slot.get();
+    if entry.stamp == root.stamp() && entry.id == id {
+        if entry.value.is_null() {
+            debug_assert!(lookup::<T>(root, id).is_none());
+            return None;
         }
-        fill::<T>(root, id, slot).cloned()
-    })
+        // SAFETY: the entry was filled from this very root (stamps are never reused) for
+        // this id, which only a `ContextVar<T>` has: `value` points to the `T` stored under
+        // `id` in the root, alive as long as the root is, which the caller keeps current
+        // (so alive) until the clone below is done.
+        let value = unsafe { &*entry.value.cast::<T>() };
+        debug_assert!(lookup::<T>(root, id).is_some_and(|found| ptr::eq(value, found)));
+        return Some(value.clone());
+    }
+    fill::<T>(root, id, slot).cloned()
 }
 
 /// A cache miss: looks `id` up in `root` and records the outcome in `slot`.

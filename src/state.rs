@@ -97,6 +97,19 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
     raw::with_current(f)
 }
 
+/// A snapshot of the current context (see [`with_current`]); `None` once the thread's storage
+/// is gone.
+#[inline]
+pub(crate) fn capture() -> Option<Context> {
+    #[cfg(all(feature = "tokio", tokio_unstable))]
+    if DEPTH.try_with(Cell::get).unwrap_or(0) == 0 {
+        if let Some(context) = crate::tokio::context_of_task_outside_poll() {
+            return Some(context);
+        }
+    }
+    raw::capture()
+}
+
 /// Whether no frame of this crate is active on this thread.
 #[cfg(all(feature = "tokio", tokio_unstable))]
 #[inline]
@@ -197,7 +210,7 @@ fn enter_slot(slot: &mut Context) -> Option<()> {
 
 /// Closes the innermost frame, opened by [`enter_slot`]: settles its guards, swaps the outer
 /// context (in `*slot`) back in, leaving the frame's context in `*slot`.
-#[inline]
+#[inline(always)]
 fn leave_slot(slot: &mut Context) {
     let depth = DEPTH.get();
     let attention = ATTENTION.get();
@@ -208,7 +221,7 @@ fn leave_slot(slot: &mut Context) {
     swap_back(slot);
 }
 
-#[inline]
+#[inline(always)]
 fn swap_back(slot: &mut Context) {
     raw::swap_current(slot);
 }
@@ -223,7 +236,7 @@ fn leave_settling(slot: &mut Context, depth: usize) {
 }
 
 impl Drop for Frame<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         leave_slot(self.slot);
     }
