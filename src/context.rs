@@ -60,8 +60,10 @@ impl Context {
 
     /// Captures the current context of this thread.
     ///
-    /// This is one thread-local read and one reference-count increment: no allocation and no
-    /// copy, however many variables are set. From a thread-local destructor, after this
+    /// This is one thread-local read and a reference to the context's root: no allocation and
+    /// no copy, however many variables are set. On the thread whose context it is, the
+    /// reference usually comes from a batch the thread already holds, so no shared atomic
+    /// operation is needed either (and a snapshot dropped there gives it back the same way). From a thread-local destructor, after this
     /// thread's context storage is gone, it returns an empty context.
     ///
     /// # Examples

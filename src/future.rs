@@ -122,8 +122,12 @@ impl<F: Future> Future for WithContext<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
         let (context, inner) = this.slot.project();
-        let _frame = state::enter(context);
-        inner.poll(cx)
+        let frame = state::enter(context);
+        let output = inner.poll(cx);
+        if let Some(frame) = frame {
+            frame.leave();
+        }
+        output
     }
 }
 
@@ -134,8 +138,12 @@ impl<S: Stream> Stream for WithContext<S> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<S::Item>> {
         let this = self.project();
         let (context, inner) = this.slot.project();
-        let _frame = state::enter(context);
-        inner.poll_next(cx)
+        let frame = state::enter(context);
+        let output = inner.poll_next(cx);
+        if let Some(frame) = frame {
+            frame.leave();
+        }
+        output
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

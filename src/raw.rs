@@ -1,20 +1,33 @@
-//! The thread's current context, and the crate's only `unsafe` code: a read path for
-//! [`ContextVar::get`] that clones the value in place and keeps a small per-thread cache, and
-//! [`TaskSlot`], which holds a `WithContext`'s future without an `Option` around it.
+//! The thread's current context, and the crate's only `unsafe` code: the storage of the current
+//! context, a read path for [`ContextVar::get`] that clones the value in place through a small
+//! per-thread cache, reference *credits* that let a thread capture its current context without a
+//! shared atomic operation, and [`TaskSlot`], which holds a `WithContext`'s future without an
+//! `Option` around it.
+//!
+//! # The storage
+//!
+//! The current context lives in [`THREAD`], a thread-local without a destructor (the context is
+//! in a `ManuallyDrop`), so that every access is a plain thread-relative address rather than the
+//! registration check a thread-local with a destructor costs on each access. [`Reaper`], a
+//! thread-local with a destructor registered before the thread's first change, drops the
+//! context at thread exit; from then on every change is refused and reads see the empty
+//! context. Every change goes through this module (`swap_current`, `replace_current`,
+//! `update_current`) and runs no code outside this module and the standard library while it
+//! holds the mutable reference. Readers that may run other code while they hold a shared
+//! reference (`with_current`'s closure, `update_current`'s, the allocator while `get` copies a
+//! `String`) are counted in [`Thread::gate`], and every change is refused while one is: what
+//! they read stays alive. Other reads (`get` of a type whose `Clone` runs no code, a capture, a
+//! snapshot's drop) run no such code and need no count.
 //!
 //! # The read path
 //!
-//! The current context lives in [`CURRENT`]; every change to it goes through this module, and
-//! takes a mutable borrow only around a swap or a replace, which run no other code. `get` looks
-//! the variable up and clones the value in place, under a shared borrow. Only types whose
-//! `Clone` is the standard library's own ([`clone_runs_no_user_code`]) take this path. Most of
-//! them run no code at all in their `Clone` (a copy, or an `Arc<str>` count increment): their
-//! borrow is *unguarded* (the `RefCell` is checked, not counted), which is sound because nothing
-//! can take a mutable borrow meanwhile. `String` and `Box<str>` allocate, and the global
-//! allocator is user code that may call back into this crate (a `set` there would free the value
-//! being copied): their borrow is counted, so that every change to the current context is
-//! refused until the copy is done ([`clone_allocates`]). Any other type takes the path of
-//! `crate::var`, which clones the value's `Arc` first.
+//! `get` looks the variable up and clones the value in place. Only types whose `Clone` is the
+//! standard library's own ([`clone_runs_no_user_code`]) take this path. Most of them run no code
+//! at all in their `Clone` (a copy, or an `Arc<str>` count increment). `String` and `Box<str>`
+//! allocate, and the global allocator is user code that may call back into this crate (a `set`
+//! there would free the value being copied): they are read as counted readers
+//! ([`clone_allocates`]). Any other type takes the path of `crate::var`, which clones the
+//! value's `Arc` first.
 //!
 //! # The read cache
 //!
@@ -30,15 +43,25 @@
 //! for id `n` as a `T` is read back as a `T`. Debug builds check every hit against a full
 //! lookup, so the whole test suite checks the cache.
 //!
-//! Nothing here is shared between threads: no concurrent protocol is involved (the stamps come
-//! from per-thread blocks of a shared counter, a plain `fetch_add`; a `TaskSlot` moves between
-//! threads only as a whole, like any future), so there is no loom model to write. CI runs the
-//! core tests under valgrind's memcheck.
+//! # Credits
+//!
+//! A map root is counted by [`Counted`] (`count.rs`): an `Arc` whose references a thread can
+//! also hold as credits. A capture on the thread whose current context it is takes a reference
+//! from the thread's credits (one `fetch_add` per batch of up to [`MAX_BATCH`]), and a snapshot
+//! of the current context dropped on that thread becomes a credit again, so that capturing and
+//! dropping snapshots there touches no shared cache line: the spawning core and the core that
+//! finishes the task no longer bounce one count between them on every capture. Credits belong
+//! to the current context's root only and are given back (one `fetch_sub`) before the current
+//! context changes to another root, and at thread exit; the current context holds a handle
+//! meanwhile, so a snapshot lives exactly as long as it would without them (`tests/credits.rs`
+//! checks this against a model). The count itself is the one protocol between threads here:
+//! `tests/loom_count.rs` checks it with loom. CI runs the core tests under valgrind's memcheck.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::any::TypeId;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, UnsafeCell};
+use std::mem::ManuallyDrop;
 use std::ptr;
 use std::sync::Arc;
 
@@ -77,10 +100,32 @@ pub(crate) use count::Counted;
 /// The most credits one batch takes (see [`capture`]).
 const MAX_BATCH: usize = 64;
 
+/// [`Thread::gate`]: set until the thread's storage has a destructor registered.
+const UNREGISTERED: usize = 1 << (usize::BITS - 1);
+/// [`Thread::gate`]: set once the thread's context has been dropped at thread exit.
+const DEAD: usize = 1 << (usize::BITS - 2);
+/// [`Thread::gate`]: the bits that count readers.
+const READERS: usize = DEAD - 1;
+
 /// A thread's context state: the current context, the credits the thread holds for its root,
 /// and the read cache.
-struct Current {
-    context: RefCell<Context>,
+///
+/// It has no destructor (the context is in a `ManuallyDrop`), so that every access is a plain
+/// thread-relative address, without the check a thread-local with a destructor needs on each
+/// access; [`Reaper`], registered before the first change, drops the context at thread exit.
+struct Thread {
+    /// The current context. A mutable reference to it exists only inside this module's
+    /// changes (`swap_current`, `replace_current`, `update_current`, `Reaper::drop`), which run
+    /// no code outside this module and the standard library, and only while no reader is
+    /// counted in `gate`; shared references, only while no change runs (the thread is inside a
+    /// reader, never inside a change).
+    context: UnsafeCell<ManuallyDrop<Context>>,
+    /// 0 when the context may change. Otherwise: [`UNREGISTERED`] until [`Reaper`] is
+    /// registered, [`DEAD`] once it has run, and in the low bits the number of readers that may
+    /// run code outside this module (the allocator, a caller's closure) while they hold a shared
+    /// reference to the context: every change is refused while one is counted, so that what
+    /// they read stays alive.
+    gate: Cell<usize>,
     /// References to the current context's root that the thread holds as credits (see
     /// [`count`]): counted in the root's shared count, not yet handed out. Given back (one
     /// `fetch_sub`) before the current context changes to another root, so that they only ever
@@ -93,7 +138,92 @@ struct Current {
     cache: [Cell<Entry>; SLOTS],
 }
 
-impl Current {
+thread_local! {
+    static THREAD: Thread = const {
+        Thread {
+            context: UnsafeCell::new(ManuallyDrop::new(Context::new())),
+            gate: Cell::new(UNREGISTERED),
+            credits: Cell::new(0),
+            batch: Cell::new(1),
+            cache: [const { Cell::new(Entry::EMPTY) }; SLOTS],
+        }
+    };
+    static REAPER: Reaper = const { Reaper };
+}
+
+/// Drops the thread's context at thread exit (its thread-local destructor).
+struct Reaper;
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        THREAD.with(|thread| {
+            if thread.gate.get() & READERS != 0 {
+                // Unreachable (no reader is active while a thread-local destructor starts);
+                // were it, leaking the context is the safe way out.
+                thread.gate.set(DEAD | thread.gate.get());
+                return;
+            }
+            thread.gate.set(DEAD);
+            // SAFETY: no reader is counted and no change is under way (this is a change of its
+            // own, and runs none of them): no other reference to the context exists.
+            let context = std::mem::take(unsafe { &mut **thread.context.get() });
+            thread.settle(&context, &Context::new());
+            // Its values' destructors may run any code: from now on changes are refused (the
+            // gate is DEAD), reads see the empty context.
+            drop(context);
+        });
+    }
+}
+
+impl Thread {
+    /// Whether the current context may change now: no reader, storage registered and alive.
+    #[inline(always)]
+    fn may_change(&self) -> bool {
+        self.gate.get() == 0 || self.may_change_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn may_change_slow(&self) -> bool {
+        let gate = self.gate.get();
+        if gate & (DEAD | READERS) != 0 {
+            return false;
+        }
+        // First change on this thread: register the reaper (a thread-local with a destructor),
+        // unless the thread's thread-local storage is being torn down already.
+        if REAPER.try_with(|_| ()).is_ok() {
+            self.gate.set(0);
+            true
+        } else {
+            self.gate.set(DEAD);
+            false
+        }
+    }
+
+    /// The current context, shared.
+    ///
+    /// # Safety
+    ///
+    /// No change runs while the reference lives: the caller runs no code outside this module
+    /// and the standard library meanwhile, or counts itself as a reader ([`Reading`]).
+    #[inline(always)]
+    unsafe fn context(&self) -> &Context {
+        // SAFETY: mutable references exist only inside changes, which the caller rules out.
+        unsafe { &*self.context.get() }
+    }
+
+    /// Runs `change` on the current context, if it may change now.
+    #[inline(always)]
+    fn change<R>(&self, change: impl FnOnce(&Thread, &mut Context) -> R) -> Option<R> {
+        if !self.may_change() {
+            return None;
+        }
+        // SAFETY: no reader is counted, and no change is under way (changes run no code that
+        // could start another, nor hand the reference out): this is the only reference.
+        let context = unsafe { &mut **self.context.get() };
+        Some(change(self, context))
+    }
+
     /// Gives the thread's credits back before `context`, the current one, is replaced by `next`
     /// (unless both have the same root, which the credits then stay with).
     #[inline(always)]
@@ -121,52 +251,58 @@ impl Current {
     }
 }
 
-impl Drop for Current {
-    /// At thread exit: the credits are given back before the context drops.
-    fn drop(&mut self) {
-        if let Ok(context) = self.context.try_borrow() {
-            self.settle(&context, &Context::new());
+/// A counted reader of the thread's context (see [`Thread::gate`]): changes are refused until
+/// it drops, also on unwind.
+struct Reading<'a>(&'a Thread);
+
+impl<'a> Reading<'a> {
+    /// `None` once the thread's context is gone (thread exit).
+    #[inline]
+    fn start(thread: &'a Thread) -> Option<Reading<'a>> {
+        let gate = thread.gate.get();
+        if gate & DEAD != 0 {
+            return None;
         }
+        thread.gate.set(gate + 1);
+        Some(Reading(thread))
+    }
+
+    #[inline]
+    fn context(&self) -> &Context {
+        // SAFETY: while this reader is counted every change is refused.
+        unsafe { self.0.context() }
     }
 }
 
-thread_local! {
-    static CURRENT: Current = const {
-        Current {
-            context: RefCell::new(Context::new()),
-            credits: Cell::new(0),
-            batch: Cell::new(1),
-            cache: [const { Cell::new(Entry::EMPTY) }; SLOTS],
-        }
-    };
+impl Drop for Reading<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.0.gate.set(self.0.gate.get() - 1);
+    }
 }
 
-/// A snapshot of the current context (`None` once the thread's storage is gone), from the
-/// thread's credits for its root: no shared atomic operation but once per batch.
+/// A snapshot of the current context (the empty one once the thread's storage is gone), from
+/// the thread's credits for its root: no shared atomic operation but once per batch.
 #[inline]
-pub(crate) fn capture() -> Option<Context> {
-    CURRENT
-        .try_with(|current| {
-            // SAFETY: no mutable borrow of the context is taken while `context` lives: nothing
-            // below runs code outside this module and the standard library.
-            let context = unsafe { current.context.try_borrow_unguarded() }.ok()?;
-            let Some(root) = context.map().counted_root() else {
-                return Some(Context::new());
-            };
-            let mut credits = current.credits.get();
-            if credits == 0 {
-                credits = current.batch.get();
-                root.take_credits(credits);
-                current.batch.set((credits * 2).min(MAX_BATCH));
-            }
-            current.credits.set(credits - 1);
-            // SAFETY: the thread holds `credits` (≥ 1) credits of the current context's root,
-            // and counts one spent (above).
-            let handle = unsafe { root.spend_credit() };
-            Some(Context::from_map(Map::from_root(handle)))
-        })
-        .ok()
-        .flatten()
+pub(crate) fn capture() -> Context {
+    THREAD.with(|thread| {
+        // SAFETY: nothing below runs code outside this module and the standard library.
+        let context = unsafe { thread.context() };
+        let Some(root) = context.map().counted_root() else {
+            return Context::new();
+        };
+        let mut credits = thread.credits.get();
+        if credits == 0 {
+            credits = thread.batch.get();
+            root.take_credits(credits);
+            thread.batch.set((credits * 2).min(MAX_BATCH));
+        }
+        thread.credits.set(credits - 1);
+        // SAFETY: the thread holds `credits` (≥ 1) credits of the current context's root, and
+        // counts one spent (above).
+        let handle = unsafe { root.spend_credit() };
+        Context::from_map(Map::from_root(handle))
+    })
 }
 
 /// Drops a handle of a map root: kept as one more credit of the thread's when it is the current
@@ -174,97 +310,100 @@ pub(crate) fn capture() -> Option<Context> {
 /// its last handle.
 #[inline]
 pub(crate) fn release(root: Counted<Root>) -> Option<Root> {
-    let kept = CURRENT.try_with(|current| {
-        // SAFETY: no mutable borrow of the context is taken while `context` lives: nothing
-        // below runs code outside this module and the standard library.
-        let context = unsafe { current.context.try_borrow_unguarded() }.ok()?;
-        let current_root = context.map().counted_root()?;
-        if !Counted::ptr_eq(current_root, &root) {
-            return None;
+    let kept = THREAD.with(|thread| {
+        // SAFETY: nothing below runs code outside this module and the standard library. (A
+        // release never happens inside a change: changes drop nothing.)
+        let context = unsafe { thread.context() };
+        if !context
+            .map()
+            .counted_root()
+            .is_some_and(|current| Counted::ptr_eq(current, &root))
+        {
+            return false;
         }
         // The current context holds a handle of this root, so this one was not its last.
-        current.credits.set(current.credits.get() + 1);
-        Some(())
+        thread.credits.set(thread.credits.get() + 1);
+        true
     });
-    match kept {
-        Ok(Some(())) => {
-            root.into_credit();
-            None
-        }
-        _ => root.into_inner(),
+    if kept {
+        root.into_credit();
+        None
+    } else {
+        root.into_inner()
     }
 }
 
 /// Whether the thread's context storage is still there (not torn down at thread exit).
 #[inline]
 pub(crate) fn is_alive() -> bool {
-    CURRENT.try_with(|_| ()).is_ok()
+    THREAD.with(|thread| thread.gate.get() & DEAD == 0)
 }
 
 /// Runs `f` with the current context; `None` once the thread's storage is gone.
 ///
-/// `f` must not run user code (the state is borrowed meanwhile): clone what it needs out.
+/// Every change to the current context is refused while `f` runs.
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
-    CURRENT
-        .try_with(|current| current.context.try_borrow().ok().map(|context| f(&context)))
-        .ok()
-        .flatten()
+    THREAD.with(|thread| {
+        let reading = Reading::start(thread)?;
+        Some(f(reading.context()))
+    })
 }
 
 /// Swaps `*slot` with the current context; `false` (nothing swapped) when the thread's storage
-/// is gone or borrowed.
+/// is gone or being read.
 #[inline(always)]
 pub(crate) fn swap_current(slot: &mut Context) -> bool {
-    CURRENT
-        .try_with(|current| match current.context.try_borrow_mut() {
-            Ok(mut context) => {
-                current.settle(&context, slot);
-                std::mem::swap(&mut *context, slot);
-                true
-            }
-            Err(_) => false,
+    THREAD
+        .with(|thread| {
+            thread.change(|thread, context| {
+                thread.settle(context, slot);
+                std::mem::swap(context, slot);
+            })
         })
-        .unwrap_or(false)
+        .is_some()
 }
 
 /// Makes `context` current and returns the one it replaced; gives `context` back when the
-/// thread's storage is gone or borrowed.
+/// thread's storage is gone or being read.
 pub(crate) fn replace_current(context: Context) -> Result<Context, Context> {
-    let mut context = Some(context);
-    let replaced = CURRENT.try_with(|current| {
-        let mut slot = current.context.try_borrow_mut().ok()?;
-        let new = context.take()?;
-        current.settle(&slot, &new);
-        Some(std::mem::replace(&mut *slot, new))
-    });
-    match replaced {
-        Ok(Some(old)) => Ok(old),
-        _ => Err(context.expect("not taken unless replaced")),
-    }
+    THREAD.with(|thread| {
+        if !thread.may_change() {
+            return Err(context);
+        }
+        Ok(thread
+            .change(|thread, current| {
+                thread.settle(current, &context);
+                std::mem::replace(current, context)
+            })
+            .expect("checked: may change"))
+    })
 }
 
-/// Replaces the current context by `f(current)` (no change when `f` returns `None`); `f` must not
-/// run user code. `Ok(old)` with the replaced context, if any; `Err` when the thread's storage is
-/// gone or borrowed.
+/// Replaces the current context by `f(current)` (no change when `f` returns `None`). `f` runs
+/// as a reader: every change is refused meanwhile. `Ok(old)` with the replaced context, if any;
+/// `Err` when the thread's storage is gone or being read.
 pub(crate) fn update_current(
     f: impl FnOnce(&Context) -> Option<Context>,
 ) -> Result<Option<Context>, ()> {
-    CURRENT
-        .try_with(|current| {
-            let new = f(&*current.context.try_borrow().ok()?);
-            Some(match new {
-                Some(new) => {
-                    let mut slot = current.context.try_borrow_mut().ok()?;
-                    current.settle(&slot, &new);
-                    Some(std::mem::replace(&mut *slot, new))
-                }
-                None => None,
+    THREAD.with(|thread| {
+        if thread.gate.get() & (DEAD | READERS) != 0 {
+            return Err(());
+        }
+        let new = {
+            let reading = Reading::start(thread).ok_or(())?;
+            f(reading.context())
+        };
+        let Some(new) = new else {
+            return Ok(None);
+        };
+        thread
+            .change(|thread, current| {
+                thread.settle(current, &new);
+                Some(std::mem::replace(current, new))
             })
-        })
-        .ok()
-        .flatten()
-        .ok_or(())
+            .ok_or(())
+    })
 }
 
 /// The variable's value in the current context, cloned in place, for the types of
@@ -278,35 +417,22 @@ where
         return Err(());
     }
     let id = var.id();
-    let read = CURRENT.try_with(|current| {
+    Ok(THREAD.with(|thread| {
         if clone_allocates::<T>() {
-            // A counted borrow, held until the value is cloned: the clone allocates, and the
-            // global allocator is user code, which may call back into this crate. While the
-            // borrow lives, every change to the current context (a mutable borrow) is refused,
-            // so the value being copied stays alive.
-            let context = current.context.try_borrow().ok()?;
-            Some(
-                context
-                    .map()
-                    .root()
-                    .and_then(|root| read_cached::<T>(&current.cache, root, id)),
-            )
-        } else {
-            // SAFETY: no mutable borrow of the context is taken while `context` lives (until the
-            // value is cloned): this module takes them only around a swap or a replace, which
-            // run no other code, and nothing here runs code outside this module and the
-            // standard library: `T::clone` is a copy or, for `Arc<str>`, a reference count
-            // increment; neither allocates (`clone_allocates`).
-            let context = unsafe { current.context.try_borrow_unguarded() }.ok()?;
-            Some(
-                context
-                    .map()
-                    .root()
-                    .and_then(|root| read_cached::<T>(&current.cache, root, id)),
-            )
+            // A counted reader, until the value is cloned: the clone allocates, and the global
+            // allocator is user code, which may call back into this crate. While the reader is
+            // counted, every change to the current context is refused, so the value being
+            // copied stays alive.
+            let reading = Reading::start(thread)?;
+            let root = reading.context().map().root()?;
+            return read_cached::<T>(&thread.cache, root, id);
         }
-    });
-    Ok(read.ok().flatten().flatten())
+        // SAFETY: nothing changes the current context until the value is cloned: nothing here
+        // runs code outside this module and the standard library (`T::clone` is a copy or, for
+        // `Arc<str>`, a reference count increment; neither allocates: `clone_allocates`).
+        let context = unsafe { thread.context() };
+        read_cached::<T>(&thread.cache, context.map().root()?, id)
+    }))
 }
 
 /// The `T` under `id` in `root` (the current context's, kept current by the caller until this

@@ -107,7 +107,7 @@ pub(crate) fn capture() -> Option<Context> {
             return Some(context);
         }
     }
-    raw::capture()
+    Some(raw::capture())
 }
 
 /// Whether no frame of this crate is active on this thread.
@@ -186,7 +186,21 @@ pub(crate) fn drop_isolated<T>(value: T) {
 /// An active frame: `slot` holds the outer context until the frame ends, when the frame's
 /// context (with whatever was set inside it) goes back into `slot`.
 pub(crate) struct Frame<'a> {
-    slot: &'a mut Context,
+    /// `None` only once [`Frame::leave`] has closed the frame.
+    slot: Option<&'a mut Context>,
+}
+
+impl Frame<'_> {
+    /// Closes the frame, as dropping it does: the hot paths call this rather than leave it to
+    /// the drop glue, which the compiler may keep out of line (the glue still runs on unwind).
+    #[inline(always)]
+    pub(crate) fn leave(mut self) {
+        let slot = self.slot.take();
+        std::mem::forget(self);
+        if let Some(slot) = slot {
+            leave_slot(slot);
+        }
+    }
 }
 
 /// Installs `*slot` as the current context for the life of the returned frame, without cloning
@@ -195,7 +209,7 @@ pub(crate) struct Frame<'a> {
 #[inline]
 pub(crate) fn enter(slot: &mut Context) -> Option<Frame<'_>> {
     enter_slot(slot)?;
-    Some(Frame { slot })
+    Some(Frame { slot: Some(slot) })
 }
 
 /// Swaps `*slot` in as the current context and opens a frame.
@@ -238,7 +252,9 @@ fn leave_settling(slot: &mut Context, depth: usize) {
 impl Drop for Frame<'_> {
     #[inline(always)]
     fn drop(&mut self) {
-        leave_slot(self.slot);
+        if let Some(slot) = self.slot.take() {
+            leave_slot(slot);
+        }
     }
 }
 
@@ -372,7 +388,9 @@ fn replace_current(context: Context) -> Option<Context> {
 pub(crate) fn run_in<R>(mut context: Context, f: impl FnOnce() -> R) -> R {
     let frame = enter(&mut context);
     let result = f();
-    drop(frame);
+    if let Some(frame) = frame {
+        frame.leave();
+    }
     result
 }
 

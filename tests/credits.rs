@@ -273,7 +273,7 @@ fn credits_held_at_thread_exit_are_given_back() {
 /// Snapshots captured on one thread (from credits) and dropped on many others, while the
 /// capturing thread keeps capturing: the value is dropped once, after the last of them.
 #[test]
-fn snapshots_spend_credits_dropped_across_threads_drop_the_value_once() {
+fn snapshots_taken_from_credits_and_dropped_across_threads_drop_the_value_once() {
     let drops: Arc<Vec<AtomicUsize>> = Arc::new(vec![AtomicUsize::new(0)]);
     let value = Tracked {
         key: 0,

@@ -60,7 +60,7 @@ impl Drop for Tracked {
 /// credits in a batch, makes handles from them, turns a handle back into a credit, and gives
 /// back what is left before dropping its own handle.
 #[test]
-fn handles_spend_credits_dropped_on_other_threads_free_the_value_once() {
+fn handles_made_from_credits_and_dropped_on_other_threads_free_the_value_once() {
     loom::model(|| {
         let drops = Arc::new(AtomicUsize::new(0));
         let current = Counted::new(Tracked::new(&drops));

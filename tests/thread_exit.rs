@@ -70,3 +70,63 @@ fn thread_local_destructors_may_use_every_call() {
         );
     }
 }
+
+/// Counts its drops on a channel.
+struct DropReport(mpsc::Sender<&'static str>);
+
+impl Drop for DropReport {
+    fn drop(&mut self) {
+        let _ = self.0.send("dropped");
+    }
+}
+
+static REPORTED: ContextVar<std::sync::Arc<DropReport>> = ContextVar::opaque("reported");
+
+/// Sets a value, captures and drops snapshots of it (so that the thread holds reference
+/// credits), from a thread-local destructor.
+struct SetsOnDrop(mpsc::Sender<&'static str>);
+
+impl Drop for SetsOnDrop {
+    fn drop(&mut self) {
+        let value = std::sync::Arc::new(DropReport(self.0.clone()));
+        // Either accepted (the crate's storage is alive or can still be set up) or refused;
+        // never lost: refused values come back in the error and drop here.
+        let _ = REPORTED.try_set(value);
+        let snapshots: Vec<Context> = (0..10).map(|_| Context::current()).collect();
+        drop(snapshots);
+    }
+}
+
+thread_local! {
+    static SETS_ON_DROP: RefCell<Option<SetsOnDrop>> = const { RefCell::new(None) };
+}
+
+/// A thread whose first use of the crate is a `set` inside a thread-local destructor: the
+/// value is dropped exactly once, whether the crate's storage was set up then or not.
+#[test]
+fn a_value_set_first_during_thread_teardown_is_dropped_once() {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        SETS_ON_DROP.with(|slot| *slot.borrow_mut() = Some(SetsOnDrop(tx)));
+    })
+    .join()
+    .expect("no panic while the thread exits");
+    let drops: Vec<&str> = rx.iter().collect();
+    assert_eq!(drops, ["dropped"]);
+}
+
+/// The same after the crate's storage was used (and torn down, or not yet) on that thread.
+#[test]
+fn a_value_set_during_teardown_after_other_use_is_dropped_once() {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        SETS_ON_DROP.with(|slot| *slot.borrow_mut() = Some(SetsOnDrop(tx)));
+        ID.set(1);
+        let kept: Vec<Context> = (0..10).map(|_| Context::current()).collect();
+        drop(kept);
+    })
+    .join()
+    .expect("no panic while the thread exits");
+    let drops: Vec<&str> = rx.iter().collect();
+    assert_eq!(drops, ["dropped"]);
+}
