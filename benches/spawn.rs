@@ -7,10 +7,10 @@
 //! worker and the one finishing a task are often different cores. Each runtime also has
 //! `spawn_with_context` from a task whose context is empty: the same wrapper, capture and
 //! installs, but no reference count to change, which separates the cost of the count from the
-//! rest. Those rows are noisy on a
-//! 2-vCPU machine when the variants run one after another, so `paired` also runs the variants
-//! interleaved, round by round, and prints the median of the per-round ratios to bare (set
-//! `PAIRED=1` to run it: `PAIRED=1 cargo bench --bench spawn --features tokio,async-std,smol -- paired`).
+//! rest. Those rows are noisy on a 2-vCPU machine when the variants run one after another, so
+//! `paired` also runs the variants interleaved, round by round, and prints the median of the
+//! per-round ratios to bare (set `PAIRED=1` to run it:
+//! `PAIRED=1 cargo bench --bench spawn --features tokio,async-std,smol -- paired`).
 
 mod shared;
 
