@@ -586,24 +586,25 @@ where
         let extracted = propagation.extract_with(&headers, || {
             let id = make_id.make_request_id(&request)?.into_header_value();
             let text = id.to_str().ok()?.to_owned();
-            generated = Some(id);
+            // Kept only when the propagation accepts it (its own test), so that `generated` is
+            // the request id exactly when the context got one from here.
+            if crate::propagation::is_visible_ascii(&text) {
+                generated = Some(id);
+            }
             Some(text)
         });
         // The request carries the id the context has: the one received, or the generated one
         // in place of a bad one (or none), also for tower-http's layers and `RequestId`
         // extractors.
         let header = &self.header;
-        let id = if extracted.received {
+        let id = match extracted.received {
             // A received id is the value of the header, which the extraction read.
-            headers
+            true => headers
                 .found
                 .get()
                 .or_else(|| request.headers().get(header))
-                .cloned()
-        } else if extracted.request_id().is_some() {
-            generated
-        } else {
-            None
+                .cloned(),
+            false => generated,
         };
         match &id {
             Some(id) => {

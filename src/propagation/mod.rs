@@ -1165,7 +1165,7 @@ pub fn unique_request_id() -> String {
 }
 
 /// A usable request id: non-empty, visible ASCII only.
-fn is_visible_ascii(id: &str) -> bool {
+pub(crate) fn is_visible_ascii(id: &str) -> bool {
     // Every byte checked, without an early exit, so that the compiler vectorizes the loop: ids
     // are short (their length is checked first), and most are valid.
     !id.is_empty()
