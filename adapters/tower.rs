@@ -215,6 +215,7 @@
 //!     .add_service(ContextLayer::default().layer(health)); // not a `NamedService`
 //! ```
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -268,12 +269,18 @@ struct RequestHeaders<'a> {
     headers: &'a HeaderMap,
     /// The request id header, the propagation's `request_id_header()`.
     id: &'a HeaderName,
+    /// The request id header's value, once read: the layer keeps it without a second lookup.
+    found: Cell<Option<&'a HeaderValue>>,
 }
 
 impl Extractor for RequestHeaders<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         let value = match key == self.id.as_str() {
-            true => self.headers.get(self.id),
+            true => {
+                let value = self.headers.get(self.id);
+                self.found.set(value);
+                value
+            }
             false => self.headers.get(key),
         };
         value.and_then(|value| value.to_str().ok())
@@ -330,8 +337,16 @@ impl MakeRequestId for MakeUniqueRequestId {
 
 /// The request id header of `propagation` as an `http` header name. The propagation keeps it a
 /// lowercase HTTP token, which is always one.
+///
+/// The default name is made from the static string: cloning it (axum clones the layer for every
+/// request, and the response future keeps the name to echo the id) then copies a pointer, where a
+/// name parsed at run time changes a shared reference count each time.
 fn header_name(propagation: &Propagation) -> HeaderName {
-    HeaderName::from_bytes(propagation.request_id_header().as_bytes())
+    let name = propagation.request_id_header();
+    if name == DEFAULT_REQUEST_ID_HEADER {
+        return HeaderName::from_static(DEFAULT_REQUEST_ID_HEADER);
+    }
+    HeaderName::from_bytes(name.as_bytes())
         .unwrap_or(HeaderName::from_static(DEFAULT_REQUEST_ID_HEADER))
 }
 
@@ -566,21 +581,30 @@ where
         let headers = RequestHeaders {
             headers: request.headers(),
             id: &self.header,
+            found: Cell::new(None),
         };
         let extracted = propagation.extract_with(&headers, || {
             let id = make_id.make_request_id(&request)?.into_header_value();
             let text = id.to_str().ok()?.to_owned();
-            generated = Some(id);
+            // Kept only when the propagation accepts it (its own test), so that `generated` is
+            // the request id exactly when the context got one from here.
+            if crate::propagation::is_visible_ascii(&text) {
+                generated = Some(id);
+            }
             Some(text)
         });
         // The request carries the id the context has: the one received, or the generated one
         // in place of a bad one (or none), also for tower-http's layers and `RequestId`
         // extractors.
         let header = &self.header;
-        let id = match (extracted.request_id(), extracted.received) {
-            (Some(_), true) => request.headers().get(header).cloned(),
-            (Some(_), false) => generated,
-            (None, _) => None,
+        let id = match extracted.received {
+            // A received id is the value of the header, which the extraction read.
+            true => headers
+                .found
+                .get()
+                .or_else(|| request.headers().get(header))
+                .cloned(),
+            false => generated,
         };
         match &id {
             Some(id) => {

@@ -9,12 +9,17 @@
 //!   `thread::run_in_pool_with_context`.
 //!
 //! Every measurement runs inside a context of 8 variables, so that capturing it is real work.
+//!
+//! The parallel-iterator rows are noisy on a 2-vCPU machine when the variants run one after
+//! another, so `paired` also runs them interleaved, round by round, and prints the median of the
+//! per-round ratios to bare (set `PAIRED=1` to run it:
+//! `PAIRED=1 cargo bench --bench pools --features rayon -- paired`).
 
 mod shared;
 
 use std::hint::black_box;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use contextvars::rayon::{run_in_pool_with_context, ThreadPoolExt};
 use contextvars::{thread, ContextExt};
@@ -141,9 +146,63 @@ fn std_thread(c: &mut Criterion) {
     group.finish();
 }
 
+/// The parallel-iterator rows again, interleaved: each round runs bare and with the adaptor
+/// `PER_ROUND` times each, in alternating order; the median over `ROUNDS` rounds of the ratio of
+/// the two is printed.
+fn paired(_: &mut Criterion) {
+    if std::env::var_os("PAIRED").is_none() {
+        return;
+    }
+    const ROUNDS: usize = 41;
+    const PER_ROUND: usize = 10;
+    let bare = |n: usize| (0..black_box(n)).into_par_iter().map(cheap).sum::<usize>();
+    let ours = |n: usize| {
+        (0..black_box(n))
+            .into_par_iter()
+            .with_current_context()
+            .map(cheap)
+            .sum::<usize>()
+    };
+    let time = |f: &dyn Fn(usize) -> usize, n: usize| {
+        let start = Instant::now();
+        for _ in 0..PER_ROUND {
+            black_box(f(n));
+        }
+        start.elapsed().as_secs_f64() / PER_ROUND as f64
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    our_context(8).run(|| {
+        for n in [1_000_000usize, 10_000_000] {
+            // Warm up both.
+            time(&bare, n);
+            time(&ours, n);
+            let (mut bare_times, mut our_times) = (Vec::new(), Vec::new());
+            for round in 0..ROUNDS {
+                if round % 2 == 0 {
+                    bare_times.push(time(&bare, n));
+                    our_times.push(time(&ours, n));
+                } else {
+                    our_times.push(time(&ours, n));
+                    bare_times.push(time(&bare, n));
+                }
+            }
+            let ratios = our_times.iter().zip(&bare_times).map(|(o, b)| o / b).collect();
+            println!(
+                "paired, par_iter map sum {n}: rayon bare median {:.1} µs; with_current_context median {:.1} µs; median of paired ratios to bare {:.3}",
+                median(bare_times) * 1e6,
+                median(our_times) * 1e6,
+                median(ratios)
+            );
+        }
+    });
+}
+
 criterion_group! {
     name = benches;
     config = shared::criterion();
-    targets = par_iter, pool_jobs, std_thread
+    targets = par_iter, pool_jobs, std_thread, paired
 }
 criterion_main!(benches);

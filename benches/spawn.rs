@@ -4,10 +4,13 @@
 //!
 //! Then the usual shape: the batch spawned and joined *from inside a task* on a runtime with two
 //! worker threads, with an 8-variable context (`* from a task` groups). There the spawning
-//! worker and the one finishing a task are often different cores. Those rows are noisy on a
-//! 2-vCPU machine when the variants run one after another, so `paired` also runs the variants
-//! interleaved, round by round, and prints the median of the per-round ratios to bare (set
-//! `PAIRED=1` to run it: `PAIRED=1 cargo bench --bench spawn --features tokio,async-std,smol -- paired`).
+//! worker and the one finishing a task are often different cores. Each runtime also has
+//! `spawn_with_context` from a task whose context is empty: the same wrapper, capture and
+//! installs, but no reference count to change, which separates the cost of the count from the
+//! rest. Those rows are noisy on a 2-vCPU machine when the variants run one after another, so
+//! `paired` also runs the variants interleaved, round by round, and prints the median of the
+//! per-round ratios to bare (set `PAIRED=1` to run it:
+//! `PAIRED=1 cargo bench --bench spawn --features tokio,async-std,smol -- paired`).
 
 mod shared;
 
@@ -15,7 +18,7 @@ use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use contextvars::ContextVar;
+use contextvars::{Context, ContextVar};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use shared::{otel_context, our_context};
@@ -166,9 +169,26 @@ fn tokio_runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-fn tokio_variants() -> Vec<Variant> {
+/// `spawn_with_context` from inside a task that runs in `context()`.
+fn tokio_ours(context: fn() -> Context) -> Box<dyn FnMut() -> Duration> {
     use contextvars::tokio::spawn_with_context;
 
+    let runtime = tokio_runtime();
+    Box::new(move || {
+        runtime.block_on(async {
+            let start = Instant::now();
+            tokio::spawn(contextvars::ContextExt::with_context(
+                batch!(spawn_with_context),
+                context(),
+            ))
+            .await
+            .unwrap();
+            start.elapsed()
+        })
+    })
+}
+
+fn tokio_variants() -> Vec<Variant> {
     let runtime = tokio_runtime();
     vec![
         (
@@ -183,18 +203,11 @@ fn tokio_variants() -> Vec<Variant> {
         ),
         (
             "contextvars spawn_with_context",
-            Box::new(move || {
-                runtime.block_on(async {
-                    let start = Instant::now();
-                    tokio::spawn(contextvars::ContextExt::with_context(
-                        batch!(spawn_with_context),
-                        our_context(8),
-                    ))
-                    .await
-                    .unwrap();
-                    start.elapsed()
-                })
-            }),
+            tokio_ours(|| our_context(8)),
+        ),
+        (
+            "contextvars spawn_with_context, empty context",
+            tokio_ours(Context::new),
         ),
         (
             "opentelemetry with_current_context",
@@ -217,9 +230,24 @@ fn tokio_variants() -> Vec<Variant> {
     ]
 }
 
-fn async_std_variants() -> Vec<Variant> {
+/// `spawn_with_context` from inside a task that runs in `context()`.
+fn async_std_ours(context: fn() -> Context) -> Box<dyn FnMut() -> Duration> {
     use contextvars::async_std::spawn_with_context;
 
+    Box::new(move || {
+        async_std::task::block_on(async {
+            let start = Instant::now();
+            async_std::task::spawn(contextvars::ContextExt::with_context(
+                batch!(spawn_with_context),
+                context(),
+            ))
+            .await;
+            start.elapsed()
+        })
+    })
+}
+
+fn async_std_variants() -> Vec<Variant> {
     vec![
         (
             "async_std::task::spawn",
@@ -233,17 +261,11 @@ fn async_std_variants() -> Vec<Variant> {
         ),
         (
             "contextvars spawn_with_context",
-            Box::new(|| {
-                async_std::task::block_on(async {
-                    let start = Instant::now();
-                    async_std::task::spawn(contextvars::ContextExt::with_context(
-                        batch!(spawn_with_context),
-                        our_context(8),
-                    ))
-                    .await;
-                    start.elapsed()
-                })
-            }),
+            async_std_ours(|| our_context(8)),
+        ),
+        (
+            "contextvars spawn_with_context, empty context",
+            async_std_ours(Context::new),
         ),
     ]
 }
@@ -262,9 +284,22 @@ fn smol_executor() -> &'static smol::Executor<'static> {
     })
 }
 
-fn smol_variants() -> Vec<Variant> {
+/// `spawn_with_context` from inside a task that runs in `context()`.
+fn smol_ours(context: fn() -> Context) -> Box<dyn FnMut() -> Duration> {
     use contextvars::smol::ExecutorExt;
 
+    let executor = smol_executor();
+    Box::new(move || {
+        let start = Instant::now();
+        smol::block_on(executor.spawn(contextvars::ContextExt::with_context(
+            batch!(|f| executor.spawn_with_context(f)),
+            context(),
+        )));
+        start.elapsed()
+    })
+}
+
+fn smol_variants() -> Vec<Variant> {
     let executor = smol_executor();
     vec![
         (
@@ -277,14 +312,11 @@ fn smol_variants() -> Vec<Variant> {
         ),
         (
             "contextvars spawn_with_context",
-            Box::new(move || {
-                let start = Instant::now();
-                smol::block_on(executor.spawn(contextvars::ContextExt::with_context(
-                    batch!(|f| executor.spawn_with_context(f)),
-                    our_context(8),
-                )));
-                start.elapsed()
-            }),
+            smol_ours(|| our_context(8)),
+        ),
+        (
+            "contextvars spawn_with_context, empty context",
+            smol_ours(Context::new),
         ),
     ]
 }
