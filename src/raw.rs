@@ -614,6 +614,8 @@ impl<F> Drop for TaskSlot<F> {
         // Leaving the frame puts the context (with what the future's drop set) back in
         // `self.context`, dropped after this with the other fields. On a panic of the future's
         // drop, the frame still ends (its own `Drop`) and the context still drops.
-        drop(frame);
+        if let Some(frame) = frame {
+            frame.leave();
+        }
     }
 }
