@@ -624,6 +624,33 @@ async fn one_subscriber_trusts_only_the_messages_its_predicate_accepts() {
     }
 }
 
+/// The subject of [`until_delivered`]'s probes.
+const PROBE: &str = "probe.events";
+
+/// Publishes probes (payload `tag`) from `publisher` until `received` gets one of them: then
+/// the server routes that connection's messages to the subscription. (Under load, a connection's
+/// first messages were seen to miss a subscription that the subscriber's own flush had
+/// confirmed; waiting for a delivered probe makes the test depend on delivery, not on timing.)
+/// Probes of other tags still in flight are skipped, here and by the reader afterwards.
+async fn until_delivered(
+    publisher: &async_nats::Client,
+    tag: &'static str,
+    received: &mut async_nats::Subscriber,
+) {
+    for _ in 0..100 {
+        publisher.publish(PROBE, tag.into()).await.unwrap();
+        publisher.flush().await.unwrap();
+        let wait = std::time::Duration::from_millis(100);
+        while let Ok(Some(message)) = tokio::time::timeout(wait, received.next()).await {
+            assert_eq!(message.subject.as_str(), PROBE, "nothing else is sent yet");
+            if message.payload == tag.as_bytes() {
+                return;
+            }
+        }
+    }
+    panic!("no probe delivered from {tag} in 100 tries");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_sends_nothing_private_or_forwarded_to_an_untrusted_subject() {
     static LOCALE: ContextVar<String> = ContextVar::new("locale").with_display();
@@ -638,7 +665,10 @@ async fn a_publisher_sends_nothing_private_or_forwarded_to_an_untrusted_subject(
     let listener = connect(&server).await;
     let mut received = listener.subscribe("*.events").await.unwrap();
     listener.flush().await.unwrap();
-    client.client().flush().await.unwrap();
+    // Through a plain client with no subject rule: the propagation's own (untrusted) setting.
+    let plain = ContextClient::new(connect(&server).await, configured.clone());
+    until_delivered(client.client(), "client", &mut received).await;
+    until_delivered(plain.client(), "plain", &mut received).await;
 
     // A context as an internal service receives it, with a member to forward.
     let incoming = HashMap::from([
@@ -653,16 +683,21 @@ async fn a_publisher_sends_nothing_private_or_forwarded_to_an_untrusted_subject(
         let publish = ctx.run(|| client.publish(subject, "".into()));
         publish.await.unwrap();
     }
-    // Through a plain client with no subject rule: the propagation's own (untrusted) setting.
-    let plain = ContextClient::new(connect(&server).await, configured);
     let publish = ctx.run(|| plain.publish("default.events", "".into()));
     publish.await.unwrap();
     plain.client().flush().await.unwrap();
     client.client().flush().await.unwrap();
 
     let mut seen = HashMap::new();
-    for _ in 0..3 {
-        let message = received.next().await.unwrap();
+    while seen.len() < 3 {
+        let wait = std::time::Duration::from_secs(30);
+        let message = tokio::time::timeout(wait, received.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {seen:?} arrived"))
+            .unwrap();
+        if message.subject.as_str() == PROBE {
+            continue;
+        }
         let headers = message.headers.unwrap();
         assert_eq!(headers.get("x-request-id").unwrap().as_str(), "req-9");
         let baggage = headers.get("baggage").map(|v| v.as_str().to_owned());
