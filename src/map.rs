@@ -24,6 +24,8 @@ pub(crate) trait Erased: Any + Send + Sync {
     fn fmt_display(&self, f: &mut fmt::Formatter<'_>) -> Option<fmt::Result>;
     fn has_debug(&self) -> bool;
     fn has_display(&self) -> bool;
+    /// Whether dropping this value may run code of the user's (see [`drop_runs_user_code`]).
+    fn drop_runs_user_code(&self) -> bool;
 }
 
 pub(crate) type FmtFn<T> = fn(&T, &mut fmt::Formatter<'_>) -> fmt::Result;
@@ -59,6 +61,17 @@ impl<T: Send + Sync + 'static> Erased for Stored<T> {
     fn has_display(&self) -> bool {
         self.display.is_some()
     }
+
+    fn drop_runs_user_code(&self) -> bool {
+        drop_runs_user_code::<T>()
+    }
+}
+
+impl<T: 'static> crate::state::DropIsolated for Stored<T> {
+    #[inline]
+    fn drop_runs_user_code(&self) -> bool {
+        drop_runs_user_code::<T>()
+    }
 }
 
 pub(crate) type Value = Arc<dyn Erased>;
@@ -81,25 +94,37 @@ pub(crate) struct Map {
     root: Option<Arc<Root>>,
 }
 
-/// A map's root: its length, its first node, and a stamp no other root ever gets.
+/// Up to this many variables live in the root's own allocation, in a flat array: a
+/// `with_value` or a `set` on such a map allocates the root and the value, nothing else.
+///
+/// 16 covers the contexts most programs carry (a request id, a user, a tenant, a span, ...)
+/// while keeping a root at about 400 bytes, about what a hash map of that many entries takes.
+const FLAT: usize = 12;
+
+/// A map's root: its length, its entries, and a stamp no other root ever gets.
 pub(crate) struct Root {
     len: usize,
     /// Unique among every root made by the process (see [`next_stamp`]): the identity
     /// `crate::raw`'s read cache validates its entries by, which an address cannot be, since a
     /// freed root's address is reused.
     stamp: u64,
-    node: Node,
+    /// Whether dropping a value reachable from this root may run code of the user's (see
+    /// [`drop_runs_user_code`]); conservative: set once any such value was inserted into this
+    /// root or an ancestor it was made from, never cleared. Only then does the last snapshot
+    /// drop the root in a frame of its own.
+    drop_runs_user_code: bool,
+    body: Body,
+}
+
+enum Body {
+    /// At most [`FLAT`] entries, sorted by id: the first `len` (every value `Some`); the rest
+    /// are `(0, None)`.
+    Flat([(u64, Option<Value>); FLAT]),
+    /// More than [`FLAT`] entries: a trie.
+    Trie(Node),
 }
 
 impl Root {
-    fn new(len: usize, node: Node) -> Root {
-        Root {
-            len,
-            stamp: next_stamp(),
-            node,
-        }
-    }
-
     #[inline]
     pub(crate) fn stamp(&self) -> u64 {
         self.stamp
@@ -107,21 +132,162 @@ impl Root {
 
     #[inline]
     pub(crate) fn get(&self, id: u64) -> Option<&Value> {
-        let mut node = &self.node;
-        let mut shift = 0;
-        loop {
-            let bit = bit_of(id, shift);
-            if node.bitmap & bit == 0 {
-                return None;
+        match &self.body {
+            Body::Flat(entries) => {
+                let index = entries[..self.len]
+                    .iter()
+                    .position(|&(known, _)| known == id)?;
+                entries[index].1.as_ref()
             }
-            match &node.slots[index_of(node.bitmap, bit)] {
-                Slot::Leaf(existing, value) => return (*existing == id).then_some(value),
-                Slot::Branch(child) => {
-                    node = child;
-                    shift += BITS;
+            Body::Trie(node) => node.get(id),
+        }
+    }
+
+    /// A flat root holding `entries` (sorted by id, at most [`FLAT`]), or `None` when there
+    /// are none.
+    fn flat(
+        entries: impl Iterator<Item = (u64, Value)>,
+        drop_runs_user_code: bool,
+    ) -> Option<Arc<Root>> {
+        let mut flat = [const { (0, None) }; FLAT];
+        let mut len = 0;
+        for ((id, value), slot) in entries.zip(&mut flat) {
+            *slot = (id, Some(value));
+            len += 1;
+        }
+        (len > 0).then(|| Root::with_body(len, drop_runs_user_code, Body::Flat(flat)))
+    }
+
+    #[inline]
+    fn with_body(len: usize, drop_runs_user_code: bool, body: Body) -> Arc<Root> {
+        Arc::new(Root {
+            len,
+            stamp: next_stamp(),
+            drop_runs_user_code,
+            body,
+        })
+    }
+
+    /// This root's entries with `id` set to `value`.
+    fn inserted(&self, id: u64, value: Value, drop_runs_user_code: bool) -> Arc<Root> {
+        let drop_runs_user_code = self.drop_runs_user_code || drop_runs_user_code;
+        let len = self.len;
+        match &self.body {
+            Body::Flat(entries) => {
+                // Where `id` goes, keeping the ids sorted.
+                let at = entries[..len]
+                    .iter()
+                    .position(|&(known, _)| known >= id)
+                    .unwrap_or(len);
+                let replaces = at < len && entries[at].0 == id;
+                let new_len = len + usize::from(!replaces);
+                if new_len > FLAT {
+                    let mut all: Vec<(u64, Value)> = flat_entries(entries, len)
+                        .map(|(id, value)| (id, value.clone()))
+                        .collect();
+                    all.push((id, value));
+                    let node = Node::build(&mut all, 0);
+                    return Root::trie(new_len, drop_runs_user_code, node);
                 }
+                // Entry `i` of the new root comes from entry `source(i)` of this one, except
+                // the new value's at `at`. Built in place, in the root's literal, so that the
+                // arrays are not moved around.
+                let skip = usize::from(replaces);
+                let source = |i: usize| match i {
+                    i if i < at => Some(i),
+                    i if i > at && i < new_len => Some(i - 1 + skip),
+                    _ => None,
+                };
+                let mut value = Some(value);
+                Arc::new(Root {
+                    len: new_len,
+                    stamp: next_stamp(),
+                    drop_runs_user_code,
+                    body: Body::Flat(std::array::from_fn(|i| match source(i) {
+                        Some(from) => entries[from].clone(),
+                        None if i == at => (id, value.take()),
+                        None => (0, None),
+                    })),
+                })
+            }
+            Body::Trie(node) => {
+                let (node, added) = node.insert(id, value, 0);
+                Root::trie(len + usize::from(added), drop_runs_user_code, node)
             }
         }
+    }
+
+    /// A trie root.
+    fn trie(len: usize, drop_runs_user_code: bool, node: Node) -> Arc<Root> {
+        Root::with_body(len, drop_runs_user_code, Body::Trie(node))
+    }
+
+    /// This root's entries without `id`: `None` when `id` is absent, `Some(None)` when nothing
+    /// is left.
+    fn removed(&self, id: u64) -> Option<Option<Arc<Root>>> {
+        let len = self.len;
+        match &self.body {
+            Body::Flat(entries) => {
+                let at = entries[..len].iter().position(|&(known, _)| known == id)?;
+                let rest = flat_entries(entries, len)
+                    .enumerate()
+                    .filter(|&(i, _)| i != at)
+                    .map(|(_, (id, value))| (id, value.clone()));
+                Some(Root::flat(rest, self.drop_runs_user_code))
+            }
+            Body::Trie(node) => {
+                let node = node.remove(id, 0)?;
+                let Some(node) = node else {
+                    return Some(None);
+                };
+                let len = len - 1;
+                if len > FLAT {
+                    return Some(Some(Root::trie(len, self.drop_runs_user_code, node)));
+                }
+                let mut entries = [const { None }; FLAT];
+                for (entry, (id, value)) in entries.iter_mut().zip(node.iter()) {
+                    *entry = Some((id, value.clone()));
+                }
+                entries.sort_unstable_by_key(|entry| entry.as_ref().map_or(u64::MAX, |e| e.0));
+                Some(Root::flat(
+                    entries.into_iter().flatten(),
+                    self.drop_runs_user_code,
+                ))
+            }
+        }
+    }
+}
+
+/// The `len` entries of a flat root.
+fn flat_entries(
+    entries: &[(u64, Option<Value>); FLAT],
+    len: usize,
+) -> impl Iterator<Item = (u64, &Value)> {
+    entries[..len]
+        .iter()
+        .filter_map(|(id, value)| Some((*id, value.as_ref()?)))
+}
+
+/// Whether dropping a `T` may run code of the user's: its `Drop`, or that of a field. The
+/// standard library's string types only free memory (or decrement a count): no.
+///
+/// The global allocator, which may be the user's, runs whatever is dropped (the root itself is
+/// freed outside any frame, by `Arc::into_inner`, before its values are dropped): dropping the
+/// values of a map without a frame when none of them has user code in its destructor adds no
+/// code the user could run there.
+pub(crate) fn drop_runs_user_code<T: 'static>() -> bool {
+    use std::any::TypeId;
+    let t = TypeId::of::<T>();
+    std::mem::needs_drop::<T>()
+        && t != TypeId::of::<String>()
+        && t != TypeId::of::<Box<str>>()
+        && t != TypeId::of::<Arc<str>>()
+}
+
+impl crate::state::DropIsolated for Root {
+    #[inline]
+    fn drop_runs_user_code(&self) -> bool {
+        self.drop_runs_user_code
     }
 }
 
@@ -165,10 +331,41 @@ fn index_of(bitmap: u32, bit: u32) -> usize {
 }
 
 impl Node {
-    fn leaf(id: u64, value: Value, shift: u32) -> Node {
+    #[inline]
+    fn get(&self, id: u64) -> Option<&Value> {
+        let mut node = self;
+        let mut shift = 0;
+        loop {
+            let bit = bit_of(id, shift);
+            if node.bitmap & bit == 0 {
+                return None;
+            }
+            match &node.slots[index_of(node.bitmap, bit)] {
+                Slot::Leaf(existing, value) => return (*existing == id).then_some(value),
+                Slot::Branch(child) => {
+                    node = child;
+                    shift += BITS;
+                }
+            }
+        }
+    }
+
+    /// A node holding `entries` (distinct ids, at least two, agreeing on every bit below
+    /// `shift`); reorders them.
+    fn build(entries: &mut [(u64, Value)], shift: u32) -> Node {
+        entries.sort_unstable_by_key(|&(id, _)| (id >> shift) & MASK);
+        let mut bitmap = 0;
+        let mut slots = Vec::new();
+        for group in entries.chunk_by_mut(|a, b| (a.0 >> shift) & MASK == (b.0 >> shift) & MASK) {
+            bitmap |= bit_of(group[0].0, shift);
+            slots.push(match group {
+                [(id, value)] => Slot::Leaf(*id, value.clone()),
+                group => Slot::Branch(Node::build(group, shift + BITS)),
+            });
+        }
         Node {
-            bitmap: bit_of(id, shift),
-            slots: Arc::new([Slot::Leaf(id, value)]),
+            bitmap,
+            slots: slots.into(),
         }
     }
 
@@ -278,6 +475,14 @@ impl Node {
             }
         })
     }
+
+    /// The leaves under this node, depth first.
+    fn iter(&self) -> Iter<'_> {
+        let mut iter = Iter::empty(usize::MAX);
+        iter.stack[0] = self.slots.iter();
+        iter.depth = 1;
+        iter
+    }
 }
 
 impl Drop for Map {
@@ -312,25 +517,18 @@ impl Map {
     }
 
     pub(crate) fn insert(&self, id: u64, value: Value) -> Map {
-        let (node, len) = match &self.root {
-            None => (Node::leaf(id, value, 0), 1),
-            Some(root) => {
-                let (node, added) = root.node.insert(id, value, 0);
-                (node, root.len + usize::from(added))
-            }
+        let drop_runs_user_code = value.drop_runs_user_code();
+        let root = match &self.root {
+            None => Root::flat(std::iter::once((id, value)), drop_runs_user_code),
+            Some(root) => Some(root.inserted(id, value, drop_runs_user_code)),
         };
-        Map {
-            root: Some(Arc::new(Root::new(len, node))),
-        }
+        Map { root }
     }
 
     /// `None` when the id is not in the map (so the caller can keep sharing `self`).
     pub(crate) fn remove(&self, id: u64) -> Option<Map> {
-        let root = self.root.as_ref()?;
-        let node = root.node.remove(id, 0)?;
-        Some(Map {
-            root: node.map(|node| Arc::new(Root::new(root.len - 1, node))),
-        })
+        let root = self.root.as_ref()?.removed(id)?;
+        Some(Map { root })
     }
 
     pub(crate) fn ptr_eq(&self, other: &Map) -> bool {
@@ -342,14 +540,16 @@ impl Map {
     }
 
     pub(crate) fn iter(&self) -> Iter<'_> {
-        let mut iter = Iter {
-            stack: Default::default(),
-            depth: 0,
-            remaining: self.len(),
-        };
-        if let Some(root) = &self.root {
-            iter.stack[0] = root.node.slots.iter();
-            iter.depth = 1;
+        let mut iter = Iter::empty(self.len());
+        match self.root.as_deref().map(|root| (&root.body, root.len)) {
+            None => {}
+            Some((Body::Flat(entries), len)) => {
+                iter.flat = entries[..len].iter();
+            }
+            Some((Body::Trie(node), _)) => {
+                iter.stack[0] = node.slots.iter();
+                iter.depth = 1;
+            }
         }
         iter
     }
@@ -357,15 +557,34 @@ impl Map {
 
 /// Depth-first walk with a fixed stack: iterating never allocates.
 pub(crate) struct Iter<'a> {
+    /// The entries of a flat root.
+    flat: std::slice::Iter<'a, (u64, Option<Value>)>,
     stack: [std::slice::Iter<'a, Slot>; MAX_DEPTH + 1],
     depth: usize,
     remaining: usize,
+}
+
+impl Iter<'_> {
+    fn empty(remaining: usize) -> Self {
+        Iter {
+            flat: [].iter(),
+            stack: Default::default(),
+            depth: 0,
+            remaining,
+        }
+    }
 }
 
 impl<'a> Iterator for Iter<'a> {
     type Item = (u64, &'a Value);
 
     fn next(&mut self) -> Option<Self::Item> {
+        for (id, value) in self.flat.by_ref() {
+            if let Some(value) = value {
+                self.remaining -= 1;
+                return Some((*id, value));
+            }
+        }
         while self.depth > 0 {
             match self.stack[self.depth - 1].next() {
                 Some(Slot::Leaf(id, value)) => {
