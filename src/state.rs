@@ -174,7 +174,8 @@ pub(crate) trait DropIsolated {
 /// value it holds is an integer, a `String` or the like), there is nothing to confine, and the
 /// frame, a swap of the current context in and out, is skipped: nothing that runs can call
 /// into this crate but the global allocator, which also frees the map's root outside any frame
-/// (in `Arc::into_inner`), so the frame would not confine it anyway.
+/// (in `Arc::into_inner`), so the frame would not confine it anyway. (`Map`'s `Drop` checks
+/// the same first, and then drops the root in place rather than move it out.)
 #[inline]
 pub(crate) fn drop_isolated<T: DropIsolated>(value: T) {
     if value.drop_runs_user_code() {
