@@ -122,6 +122,10 @@ pub(crate) struct Root {
     body: Body,
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the flat array is inline on purpose: it saves the allocation a box would add"
+)]
 enum Body {
     /// At most [`FLAT`] entries, sorted by id: the first `len` (every value `Some`); the rest
     /// are `(0, None)`.

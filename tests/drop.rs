@@ -200,7 +200,10 @@ fn a_destructor_among_plain_values_still_runs_in_a_frame_of_its_own() {
         ctx
     }
 
-    let shapes: [(&str, fn(ReportsThenSets) -> Context); 6] = [
+    /// A context holding the value, made some way.
+    type Shape = (&'static str, fn(ReportsThenSets) -> Context);
+
+    let shapes: [Shape; 6] = [
         ("small, the value first", |value| {
             plain(Context::new().with_value(&SETS, value), 0..3)
         }),
