@@ -305,11 +305,11 @@ pub(crate) fn capture() -> Context {
     })
 }
 
-/// Drops a handle of a map root: kept as one more credit of the thread's when it is the current
-/// context's root (no shared atomic operation), given back otherwise. The root, when that was
-/// its last handle.
+/// Gives up a handle of a map root: kept as one more credit of the thread's when it is the
+/// current context's root (no shared atomic operation; `None`), handed back otherwise, for the
+/// caller to drop.
 #[inline]
-pub(crate) fn release(root: Counted<Root>) -> Option<Root> {
+pub(crate) fn credit(root: Counted<Root>) -> Option<Counted<Root>> {
     let kept = THREAD.with(|thread| {
         // SAFETY: nothing below runs code outside this module and the standard library. (A
         // release never happens inside a change: changes drop nothing.)
@@ -329,7 +329,7 @@ pub(crate) fn release(root: Counted<Root>) -> Option<Root> {
         root.into_credit();
         None
     } else {
-        root.into_inner()
+        Some(root)
     }
 }
 

@@ -173,9 +173,31 @@ pub(crate) fn value_of(id: u64) -> Option<map::Value> {
     with_current(|current| current.map().get(id).cloned()).flatten()
 }
 
+/// What [`drop_isolated`] drops: a map's root or a stored value.
+pub(crate) trait DropIsolated {
+    /// Whether dropping `self` may run code of the user's (a `Drop` of a value's type); `false`
+    /// only when it certainly cannot (nothing but the global allocator and reference counts).
+    fn drop_runs_user_code(&self) -> bool;
+}
+
 /// Drops `value` inside a frame of its own with the empty context current, so that whatever
 /// its destructors set (or attach and forget) ends with them.
-pub(crate) fn drop_isolated<T>(value: T) {
+///
+/// When no destructor of the user's can run (`value.drop_runs_user_code()` is `false`: every
+/// value it holds is an integer, a `String` or the like), there is nothing to confine, and the
+/// frame, a swap of the current context in and out, is skipped: nothing that runs can call
+/// into this crate but the global allocator, which also frees the map's root outside any frame
+/// (in `Arc::into_inner`), so the frame would not confine it anyway. (`Map`'s `Drop` checks
+/// the same first, and then drops the root in place rather than move it out.)
+#[inline]
+pub(crate) fn drop_isolated<T: DropIsolated>(value: T) {
+    if value.drop_runs_user_code() {
+        drop_in_frame(value);
+    }
+}
+
+#[inline(never)]
+fn drop_in_frame<T>(value: T) {
     let mut empty = Context::new();
     let frame = enter(&mut empty);
     drop(value);

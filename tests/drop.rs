@@ -170,3 +170,90 @@ fn what_a_value_destructor_sets_when_a_guard_drops_stays_with_it() {
         assert_eq!(ID.get(), None);
     });
 }
+
+/// Records what `ID` it sees when dropped (0 for none, else the id + 1), then sets `ID`.
+struct ReportsThenSets(Arc<AtomicUsize>);
+
+impl Drop for ReportsThenSets {
+    fn drop(&mut self) {
+        self.0
+            .store(ID.get().map_or(0, |id| id as usize + 1), Ordering::SeqCst);
+        ID.set(666);
+    }
+}
+
+/// Contexts holding only plain values (integers, strings) are dropped without a frame of their
+/// own, as nothing of the user's runs then. A value with a destructor among them must still be
+/// dropped in a frame of its own, in the empty context, however the map holding it was made:
+/// small or large, the value added first or last, the map shrunk back to its small form, or the
+/// value reached only through an older snapshot's shared entries.
+#[test]
+fn a_destructor_among_plain_values_still_runs_in_a_frame_of_its_own() {
+    static PLAIN: [ContextVar<u64>; 24] = [const { ContextVar::new("plain") }; 24];
+    static TEXT: ContextVar<String> = ContextVar::new("text");
+    static SETS: ContextVar<ReportsThenSets> = ContextVar::opaque("sets");
+
+    fn plain(mut ctx: Context, vars: std::ops::Range<usize>) -> Context {
+        for (i, var) in PLAIN[vars].iter().enumerate() {
+            ctx = ctx.with_value(var, i as u64);
+        }
+        ctx
+    }
+
+    /// A context holding the value, made some way.
+    type Shape = (&'static str, fn(ReportsThenSets) -> Context);
+
+    let shapes: [Shape; 6] = [
+        ("small, the value first", |value| {
+            plain(Context::new().with_value(&SETS, value), 0..3)
+        }),
+        ("small, the value last", |value| {
+            plain(Context::new(), 0..3)
+                .with_value(&TEXT, "t".into())
+                .with_value(&SETS, value)
+        }),
+        ("large, the value first", |value| {
+            plain(Context::new().with_value(&SETS, value), 0..24)
+        }),
+        ("large, the value last", |value| {
+            plain(Context::new(), 0..24).with_value(&SETS, value)
+        }),
+        ("large shrunk back to small", |value| {
+            let mut ctx = plain(Context::new().with_value(&SETS, value), 0..24);
+            for var in &PLAIN[2..24] {
+                ctx = ctx.without(var);
+            }
+            assert_eq!(ctx.len(), 3);
+            ctx
+        }),
+        ("only an older snapshot held the value's entry", |value| {
+            let older = plain(Context::new(), 0..24).with_value(&SETS, value);
+            // Shares `older`'s trie nodes, the value's among them.
+            let newer = older.with_value(&PLAIN[0], 99);
+            drop(older);
+            newer
+        }),
+    ];
+    for (shape, build) in shapes {
+        let seen = Arc::new(AtomicUsize::new(usize::MAX));
+        let ctx = build(ReportsThenSets(seen.clone()));
+        // Plain contexts without the value drop (without a frame) next to it.
+        let plain_only = plain(Context::new(), 0..3).with_value(&TEXT, "t".into());
+        ID.scope(1, || {
+            drop(plain_only);
+            assert_eq!(seen.load(Ordering::SeqCst), usize::MAX, "{shape}: not yet");
+            drop(ctx);
+            assert_eq!(
+                ID.get(),
+                Some(1),
+                "{shape}: the destructor's set stayed in its frame"
+            );
+        });
+        assert_eq!(
+            seen.load(Ordering::SeqCst),
+            0,
+            "{shape}: the destructor ran, in the empty context"
+        );
+        assert_eq!(ID.get(), None);
+    }
+}
