@@ -529,7 +529,7 @@ pub(crate) fn clone_runs_no_user_code<T: 'static>() -> bool {
 }
 
 /// Whether `T::clone` (one of [`clone_runs_no_user_code`]'s) allocates, and so calls the global
-/// allocator, which is user code: then `get` holds a counted borrow across the clone.
+/// allocator, which is user code: then `get` is a counted reader across the clone.
 #[inline(always)]
 fn clone_allocates<T: 'static>() -> bool {
     let t = TypeId::of::<T>();
