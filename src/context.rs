@@ -85,7 +85,7 @@ impl Context {
     /// ```
     #[inline]
     pub fn current() -> Context {
-        state::capture().unwrap_or_default()
+        state::capture()
     }
 
     /// The value of `var` in this context, or the variable's default when it is not set here.

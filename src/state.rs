@@ -86,28 +86,33 @@ pub(crate) enum Refusal {
 /// `f` must not run user code (the state is borrowed meanwhile): clone what it needs out.
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
-    // A task of a runtime with automatic inheritance, dropped at shutdown outside any poll:
-    // no hook installed its context, but tokio tells which task is being dropped.
     #[cfg(all(feature = "tokio", tokio_unstable))]
-    if DEPTH.try_with(Cell::get).unwrap_or(0) == 0 {
-        if let Some(context) = crate::tokio::context_of_task_outside_poll() {
-            return Some(f(&context));
-        }
+    if let Some(context) = dropped_task_context() {
+        return Some(f(&context));
     }
     raw::with_current(f)
 }
 
-/// A snapshot of the current context (see [`with_current`]); `None` once the thread's storage
-/// is gone.
+/// A snapshot of the current context (see [`with_current`]); the empty context once the
+/// thread's storage is gone.
 #[inline]
-pub(crate) fn capture() -> Option<Context> {
+pub(crate) fn capture() -> Context {
     #[cfg(all(feature = "tokio", tokio_unstable))]
-    if DEPTH.try_with(Cell::get).unwrap_or(0) == 0 {
-        if let Some(context) = crate::tokio::context_of_task_outside_poll() {
-            return Some(context);
-        }
+    if let Some(context) = dropped_task_context() {
+        return context;
     }
-    Some(raw::capture())
+    raw::capture()
+}
+
+/// A task of a runtime with automatic inheritance, dropped at shutdown outside any poll: no
+/// hook installed its context, but tokio tells which task is being dropped.
+#[cfg(all(feature = "tokio", tokio_unstable))]
+#[inline]
+fn dropped_task_context() -> Option<Context> {
+    if DEPTH.try_with(Cell::get).unwrap_or(0) != 0 {
+        return None;
+    }
+    crate::tokio::context_of_task_outside_poll()
 }
 
 /// Whether no frame of this crate is active on this thread.
