@@ -362,7 +362,12 @@ impl Context {
     pub fn attach(self) -> ContextGuard {
         match self.try_attach() {
             Ok(guard) => guard,
-            Err(error) => panic!("contextvars: {error}"),
+            Err(error) if error.is_outside_any_frame() => panic!("contextvars: {error}"),
+            // At thread exit, once the thread's storage is gone: a guard that does nothing.
+            Err(_) => ContextGuard {
+                id: None,
+                _not_send: PhantomData,
+            },
         }
     }
 
@@ -386,16 +391,17 @@ impl Context {
         if !state::set_is_confined() {
             return Err(crate::AccessError::outside_any_frame());
         }
-        Ok(self.attach_unchecked())
+        self.attach_unchecked().map_err(crate::AccessError::refused)
     }
 
     /// Attaches without the check of [`try_attach`](Context::try_attach), for the crate's own
-    /// guards, which it always drops itself (the rayon adaptor's, around each batch).
-    pub(crate) fn attach_unchecked(self) -> ContextGuard {
-        ContextGuard {
-            id: state::attach(self),
+    /// guards, which it always drops itself (the rayon adaptor's, around each batch). Refused
+    /// only at thread exit, once the thread's storage is gone.
+    pub(crate) fn attach_unchecked(self) -> Result<ContextGuard, state::Refusal> {
+        Ok(ContextGuard {
+            id: Some(state::attach(self)?),
             _not_send: PhantomData,
-        }
+        })
     }
 
     /// Turns `f` into a closure that runs inside this context, wherever it is called.

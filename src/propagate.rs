@@ -75,7 +75,7 @@ pub(crate) struct CapturedGuard {
     _span: ::tracing::span::EnteredSpan,
     #[cfg(feature = "opentelemetry")]
     _otel: ::opentelemetry::ContextGuard,
-    _context: ContextGuard,
+    _context: Option<ContextGuard>,
 }
 
 impl Captured {
@@ -137,7 +137,8 @@ impl Captured {
     #[cfg(feature = "rayon")]
     /// Makes the captured context (and span, and OTel context) current until the guard drops.
     pub(crate) fn attach(self) -> CapturedGuard {
-        let context = self.context.attach_unchecked();
+        // Refused only at thread exit: then the work runs in whatever is current.
+        let context = self.context.attach_unchecked().ok();
         #[cfg(feature = "opentelemetry")]
         let otel = self.otel.attach();
         CapturedGuard {

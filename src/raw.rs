@@ -380,34 +380,66 @@ pub(crate) fn replace_current(context: Context) -> Result<Context, Context> {
     })
 }
 
-/// Replaces the current context by `f(current)` (no change when `f` returns `None`). `f` runs
-/// as a reader: every change is refused meanwhile. `Ok(old)` with the replaced context, if any;
-/// `Err` when the thread's storage is gone or being read.
+/// How many times [`update_current`] builds the new context before it gives up, when the
+/// current context keeps changing under it (code run by the build itself, the global allocator,
+/// changing it each time).
+const UPDATE_ATTEMPTS: usize = 8;
+
+/// Replaces the current context by `f(current, failed)` (no change when `f` returns `None`).
+/// `Ok(old)` with the replaced context, if any; `Err` when the thread's storage is gone, or the
+/// current context changed under every attempt.
+///
+/// `f` may run any code (it allocates, and the global allocator is user code that may call back
+/// into this crate): it reads a snapshot of the current context, not the thread's storage, so
+/// that everything stays possible meanwhile, frames included. Frames end before `f` returns,
+/// leaving the current context as they found it; a change at this level meanwhile (a `set`
+/// from the allocator) is not overwritten: `f` runs again on the changed context, and is handed
+/// the context it built the time before (`failed`), from which it may take what it consumed.
 pub(crate) fn update_current(
-    f: impl FnOnce(&Context) -> Option<Context>,
+    mut f: impl FnMut(&Context, Option<Context>) -> Option<Context>,
 ) -> Result<Option<Context>, ()> {
-    THREAD.with(|thread| {
-        if thread.gate.get() & (DEAD | READERS) != 0 {
+    let mut failed = None;
+    for _ in 0..UPDATE_ATTEMPTS {
+        if !is_alive() {
             return Err(());
         }
-        let new = {
-            let reading = Reading::start(thread).ok_or(())?;
-            f(reading.context())
-        };
-        let Some(new) = new else {
+        let snapshot = capture();
+        let Some(new) = f(&snapshot, failed.take()) else {
             return Ok(None);
         };
-        thread
-            .change(|thread, current| {
+        // Compared by the root's address once the snapshot is gone: while the snapshot lives,
+        // the root does, and a root freed by the snapshot's drop is not the current context's.
+        let read = root_address(&snapshot);
+        // Given back to the thread's credits while the root is current: the change below
+        // returns them all at once.
+        drop(snapshot);
+        let outcome = THREAD.with(|thread| {
+            thread.change(|thread, current| {
+                if root_address(current) != read {
+                    return Err(new);
+                }
                 thread.settle(current, &new);
-                Some(std::mem::replace(current, new))
+                Ok(std::mem::replace(current, new))
             })
-            .ok_or(())
-    })
+        });
+        match outcome {
+            Some(Ok(old)) => return Ok(Some(old)),
+            Some(Err(new)) => failed = Some(new),
+            None => return Err(()),
+        }
+    }
+    Err(())
+}
+
+/// The address of `context`'s root; null for the empty context.
+#[inline(always)]
+fn root_address(context: &Context) -> *const Root {
+    context.map().root().map_or(ptr::null(), ptr::from_ref)
 }
 
 /// The variable's value in the current context, cloned in place, for the types of
-/// [`clone_runs_no_user_code`]: `Err(())` for any other type (the caller takes the safe path).
+/// [`clone_runs_no_user_code`] whose `Clone` does not allocate: `Err(())` for any other type
+/// (the caller takes the path of [`get_ref`]).
 #[inline(always)]
 pub(crate) fn get_in_place<T>(var: &ContextVar<T>) -> Result<Option<T>, ()>
 where
@@ -418,31 +450,32 @@ where
     }
     let id = var.id();
     Ok(THREAD.with(|thread| {
-        if clone_allocates::<T>() {
-            // A counted reader, until the value is cloned: the clone allocates, and the global
-            // allocator is user code, which may call back into this crate. While the reader is
-            // counted, every change to the current context is refused, so the value being
-            // copied stays alive.
-            let reading = Reading::start(thread)?;
-            let root = reading.context().map().root()?;
-            return read_cached::<T>(&thread.cache, root, id);
-        }
         // SAFETY: nothing changes the current context until the value is cloned: nothing here
         // runs code outside this module and the standard library (`T::clone` is a copy or, for
-        // `Arc<str>`, a reference count increment; neither allocates: `clone_allocates`).
+        // `Arc<str>`, a reference count increment; neither allocates).
         let context = unsafe { thread.context() };
-        read_cached::<T>(&thread.cache, context.map().root()?, id)
+        cached_ref::<T>(&thread.cache, context.map().root()?, id).cloned()
     }))
 }
 
-/// The `T` under `id` in `root` (the current context's, kept current by the caller until this
-/// returns), cloned, through the thread's read cache.
+/// The `T` stored under `id` in `context` (a snapshot the caller holds), through the thread's
+/// read cache: for values whose `Clone` may run code of the user's, which the caller runs on
+/// the reference with no borrow of the thread's storage held, the snapshot keeping the value
+/// alive whatever that code does.
+#[inline]
+pub(crate) fn get_ref<T: Send + Sync + 'static>(context: &Context, id: u64) -> Option<&T> {
+    let root = context.map().root()?;
+    THREAD.with(|thread| cached_ref::<T>(&thread.cache, root, id))
+}
+
+/// The `T` under `id` in `root` (kept alive by the caller while the reference lives), through
+/// the thread's read cache.
 #[inline(always)]
-fn read_cached<T: Clone + Send + Sync + 'static>(
+fn cached_ref<'a, T: Send + Sync + 'static>(
     cache: &[Cell<Entry>; SLOTS],
-    root: &Root,
+    root: &'a Root,
     id: u64,
-) -> Option<T> {
+) -> Option<&'a T> {
     let slot = &cache[id as usize & (SLOTS - 1)];
     let entry = slot.get();
     if entry.stamp == root.stamp() && entry.id == id {
@@ -452,13 +485,13 @@ fn read_cached<T: Clone + Send + Sync + 'static>(
         }
         // SAFETY: the entry was filled from this very root (stamps are never reused) for
         // this id, which only a `ContextVar<T>` has: `value` points to the `T` stored under
-        // `id` in the root, alive as long as the root is, which the caller keeps current
-        // (so alive) until the clone below is done.
+        // `id` in the root, alive as long as the root is, which the caller keeps alive for `'a`
+        // (roots never change once built).
         let value = unsafe { &*entry.value.cast::<T>() };
         debug_assert!(lookup::<T>(root, id).is_some_and(|found| ptr::eq(value, found)));
-        return Some(value.clone());
+        return Some(value);
     }
-    fill::<T>(root, id, slot).cloned()
+    fill::<T>(root, id, slot)
 }
 
 /// A cache miss: looks `id` up in `root` and records the outcome in `slot`.
@@ -488,9 +521,10 @@ fn lookup<T: Send + Sync + 'static>(root: &Root, id: u64) -> Option<&T> {
         .map(|stored| &stored.value)
 }
 
-/// Whether `T::clone` is one of the standard library's, which never call back into this crate:
-/// such values are cloned in place, without touching their reference count. One comparison of
-/// constants per type, folded away by the compiler.
+/// Whether `T::clone` is one of the standard library's that run no code outside it, not even
+/// the global allocator (which is user code, and may call back into this crate): such values
+/// are cloned in place, without touching their reference count. One comparison of constants per
+/// type, folded away by the compiler.
 #[inline(always)]
 pub(crate) fn clone_runs_no_user_code<T: 'static>() -> bool {
     let t = TypeId::of::<T>();
@@ -515,8 +549,6 @@ pub(crate) fn clone_runs_no_user_code<T: 'static>() -> bool {
         f32,
         f64,
         &'static str,
-        String,
-        Box<str>,
         Arc<str>,
         std::num::NonZeroU32,
         std::num::NonZeroU64,
@@ -526,14 +558,6 @@ pub(crate) fn clone_runs_no_user_code<T: 'static>() -> bool {
         std::time::Instant,
         std::time::SystemTime,
     )
-}
-
-/// Whether `T::clone` (one of [`clone_runs_no_user_code`]'s) allocates, and so calls the global
-/// allocator, which is user code: then `get` is a counted reader across the clone.
-#[inline(always)]
-fn clone_allocates<T: 'static>() -> bool {
-    let t = TypeId::of::<T>();
-    t == TypeId::of::<String>() || t == TypeId::of::<Box<str>>()
 }
 
 /// What a [`WithContext`](crate::WithContext) holds: its context and its future, which is

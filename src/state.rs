@@ -28,8 +28,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::mem;
+use std::panic::{self, AssertUnwindSafe};
 
-use crate::{map, raw, Context};
+use crate::{raw, Context};
 
 struct GuardSlot {
     id: u64,
@@ -53,7 +54,33 @@ thread_local! {
     /// How many slots are marked dropped, waiting for their frame.
     static PENDING_DROPS: Cell<usize> = const { Cell::new(0) };
     static NEXT_GUARD: Cell<u64> = const { Cell::new(0) };
-    static GUARDS: RefCell<Vec<GuardSlot>> = const { RefCell::new(Vec::new()) };
+    /// Set when [`GUARDS`] is destroyed at thread exit: from then on guards are refused.
+    static GUARDS_GONE: Cell<bool> = const { Cell::new(false) };
+    static GUARDS: GuardList = const { GuardList(RefCell::new(Vec::new())) };
+}
+
+/// The guard slots of the thread, oldest first.
+struct GuardList(RefCell<Vec<GuardSlot>>);
+
+impl Drop for GuardList {
+    /// At thread exit, the guards still alive (kept in a thread-local, or forgotten) end with
+    /// the list: the thread's context becomes what it was before the oldest of them, so that
+    /// the thread-local destructors that run later never see a guard's context that nothing
+    /// can detach any more; and guards attached from then on are refused.
+    fn drop(&mut self) {
+        GUARDS_GONE.set(true);
+        let slots = mem::take(self.0.get_mut());
+        PENDING_DROPS.set(0);
+        ATTENTION.set(NO_SLOT);
+        let depth = DEPTH.get();
+        let mut slots = slots.into_iter().filter(|slot| slot.frame == depth);
+        let displaced = slots
+            .next()
+            .and_then(|oldest| replace_current(oldest.previous));
+        // Dropped after the change, each in a frame of its own (see `drop_isolated`).
+        drop(slots);
+        drop(displaced);
+    }
 }
 
 const NO_SLOT: usize = usize::MAX;
@@ -76,8 +103,9 @@ pub(crate) enum Refusal {
     /// No frame of this crate is active and the thread is running a runtime's or pool's unit of
     /// work: a value set here would stay on the worker thread for the next, unrelated one.
     NoFrame,
-    /// The current context is being read: only while `get` copies a `String` or `Box<str>` and
-    /// the global allocator, running inside that copy, tries to change it.
+    /// The current context kept changing while a `set` built the new one (code run by the
+    /// build, the global allocator, changed it every time), or is being read by the crate
+    /// itself (which runs no code of the user's meanwhile, so this is not expected).
     Busy,
 }
 
@@ -137,6 +165,7 @@ pub(crate) fn set_is_confined() -> bool {
     let guarded = GUARDS
         .try_with(|guards| {
             guards
+                .0
                 .try_borrow()
                 .map_or(true, |guards| !guards.is_empty())
         })
@@ -144,13 +173,14 @@ pub(crate) fn set_is_confined() -> bool {
     guarded || !in_unit_of_work()
 }
 
-/// Replaces the current context by `f(current)` (no change when `f` returns `None`).
+/// Replaces the current context by `f(current, failed)` (no change when `f` returns `None`);
+/// see `raw::update_current` for when `f` runs again, and what `failed` is.
 ///
 /// `confine`: refuse when the change would land on a worker thread's top level (see
 /// [`Refusal::NoFrame`]).
 pub(crate) fn update_current(
     confine: bool,
-    f: impl FnOnce(&Context) -> Option<Context>,
+    f: impl FnMut(&Context, Option<Context>) -> Option<Context>,
 ) -> Result<(), Refusal> {
     if !raw::is_alive() {
         return Err(Refusal::Destroyed);
@@ -159,23 +189,14 @@ pub(crate) fn update_current(
         return Err(Refusal::NoFrame);
     }
     match raw::update_current(f) {
-        // The old context drops here, after the borrow.
+        // The old context drops here, after the change.
         Ok(old) => {
             drop(old);
             Ok(())
         }
-        // Borrowed: only while `get` copies a `String` or `Box<str>` (the global allocator runs
-        // inside that copy), or while the storage is being torn down.
         _ if raw::is_alive() => Err(Refusal::Busy),
         _ => Err(Refusal::Destroyed),
     }
-}
-
-/// The value stored under `id` in the current context, cloned out of the thread's state so that
-/// the caller can run user code (a `Clone`) without holding a borrow.
-#[inline]
-pub(crate) fn value_of(id: u64) -> Option<map::Value> {
-    with_current(|current| current.map().get(id).cloned()).flatten()
 }
 
 /// What [`drop_isolated`] drops: a map's root or a stored value.
@@ -268,12 +289,40 @@ fn swap_back(slot: &mut Context) {
 }
 
 /// [`leave_slot`] for a frame with guard slots of its own, or with drops waiting.
+///
+/// The contexts the frame discards (its guards', and what pending drops displace) are dropped
+/// only once the frame has ended and the outer context is back: their values' destructors may
+/// panic, and a panic must not leave the frame's context on the thread.
 #[cold]
 fn leave_settling(slot: &mut Context, depth: usize) {
-    settle_guards();
+    let mut discarded = Vec::new();
+    settle_guards(depth, &mut discarded);
     DEPTH.set(depth - 1);
     swap_back(slot);
-    apply_pending_drops();
+    apply_pending_drops(depth - 1, &mut discarded);
+    drop_each(discarded);
+}
+
+/// Drops each of `discarded`, whatever the others' destructors do: one that panics does not
+/// keep the rest alive, nor abort the process (as a second panic while unwinding would). The
+/// first panic goes on once all are dropped, unless the thread is unwinding already (the frame
+/// ends because of another panic, which goes on; the destructor's was reported by the panic
+/// hook).
+#[cold]
+fn drop_each(discarded: Vec<Context>) {
+    let mut first_panic = None;
+    for context in discarded {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(context))) {
+            first_panic.get_or_insert(payload);
+        }
+    }
+    if let Some(payload) = first_panic {
+        if !std::thread::panicking() {
+            panic::resume_unwind(payload);
+        }
+        // Its own destructor may panic too: leaked rather than risk an abort.
+        mem::forget(payload);
+    }
 }
 
 impl Drop for Frame<'_> {
@@ -340,14 +389,13 @@ pub(crate) fn close_frame(tag: u64) -> Option<Context> {
     Some(slot)
 }
 
-/// The innermost frame ends with guard slots of its own: they go with it, and the frame's
-/// context becomes what it was before the first of them was attached.
+/// The innermost frame, at `depth`, ends with guard slots of its own: they go with it, and the
+/// frame's context becomes what it was before the first of them was attached. What this
+/// replaces goes to `discarded`, for the caller to drop once the frame has ended.
 #[cold]
-fn settle_guards() {
-    let depth = DEPTH.get();
-    let mut discarded = Vec::new();
+fn settle_guards(depth: usize, discarded: &mut Vec<Context>) {
     let _ = GUARDS.try_with(|guards| {
-        let Ok(mut guards) = guards.try_borrow_mut() else {
+        let Ok(mut guards) = guards.0.try_borrow_mut() else {
             return;
         };
         // Newest first, so that the last `previous` kept is the oldest slot's.
@@ -364,17 +412,15 @@ fn settle_guards() {
             discarded.extend(replace_current(before_first));
         }
     });
-    drop(discarded);
 }
 
-/// Applies the drops of guards of the (now innermost) frame that were dropped while an inner
-/// frame was active, newest first, exactly as if they had been dropped here.
+/// Applies the drops of guards of the frame at `depth` (now innermost) that were dropped while
+/// an inner frame was active, newest first, exactly as if they had been dropped here. What they
+/// displace goes to `discarded`.
 #[cold]
-fn apply_pending_drops() {
-    let depth = DEPTH.get();
-    let mut discarded = Vec::new();
+fn apply_pending_drops(depth: usize, discarded: &mut Vec<Context>) {
     let _ = GUARDS.try_with(|guards| {
-        let Ok(mut guards) = guards.try_borrow_mut() else {
+        let Ok(mut guards) = guards.0.try_borrow_mut() else {
             return;
         };
         let mut position = guards.len();
@@ -387,7 +433,6 @@ fn apply_pending_drops() {
         }
         refresh_attention(&guards);
     });
-    drop(discarded);
 }
 
 /// Removes the slot at `position`, of the innermost frame, following the rule documented on
@@ -421,37 +466,46 @@ pub(crate) fn run_in<R>(mut context: Context, f: impl FnOnce() -> R) -> R {
     result
 }
 
-/// Attaches `context` as current and returns the guard's id.
-pub(crate) fn attach(context: Context) -> Option<u64> {
+/// Attaches `context` as current and returns the guard's id; refused once the thread's
+/// storage is being torn down (the guard list or the current context gone), or while the
+/// context is being read.
+pub(crate) fn attach(context: Context) -> Result<u64, Refusal> {
+    if GUARDS_GONE.get() {
+        return Err(Refusal::Destroyed);
+    }
     let previous = match raw::replace_current(context) {
         Ok(previous) => previous,
         // Dropped here, outside any borrow.
-        Err(_) => return None,
+        Err(_) if raw::is_alive() => return Err(Refusal::Busy),
+        Err(_) => return Err(Refusal::Destroyed),
     };
     let id = NEXT_GUARD.get();
     NEXT_GUARD.set(id.wrapping_add(1));
-    let slot = GuardSlot {
+    let mut slot = Some(GuardSlot {
         id,
         frame: DEPTH.get(),
         previous,
         dropped: false,
-    };
-    let pushed = GUARDS.try_with(|guards| match guards.try_borrow_mut() {
-        Ok(mut guards) => {
-            guards.push(slot);
-            refresh_attention(&guards);
-            None
-        }
-        Err(_) => Some(slot),
     });
-    match pushed {
-        Ok(None) => Some(id),
-        // The guard could not be recorded: undo the attach so that nothing outlives it.
-        Ok(Some(slot)) => {
-            drop(replace_current(slot.previous));
-            None
+    let pushed = GUARDS.try_with(|guards| match guards.0.try_borrow_mut() {
+        Ok(mut guards) => {
+            guards.extend(slot.take());
+            refresh_attention(&guards);
         }
-        Err(_) => None,
+        Err(_) => (),
+    });
+    match slot {
+        None => Ok(id),
+        // The guard could not be recorded (the list is being torn down): undo the attach so
+        // that nothing outlives it.
+        Some(slot) => {
+            drop(replace_current(slot.previous));
+            Err(if pushed.is_ok() {
+                Refusal::Busy
+            } else {
+                Refusal::Destroyed
+            })
+        }
     }
 }
 
@@ -459,7 +513,7 @@ pub(crate) fn attach(context: Context) -> Option<u64> {
 pub(crate) fn detach(id: u64) {
     let depth = DEPTH.get();
     let displaced = GUARDS.try_with(|guards| {
-        let mut guards = guards.try_borrow_mut().ok()?;
+        let mut guards = guards.0.try_borrow_mut().ok()?;
         // Not found: its frame has ended, and the guard with it.
         let position = guards.iter().rposition(|slot| slot.id == id)?;
         if guards[position].frame != depth {

@@ -1,4 +1,3 @@
-use std::any::Any;
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
@@ -235,27 +234,22 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         #[cfg(not(all(feature = "tokio", tokio_unstable)))]
         let fast = true;
         if fast {
-            // Values of the standard library's types, cloned in place while the thread's state
-            // is borrowed, so that nothing (not even the allocator) can replace it meanwhile.
+            // Values of the standard library's types whose `Clone` runs no code (not even the
+            // allocator), cloned in place.
             if let Ok(value) = raw::get_in_place(self) {
                 return value.or_else(|| self.default_value());
             }
         }
-        // Any other `Clone` may call back into the crate: the value's `Arc` is cloned out of the
-        // thread's state first, so that such a `Clone` finds the state free and the value alive.
-        let Some(stored) = state::value_of(self.id()) else {
-            return self.default_value();
-        };
-        let stored: Arc<dyn Any + Send + Sync> = stored;
-        let Ok(stored) = stored.downcast::<Stored<T>>() else {
-            return self.default_value();
-        };
-        let value = stored.value.clone();
-        // The last reference, when the `Clone` replaced the context meanwhile.
-        if let Some(stored) = Arc::into_inner(stored) {
-            state::drop_isolated(stored);
+        // Any other `Clone` may run code of the user's (its own, or the global allocator's)
+        // that calls back into the crate: the value is cloned out of a snapshot of the current
+        // context, so that such code finds the thread's state free, the value stays alive
+        // whatever it changes, and the value, if the snapshot turns out to be its last holder
+        // (also when the `Clone` panics), is dropped in a frame of its own.
+        let snapshot = state::capture();
+        match raw::get_ref::<T>(&snapshot, self.id()) {
+            Some(value) => Some(value.clone()),
+            None => self.default_value(),
         }
-        Some(value)
     }
 
     /// Calls `f` with a reference to the variable's value in the current context (or to its
@@ -360,10 +354,14 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// .unwrap();
     /// ```
     pub fn try_set(&self, value: T) -> Result<(), AccessError> {
-        let value = self.store(value);
+        let mut value = Some(self.store(value));
         let id = self.id();
-        state::update_current(true, move |current| Some(current.with_stored(id, value)))
-            .map_err(|kind| AccessError { kind })
+        state::update_current(true, move |current, failed| {
+            // Built again (the context changed meanwhile): the value is in the failed attempt.
+            let value = value.take().or_else(|| failed?.map().get(id).cloned())?;
+            Some(current.with_stored(id, value))
+        })
+        .map_err(|kind| AccessError { kind })
     }
 
     /// Removes the variable from the current frame (see [`set`](ContextVar::set)).
@@ -379,7 +377,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// ```
     pub fn remove(&self) {
         // Removing cannot leak a value to another task: allowed in every frame.
-        let _ = state::update_current(false, |current| {
+        let _ = state::update_current(false, |current, _| {
             current.contains(self).then(|| current.without(self))
         });
     }
@@ -504,9 +502,11 @@ pub struct AccessError {
 
 impl AccessError {
     pub(crate) fn outside_any_frame() -> AccessError {
-        AccessError {
-            kind: state::Refusal::NoFrame,
-        }
+        AccessError::refused(state::Refusal::NoFrame)
+    }
+
+    pub(crate) fn refused(kind: state::Refusal) -> AccessError {
+        AccessError { kind }
     }
 
     /// Whether the value was refused because no frame of this crate was active on a thread

@@ -2,8 +2,9 @@
 //!
 //! Random programs of `attach`, guard drops (in order, out of order, in nested frames, never:
 //! `mem::forget`), `run`, `scope`, `set`, `remove`, polls of several `WithContext` futures
-//! (nested in one another), and panics, run on the real crate and on the model below; after
-//! every step the current context must be the model's.
+//! (nested in one another), panics, and destructors that panic while a frame ends or a guard's
+//! context is discarded (a forgotten guard whose context holds a [`Bomb`]), run on the real
+//! crate and on the model below; after every step the current context must be the model's.
 //!
 //! The model is declarative: each active frame has a *base* context and a list of live guards,
 //! each with its own context. The current context of a frame is that of its newest live guard,
@@ -47,6 +48,33 @@ enum Op {
     DropFuture(usize),
     /// Run the ops in a `run` frame that then panics; the panic is caught outside it.
     Panic(Vec<Op>),
+    /// Attach the current context plus a [`Bomb`] and forget the guard: whoever discards the
+    /// last context holding it (the frame's end, a guard's drop) gets its panic. The model sees
+    /// an attach that changes no variable. Skipped inside `Panic`, whose frame ends while
+    /// unwinding: a destructor that panics then aborts the process, as everywhere in Rust.
+    ArmBomb,
+}
+
+static BOMB: ContextVar<Bomb> = ContextVar::opaque("bomb");
+
+/// Panics with [`Boom`] when dropped.
+struct Bomb;
+
+struct Boom;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic::panic_any(Boom);
+    }
+}
+
+/// Runs `f`; a [`Boom`] it panics with is caught (any other panic goes on).
+fn boom_ok<R>(f: impl FnOnce() -> R) -> Option<R> {
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => Some(result),
+        Err(payload) if payload.is::<Boom>() => None,
+        Err(payload) => panic::resume_unwind(payload),
+    }
 }
 
 type Ctx = BTreeMap<usize, u32>;
@@ -125,6 +153,8 @@ thread_local! {
     static ENV: RefCell<Env> = RefCell::default();
     /// The ops the next poll of a `Script` runs.
     static SCRIPT: RefCell<Vec<Op>> = const { RefCell::new(Vec::new()) };
+    /// How many `Panic` ops are running (no bombs inside them).
+    static IN_PANIC: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// A future that runs the ops handed to it through `SCRIPT` on each poll, and never finishes.
@@ -165,19 +195,39 @@ fn nested(base: Ctx, ops: &[Op]) {
 
 fn exec(ops: &[Op]) {
     for op in ops {
-        step(op);
+        boom_ok(|| step(op));
         check(op);
     }
+}
+
+/// The model's side of an attach of the current context with `change` applied, under `id`.
+fn model_attach(id: u64, change: impl FnOnce(&mut Ctx)) {
+    MODEL.with(|model| {
+        let mut model = model.borrow_mut();
+        let mut ctx = model.current();
+        change(&mut ctx);
+        let frame = model.frames.last_mut().expect("a frame");
+        let uid = frame.uid;
+        frame.guards.push((id, ctx));
+        model.home.insert(id, uid);
+    });
+}
+
+fn next_guard_id() -> u64 {
+    ENV.with(|env| {
+        let mut env = env.borrow_mut();
+        env.next_guard += 1;
+        env.next_guard
+    })
 }
 
 fn step(op: &Op) {
     match op {
         Op::Attach(var, value) => {
             let guard = with_value(*var, *value).attach();
-            let id = ENV.with(|env| {
+            let id = next_guard_id();
+            ENV.with(|env| {
                 let mut env = env.borrow_mut();
-                env.next_guard += 1;
-                let id = env.next_guard;
                 let slot = env.guards.iter().position(Option::is_none);
                 match slot {
                     Some(slot) => env.guards[slot] = Some((id, guard)),
@@ -185,17 +235,17 @@ fn step(op: &Op) {
                     // No room: keep the guard alive for good (the frame ends it).
                     None => std::mem::forget(guard),
                 }
-                id
             });
-            MODEL.with(|model| {
-                let mut model = model.borrow_mut();
-                let mut ctx = model.current();
+            model_attach(id, |ctx| {
                 ctx.insert(*var, *value);
-                let frame = model.frames.last_mut().expect("a frame");
-                let uid = frame.uid;
-                frame.guards.push((id, ctx));
-                model.home.insert(id, uid);
             });
+        }
+        Op::ArmBomb => {
+            if IN_PANIC.get() > 0 {
+                return;
+            }
+            std::mem::forget(Context::current().with_value(&BOMB, Bomb).attach());
+            model_attach(next_guard_id(), |_| ());
         }
         Op::DropGuard(slot) | Op::ForgetGuard(slot) => {
             let taken = ENV.with(|env| {
@@ -205,8 +255,8 @@ fn step(op: &Op) {
             });
             if let Some((id, guard)) = taken {
                 if matches!(op, Op::DropGuard(_)) {
-                    drop(guard);
                     MODEL.with(|model| model.borrow_mut().drop_guard(id));
+                    drop(guard);
                 } else {
                     std::mem::forget(guard);
                 }
@@ -237,11 +287,11 @@ fn step(op: &Op) {
                 ctx.insert(*var, *value);
                 ctx
             });
-            with_value(*var, *value).run(|| nested(base, ops));
+            boom_ok(|| with_value(*var, *value).run(|| nested(base, ops)));
             MODEL.with(|model| model.borrow_mut().pop());
         }
         Op::RunEmpty(ops) => {
-            Context::new().run(|| nested(Ctx::new(), ops));
+            boom_ok(|| Context::new().run(|| nested(Ctx::new(), ops)));
             MODEL.with(|model| model.borrow_mut().pop());
         }
         Op::Scope(var, value, ops) => {
@@ -250,7 +300,7 @@ fn step(op: &Op) {
                 ctx.insert(*var, *value);
                 ctx
             });
-            VARS[*var].scope(*value, || nested(base, ops));
+            boom_ok(|| VARS[*var].scope(*value, || nested(base, ops)));
             MODEL.with(|model| model.borrow_mut().pop());
         }
         Op::Poll(index, ops) => {
@@ -276,10 +326,8 @@ fn step(op: &Op) {
             SCRIPT.with(|script| *script.borrow_mut() = ops.clone());
             MODEL.with(|model| model.borrow_mut().push(base));
             let waker = futures::task::noop_waker();
-            assert!(future
-                .as_mut()
-                .poll(&mut TaskContext::from_waker(&waker))
-                .is_pending());
+            let polled = boom_ok(|| future.as_mut().poll(&mut TaskContext::from_waker(&waker)));
+            assert!(polled.is_none_or(|polled| polled.is_pending()));
             MODEL.with(|model| {
                 let mut model = model.borrow_mut();
                 let base = model.pop();
@@ -299,16 +347,19 @@ fn step(op: &Op) {
             if future.is_some() {
                 MODEL.with(|model| model.borrow_mut().futures[index] = None);
             }
-            drop(future);
+            boom_ok(|| drop(future));
         }
         Op::Panic(ops) => {
             let base = MODEL.with(|model| model.borrow_mut().current());
+            IN_PANIC.set(IN_PANIC.get() + 1);
             let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
                 Context::current().run(|| {
                     nested(base, ops);
                     panic::panic_any(ModelPanic);
                 })
             }));
+            IN_PANIC.set(IN_PANIC.get() - 1);
+            // The ModelPanic, or a Boom from the frame's context (dropped after the frame ends).
             assert!(outcome.is_err());
             MODEL.with(|model| model.borrow_mut().pop());
         }
@@ -326,6 +377,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (var.clone(), value.clone()).prop_map(|(v, x)| Op::Set(v, x)),
         1 => var.clone().prop_map(Op::Remove),
         1 => (0..FUTURES).prop_map(Op::DropFuture),
+        1 => Just(Op::ArmBomb),
     ];
     leaf.prop_recursive(3, 48, 6, move |inner| {
         let ops = prop::collection::vec(inner, 0..6);
@@ -343,11 +395,13 @@ fn op() -> impl Strategy<Value = Op> {
 fn run_program(program: &[Op]) {
     MODEL.with(|model| *model.borrow_mut() = Model::default());
     ENV.with(|env| *env.borrow_mut() = Env::default());
-    Context::new().run(|| {
-        nested(Ctx::new(), program);
-        // Whatever is still alive goes inside the program's frame.
-        let leftovers = ENV.with(|env| std::mem::take(&mut *env.borrow_mut()));
-        drop(leftovers);
+    boom_ok(|| {
+        Context::new().run(|| {
+            nested(Ctx::new(), program);
+            // Whatever is still alive goes inside the program's frame.
+            let leftovers = ENV.with(|env| std::mem::take(&mut *env.borrow_mut()));
+            boom_ok(|| drop(leftovers));
+        })
     });
     assert_eq!(
         real_current(),
@@ -361,7 +415,8 @@ fn quiet_model_panics() {
     ONCE.call_once(|| {
         let default = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
-            if info.payload().downcast_ref::<ModelPanic>().is_none() {
+            let payload = info.payload();
+            if !payload.is::<ModelPanic>() && !payload.is::<Boom>() {
                 default(info);
             }
         }));
