@@ -331,7 +331,12 @@ impl Context {
     ///   own frame as soon as the nested frame ends;
     /// - a frame that ends takes the guards attached in it along (even forgotten ones, with
     ///   [`std::mem::forget`]): it leaves the thread exactly as it found it, and dropping such a
-    ///   guard later does nothing.
+    ///   guard later does nothing. Its discarded contexts are dropped after it has ended, so a
+    ///   destructor that panics there finds the thread already back in the outer frame;
+    /// - at thread exit, the guards still alive when the crate's storage is torn down (kept in
+    ///   a thread-local, or forgotten) end with it, and a guard attached after that, from a
+    ///   later thread-local destructor, does nothing ([`try_attach`](Context::try_attach)
+    ///   reports it).
     ///
     /// # Examples
     ///

@@ -13,21 +13,23 @@
 //! context at thread exit; from then on every change is refused and reads see the empty
 //! context. Every change goes through this module (`swap_current`, `replace_current`,
 //! `update_current`) and runs no code outside this module and the standard library while it
-//! holds the mutable reference. Readers that may run other code while they hold a shared
-//! reference (`with_current`'s closure, `update_current`'s, the allocator while `get` copies a
-//! `String`) are counted in [`Thread::gate`], and every change is refused while one is: what
-//! they read stays alive. Other reads (`get` of a type whose `Clone` runs no code, a capture, a
-//! snapshot's drop) run no such code and need no count.
+//! holds the mutable reference. The one reader that holds a shared reference across code it
+//! does not control, `with_current`'s closure, is counted in [`Thread::gate`], and every change
+//! is refused while one is (its callers in the crate run no code of the user's in it). Other
+//! reads (`get` of a type whose `Clone` runs no code, a capture, a snapshot's drop) run no such
+//! code and need no count. Code of the user's that may call back into the crate (a `Clone`, the
+//! global allocator while `set` builds its map) works on a *snapshot* of the current context
+//! instead, which keeps what it reads alive: meanwhile everything stays possible, frames
+//! included, so that code runs in the frames it opens (issue #23, hole 4).
 //!
 //! # The read path
 //!
 //! `get` looks the variable up and clones the value in place. Only types whose `Clone` is the
-//! standard library's own ([`clone_runs_no_user_code`]) take this path. Most of them run no code
-//! at all in their `Clone` (a copy, or an `Arc<str>` count increment). `String` and `Box<str>`
-//! allocate, and the global allocator is user code that may call back into this crate (a `set`
-//! there would free the value being copied): they are read as counted readers
-//! ([`clone_allocates`]). Any other type takes the path of `crate::var`, which clones the
-//! value's `Arc` first.
+//! standard library's own and runs no code at all, not even the allocator
+//! ([`clone_runs_no_user_code`]: a copy, or an `Arc<str>` count increment), take this path. Any
+//! other type (`String` and `Box<str>` included: the global allocator is user code) is cloned
+//! out of a snapshot ([`get_ref`]): one capture, from the thread's credits, and its drop, which
+//! gives the credit back.
 //!
 //! # The read cache
 //!

@@ -17,11 +17,16 @@
 //!   what it was before its first guard, and a guard outliving its frame does nothing when
 //!   dropped.
 //!
+//! At thread exit the slot list is destroyed with the thread's other thread-locals; the guards
+//! still alive end with it (see [`GuardList`]), and later ones are refused.
+//!
 //! Context values run arbitrary code (`Clone`, `Drop`, `Debug`) that may itself use this module,
-//! so no user code ever runs while the state is borrowed: readers clone the value's `Arc` out
-//! first, and every context replaced here is dropped after the borrows end. A context's values
-//! are dropped in a frame of their own, with the empty context current ([`drop_isolated`]), so
-//! that what their destructors set ends with them.
+//! so no user code ever runs while the state is borrowed: readers clone out of a snapshot of
+//! the current context, and every context replaced here is dropped after the borrows end, and
+//! after the frame it belonged to has ended: a destructor that panics finds the thread already
+//! back in the outer frame. A context's values are dropped in a frame of their own, with the
+//! empty context current ([`drop_isolated`]), so that what their destructors set ends with
+//! them.
 //!
 //! The current context itself is kept by `crate::raw`, which every change goes through; `get`
 //! reads it there, through a per-thread cache (see that module).

@@ -311,7 +311,9 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     /// with a `spawn_with_context` helper, wrapping its future with
     /// [`with_context`](crate::ContextExt::with_context) or its body with [`Context::run`] /
     /// [`ContextVar::scope`], or serving the request through the crate's layer.
-    /// [`try_set`](ContextVar::try_set) returns the same refusal as an error instead. On a
+    /// Also when the current context changes under the `set` on every attempt to build the new
+    /// one (a global allocator that sets a variable at each allocation).
+    /// [`try_set`](ContextVar::try_set) returns the same refusals as an error instead. On a
     /// thread you own (`main`, `std::thread::spawn`) outside any runtime's task, the thread's
     /// own top level accepts values, as in the example below.
     /// # Examples
@@ -333,7 +335,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
     #[track_caller]
     pub fn set(&self, value: T) {
         if let Err(error) = self.try_set(value) {
-            if error.kind == state::Refusal::NoFrame {
+            if error.kind != state::Refusal::Destroyed {
                 panic!("contextvars: {error}");
             }
         }
@@ -540,8 +542,9 @@ impl fmt::Display for AccessError {
                 f.write_str("the thread's context storage has already been destroyed")
             }
             state::Refusal::Busy => f.write_str(
-                "the current context is being read: a change from the global allocator while \
-                 a context variable's `String` or `Box<str>` value is being copied is refused",
+                "the current context kept changing while the new one was being built (code \
+                 run by the build, such as a global allocator calling back into contextvars, \
+                 changed it on every attempt)",
             ),
             state::Refusal::NoFrame => f.write_str(
                 "a context variable was set outside any context of this crate, in a task or job \

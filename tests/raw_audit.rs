@@ -385,7 +385,6 @@ fn a_cached_root_freed_on_another_thread_is_never_read_again() {
 /// storage is being torn down, and a value whose drop replaces the context holding it.
 #[test]
 fn reads_and_sets_from_destructors_at_thread_exit_and_from_a_replaced_context() {
-    use contextvars::Context;
     static N: ContextVar<u64> = ContextVar::new("n");
     static ON_DROP: ContextVar<Arc<OnDrop>> = ContextVar::opaque("on_drop");
     use std::sync::Arc;
