@@ -171,8 +171,14 @@ impl Drop for Reaper {
             let context = std::mem::take(unsafe { &mut **thread.context.get() });
             thread.settle(&context, &Context::new());
             // Its values' destructors may run any code: from now on changes are refused (the
-            // gate is DEAD), reads see the empty context.
-            drop(context);
+            // gate is DEAD), reads see the empty context. A panic in a thread-local destructor
+            // would abort the process: a destructor's panic (reported by the panic hook) stops
+            // here, and its payload is leaked (its own drop could panic too).
+            if let Err(payload) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(context)))
+            {
+                std::mem::forget(payload);
+            }
         });
     }
 }

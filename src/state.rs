@@ -78,13 +78,20 @@ impl Drop for GuardList {
         PENDING_DROPS.set(0);
         ATTENTION.set(NO_SLOT);
         let depth = DEPTH.get();
-        let mut slots = slots.into_iter().filter(|slot| slot.frame == depth);
-        let displaced = slots
-            .next()
-            .and_then(|oldest| replace_current(oldest.previous));
-        // Dropped after the change, each in a frame of its own (see `drop_isolated`).
-        drop(slots);
-        drop(displaced);
+        // The oldest slot of the thread's top level (at thread exit, no frame is active) holds
+        // what was current before any guard: current again. The context it displaces (or this
+        // one, once the storage is gone) is dropped with the rest.
+        let oldest = slots.iter().position(|slot| slot.frame == depth);
+        let mut discarded: Vec<Context> = slots.into_iter().map(|slot| slot.previous).collect();
+        if let Some(oldest) = oldest {
+            let before = discarded.remove(oldest);
+            discarded.push(raw::replace_current(before).unwrap_or_else(|kept| kept));
+        }
+        // Dropped after the change. A panic in a thread-local destructor would abort the
+        // process: a destructor's panic (reported by the panic hook) stops here.
+        if let Some(payload) = drop_each_caught(discarded) {
+            mem::forget(payload);
+        }
     }
 }
 
@@ -315,19 +322,29 @@ fn leave_settling(slot: &mut Context, depth: usize) {
 /// hook).
 #[cold]
 fn drop_each(discarded: Vec<Context>) {
-    let mut first_panic = None;
-    for context in discarded {
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(context))) {
-            first_panic.get_or_insert(payload);
-        }
-    }
-    if let Some(payload) = first_panic {
+    if let Some(payload) = drop_each_caught(discarded) {
         if !std::thread::panicking() {
             panic::resume_unwind(payload);
         }
         // Its own destructor may panic too: leaked rather than risk an abort.
         mem::forget(payload);
     }
+}
+
+/// Drops each of `discarded`, catching the panics of their destructors: the first one's payload.
+fn drop_each_caught(
+    discarded: impl IntoIterator<Item = Context>,
+) -> Option<Box<dyn std::any::Any + Send>> {
+    let mut first_panic = None;
+    for context in discarded {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| drop(context))) {
+            match first_panic {
+                None => first_panic = Some(payload),
+                Some(_) => mem::forget(payload),
+            }
+        }
+    }
+    first_panic
 }
 
 impl Drop for Frame<'_> {

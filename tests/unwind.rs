@@ -443,3 +443,29 @@ fn on_rayon_a_plain_job_after_a_panicked_one_is_still_refused_a_stray_set() {
     );
     assert_eq!(pool.install(|| SECRET.get()), None);
 }
+
+/// Values whose destructors panic, still current at the thread's top level and under a
+/// forgotten guard when the thread exits: a panic in a thread-local destructor would abort the
+/// process, so the crate's storage stops it (the panic hook reports it). (A guard the user
+/// keeps in a thread-local of their own is dropped by that thread-local's destructor, and a
+/// panic there is theirs, as with any value.)
+#[test]
+fn a_value_that_panics_on_drop_at_thread_exit_does_not_abort_the_process() {
+    quiet_booms();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        GUARD_GONE.set(true);
+        OBSERVER.with(|slot| *slot.borrow_mut() = Some(Observer(tx)));
+        BOMB.set(Bomb);
+        SECRET.set(1);
+        mem::forget(armed().with_value(&SECRET, 2).attach());
+        assert_eq!(SECRET.get(), Some(2));
+    })
+    .join()
+    .expect("the thread ended normally");
+    // The observer ran after the guard list (registered before it): the forgotten guard had
+    // ended with it.
+    for (_, value) in rx.iter() {
+        assert_ne!(value, Some(2));
+    }
+}
