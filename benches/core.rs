@@ -54,6 +54,11 @@ fn capture(c: &mut Criterion) {
 struct UserId(#[allow(dead_code)] u64);
 
 static USER_TYPED: ContextVar<UserId> = ContextVar::new("user_typed");
+static NAME: ContextVar<String> = ContextVar::new("name");
+
+/// OpenTelemetry's counterpart of `NAME`.
+#[derive(Clone)]
+struct OtelName(#[allow(dead_code)] String);
 
 fn get(c: &mut Criterion) {
     let mut group = c.benchmark_group("get");
@@ -76,13 +81,22 @@ fn get(c: &mut Criterion) {
             });
         });
         // A type of the user's: its `Clone` may call back into the crate, so `get` clones the
-        // value's `Arc` out of the thread's state first.
-        our_context(n).with_value(&USER_TYPED, UserId(42)).run(|| {
-            group.bench_function(BenchmarkId::new("contextvars get (user type)", n), |b| {
-                b.iter(|| black_box(USER_TYPED.get()))
+        // value out of a snapshot of the current context. A `String`'s `Clone` allocates, and
+        // the global allocator may call back too: the same path.
+        our_context(n)
+            .with_value(&USER_TYPED, UserId(42))
+            .with_value(&NAME, "request-0123456789".to_string())
+            .run(|| {
+                group.bench_function(BenchmarkId::new("contextvars get (user type)", n), |b| {
+                    b.iter(|| black_box(USER_TYPED.get()))
+                });
+                group.bench_function(BenchmarkId::new("contextvars get (String)", n), |b| {
+                    b.iter(|| black_box(NAME.get()))
+                });
             });
-        });
-        let _otel = otel_context(n).attach();
+        let _otel = otel_context(n)
+            .with_value(OtelName("request-0123456789".to_string()))
+            .attach();
         group.bench_function(BenchmarkId::new("opentelemetry map_current get", n), |b| {
             b.iter(|| {
                 black_box(opentelemetry::Context::map_current(|cx| {
@@ -90,6 +104,16 @@ fn get(c: &mut Criterion) {
                 }))
             })
         });
+        group.bench_function(
+            BenchmarkId::new("opentelemetry map_current get (String)", n),
+            |b| {
+                b.iter(|| {
+                    black_box(opentelemetry::Context::map_current(|cx| {
+                        cx.get::<OtelName>().cloned()
+                    }))
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -365,14 +365,14 @@ impl Context {
     #[must_use = "the context is detached again as soon as the guard is dropped"]
     #[track_caller]
     pub fn attach(self) -> ContextGuard {
-        match self.try_attach() {
-            Ok(guard) => guard,
-            Err(error) if error.is_outside_any_frame() => panic!("contextvars: {error}"),
-            // At thread exit, once the thread's storage is gone: a guard that does nothing.
-            Err(_) => ContextGuard {
-                id: None,
-                _not_send: PhantomData,
-            },
+        if !state::set_is_confined() {
+            panic!("contextvars: {}", crate::AccessError::outside_any_frame());
+        }
+        ContextGuard {
+            // Refused only at thread exit, once the thread's storage is gone: then a guard that
+            // does nothing.
+            id: state::attach(self).ok(),
+            _not_send: PhantomData,
         }
     }
 

@@ -495,39 +495,33 @@ pub(crate) fn attach(context: Context) -> Result<u64, Refusal> {
     if GUARDS_GONE.get() {
         return Err(Refusal::Destroyed);
     }
-    let previous = match raw::replace_current(context) {
-        Ok(previous) => previous,
-        // Dropped here, outside any borrow.
-        Err(_) if raw::is_alive() => return Err(Refusal::Busy),
-        Err(_) => return Err(Refusal::Destroyed),
-    };
-    let id = NEXT_GUARD.get();
-    NEXT_GUARD.set(id.wrapping_add(1));
-    let mut slot = Some(GuardSlot {
-        id,
-        frame: DEPTH.get(),
-        previous,
-        dropped: false,
+    let attached = GUARDS.try_with(|guards| {
+        let Ok(mut guards) = guards.0.try_borrow_mut() else {
+            return Err((Refusal::Busy, Some(context)));
+        };
+        // Runs no code of the user's: nothing is dropped under the borrow.
+        let previous = match raw::replace_current(context) {
+            Ok(previous) => previous,
+            Err(context) if raw::is_alive() => return Err((Refusal::Busy, Some(context))),
+            Err(context) => return Err((Refusal::Destroyed, Some(context))),
+        };
+        let id = NEXT_GUARD.get();
+        NEXT_GUARD.set(id.wrapping_add(1));
+        guards.push(GuardSlot {
+            id,
+            frame: DEPTH.get(),
+            previous,
+            dropped: false,
+        });
+        refresh_attention(&guards);
+        Ok(id)
     });
-    let pushed = GUARDS.try_with(|guards| match guards.0.try_borrow_mut() {
-        Ok(mut guards) => {
-            guards.extend(slot.take());
-            refresh_attention(&guards);
-        }
-        Err(_) => (),
-    });
-    match slot {
-        None => Ok(id),
-        // The guard could not be recorded (the list is being torn down): undo the attach so
-        // that nothing outlives it.
-        Some(slot) => {
-            drop(replace_current(slot.previous));
-            Err(if pushed.is_ok() {
-                Refusal::Busy
-            } else {
-                Refusal::Destroyed
-            })
-        }
+    match attached {
+        Ok(Ok(id)) => Ok(id),
+        // The context is dropped here, after the borrow.
+        Ok(Err((refusal, _context))) => Err(refusal),
+        // The list is being torn down (the context went with the closure).
+        Err(_) => Err(Refusal::Destroyed),
     }
 }
 
