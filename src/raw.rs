@@ -138,6 +138,9 @@ struct Thread {
     /// doubling up to [`MAX_BATCH`] while captures go on under one root.
     batch: Cell<usize>,
     cache: [Cell<Entry>; SLOTS],
+    /// The innermost [`update_current`] under way on this thread (null: none), whose root a
+    /// change that replaces the context holding it must keep alive ([`Thread::keep_pinned`]).
+    pin: Cell<*const Pin>,
 }
 
 thread_local! {
@@ -148,6 +151,7 @@ thread_local! {
             credits: Cell::new(0),
             batch: Cell::new(1),
             cache: [const { Cell::new(Entry::EMPTY) }; SLOTS],
+            pin: Cell::new(ptr::null()),
         }
     };
     static REAPER: Reaper = const { Reaper };
@@ -256,6 +260,77 @@ impl Thread {
         // taken and kept only for it, and given back here before it changes), and counts them
         // spent (set to 0 above).
         unsafe { root.return_credits(credits) };
+    }
+}
+
+impl Thread {
+    /// Called by every change that *replaces* `current` (the current context; a swap keeps it
+    /// alive in the frame's slot): when it holds the root of the innermost [`update_current`]
+    /// under way, that update keeps a handle of it, so that the root it reads stays alive.
+    #[inline(always)]
+    fn keep_pinned(&self, current: &Context) {
+        let pin = self.pin.get();
+        if !pin.is_null() {
+            Self::keep_pinned_slow(pin, current);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn keep_pinned_slow(pin: *const Pin, current: &Context) {
+        // SAFETY: a non-null `Thread::pin` points to the `Pin` on the stack of the innermost
+        // `update_current` of this thread, which resets it before that `Pin` goes (`Pinned`).
+        let pin = unsafe { &*pin };
+        if root_address(current) != pin.root {
+            return;
+        }
+        let kept = pin.kept.take();
+        // A clone runs no code outside this module and the standard library (one increment).
+        pin.kept.set(Some(kept.unwrap_or_else(|| current.clone())));
+    }
+}
+
+/// An [`update_current`] under way, on its stack: the root of the context it builds on, and a
+/// handle of that root once a change has replaced the context holding it.
+struct Pin {
+    root: *const Root,
+    kept: Cell<Option<Context>>,
+}
+
+/// Makes a [`Pin`] the thread's innermost for its life; on drop (also on unwind) the outer one
+/// is innermost again, and takes over a handle kept for the same root.
+struct Pinned<'a> {
+    thread: &'a Thread,
+    pin: &'a Pin,
+    outer: *const Pin,
+}
+
+impl<'a> Pinned<'a> {
+    #[inline(always)]
+    fn new(thread: &'a Thread, pin: &'a Pin) -> Pinned<'a> {
+        let outer = thread.pin.replace(pin);
+        Pinned { thread, pin, outer }
+    }
+}
+
+impl Drop for Pinned<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.thread.pin.set(self.outer);
+        if self.outer.is_null() {
+            return;
+        }
+        // SAFETY: the outer `Pin` is on the stack of an `update_current` further up this
+        // thread's stack (pins nest as those calls do), alive until its own `Pinned` drops.
+        let outer = unsafe { &*self.outer };
+        if outer.root == self.pin.root {
+            // The outer update reads the same root: it keeps the handle from now on (a second
+            // one is dropped: the first keeps the root alive).
+            if let Some(kept) = self.pin.kept.take() {
+                let theirs = outer.kept.take();
+                outer.kept.set(Some(theirs.unwrap_or(kept)));
+            }
+        }
     }
 }
 
@@ -381,6 +456,7 @@ pub(crate) fn replace_current(context: Context) -> Result<Context, Context> {
         }
         Ok(thread
             .change(|thread, current| {
+                thread.keep_pinned(current);
                 thread.settle(current, &context);
                 std::mem::replace(current, context)
             })
@@ -398,45 +474,59 @@ const UPDATE_ATTEMPTS: usize = 8;
 /// current context changed under every attempt.
 ///
 /// `f` may run any code (it allocates, and the global allocator is user code that may call back
-/// into this crate): it reads a snapshot of the current context, not the thread's storage, so
-/// that everything stays possible meanwhile, frames included. Frames end before `f` returns,
-/// leaving the current context as they found it; a change at this level meanwhile (a `set`
-/// from the allocator) is not overwritten: `f` runs again on the changed context, and is handed
-/// the context it built the time before (`failed`), from which it may take what it consumed.
+/// into this crate): it reads a view of the current context (a copy of its pointer, not a
+/// reference into the thread's storage), so that everything stays possible meanwhile, frames
+/// included. The view's root is *pinned* ([`Pin`]): a change that replaces the context holding
+/// it meanwhile keeps a handle of it, so it stays alive without a reference count taken on the
+/// common path. Frames end before `f` returns, leaving the current context as they found it; a
+/// change at this level meanwhile (a `set` from the allocator) is not overwritten: `f` runs
+/// again on the changed context, and is handed the context it built the time before (`failed`),
+/// from which it may take what it consumed.
 pub(crate) fn update_current(
     mut f: impl FnMut(&Context, Option<Context>) -> Option<Context>,
 ) -> Result<Option<Context>, ()> {
-    let mut failed = None;
-    for _ in 0..UPDATE_ATTEMPTS {
-        if !is_alive() {
-            return Err(());
-        }
-        let snapshot = capture();
-        let Some(new) = f(&snapshot, failed.take()) else {
-            return Ok(None);
-        };
-        // Compared by the root's address once the snapshot is gone: while the snapshot lives,
-        // the root does, and a root freed by the snapshot's drop is not the current context's.
-        let read = root_address(&snapshot);
-        // Given back to the thread's credits while the root is current: the change below
-        // returns them all at once.
-        drop(snapshot);
-        let outcome = THREAD.with(|thread| {
-            thread.change(|thread, current| {
-                if root_address(current) != read {
+    THREAD.with(|thread| {
+        let mut failed = None;
+        for _ in 0..UPDATE_ATTEMPTS {
+            if thread.gate.get() & (DEAD | READERS) != 0 {
+                return Err(());
+            }
+            // SAFETY: nothing here runs code outside this module and the standard library
+            // while the reference lives (it ends with the copy).
+            let current = unsafe { thread.context() };
+            // SAFETY: a bitwise copy that is never dropped (`ManuallyDrop`) and takes no
+            // reference count: it only reads the root, which the pin below keeps alive until
+            // the view's last use (see `Thread::keep_pinned`; a swap keeps it in a frame's slot).
+            let view = ManuallyDrop::new(unsafe { ptr::read(current) });
+            let pin = Pin {
+                root: root_address(&view),
+                kept: Cell::new(None),
+            };
+            let new = {
+                let _pinned = Pinned::new(thread, &pin);
+                f(&view, failed.take())
+            };
+            let Some(new) = new else {
+                return Ok(None);
+            };
+            let outcome = thread.change(|thread, current| {
+                if root_address(current) != pin.root {
                     return Err(new);
                 }
+                thread.keep_pinned(current);
                 thread.settle(current, &new);
                 Ok(std::mem::replace(current, new))
-            })
-        });
-        match outcome {
-            Some(Ok(old)) => return Ok(Some(old)),
-            Some(Err(new)) => failed = Some(new),
-            None => return Err(()),
+            });
+            // A handle kept meanwhile, dropped after the change (it may be the root's last).
+            drop(pin.kept.take());
+            match outcome {
+                Some(Ok(old)) => return Ok(Some(old)),
+                Some(Err(new)) => failed = Some(new),
+                None => return Err(()),
+            }
         }
-    }
-    Err(())
+        Err(())
+    })
 }
 
 /// The address of `context`'s root; null for the empty context.

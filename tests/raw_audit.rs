@@ -192,6 +192,38 @@ fn a_run_and_a_set_from_the_allocator_during_set_are_honoured() {
     .unwrap();
 }
 
+/// `set` builds its new context from the current one while it allocates; a set from the
+/// allocator meanwhile replaces the current context, whose last handle it held: the build must
+/// still read live memory (valgrind and Miri check this), and the allocator's set is kept. At
+/// 10 variables the next `set` turns the flat array into a trie (it collects the entries into a
+/// `Vec` first); at 40 it copies a trie path, node by node.
+#[test]
+fn a_set_from_the_allocator_while_set_copies_the_old_context_reads_live_memory() {
+    seq_macro::seq!(N in 0..40 {
+        static VARS: [ContextVar<u64>; 40] = [#(ContextVar::new("v"),)*];
+    });
+    for size in [10, 40] {
+        for skip in 1..5 {
+            std::thread::spawn(move || {
+                for (i, var) in VARS.iter().enumerate().take(size) {
+                    var.set(i as u64);
+                }
+                // The thread's top level holds the only handle of the current context.
+                arm_after(skip, || OTHER.set(3));
+                NAME.set(String::new());
+                let ran = disarm();
+                assert_eq!(NAME.get().as_deref(), Some(""));
+                assert_eq!(OTHER.get(), ran.then_some(3), "size {size}, skip {skip}");
+                for (i, var) in VARS.iter().enumerate().take(size) {
+                    assert_eq!(var.get(), Some(i as u64));
+                }
+            })
+            .join()
+            .unwrap();
+        }
+    }
+}
+
 /// A value dropped from inside the allocator while `get` copies a `String` is dropped in the
 /// empty context, like every value.
 #[test]
