@@ -17,10 +17,12 @@
 //! does not control, `with_current`'s closure, is counted in [`Thread::gate`], and every change
 //! is refused while one is (its callers in the crate run no code of the user's in it). Other
 //! reads (`get` of a type whose `Clone` runs no code, a capture, a snapshot's drop) run no such
-//! code and need no count. Code of the user's that may call back into the crate (a `Clone`, the
-//! global allocator while `set` builds its map) works on a *snapshot* of the current context
-//! instead, which keeps what it reads alive: meanwhile everything stays possible, frames
-//! included, so that code runs in the frames it opens (issue #23, hole 4).
+//! code and need no count. Where code of the user's may call back into the crate, what is read
+//! is kept alive by other means, and meanwhile every change stays possible, frames included, so
+//! that such code runs in the frames it opens (issue #23, hole 4): `get` clones a value whose
+//! `Clone` may run such code out of a *snapshot* of the current context ([`get_ref`]), and
+//! `set` builds its new map, allocating, from a *pinned* view of it ([`update_current`],
+//! [`Pin`]).
 //!
 //! # The read path
 //!
