@@ -243,9 +243,19 @@ impl Root {
                         return Root::trie(new_len, drop_runs_user_code, node);
                     }
                 };
-                // Entry `i` of the new root comes from entry `source(i)` of this one, except
-                // the new one at `at`. Built in place, in the root's literal, so that the arrays
-                // are not moved around.
+                // This root's ids, moved one place up from `at` when `id` is new: copied whole,
+                // since the root's copy into its allocation reads 64 bytes at a time, sooner
+                // from one 40-byte copy than from ten writes of 4.
+                let mut ids = flat.ids;
+                if !replaces {
+                    for i in (at..len).rev() {
+                        ids[i + 1] = ids[i];
+                    }
+                }
+                ids[at] = small;
+                // Value `i` of the new root comes from value `source(i)` of this one, except
+                // the new one at `at`. Built in place, in the root's literal, so that the array
+                // is not moved around.
                 let skip = usize::from(replaces);
                 let source = |i: usize| match i {
                     i if i < at => Some(i),
@@ -259,11 +269,7 @@ impl Root {
                     stamp: next_stamp(),
                     drop_runs_user_code,
                     body: Body::Flat(Flat {
-                        ids: std::array::from_fn(|i| match source(i) {
-                            Some(from) => flat.ids[from],
-                            None if i == at => small,
-                            None => 0,
-                        }),
+                        ids,
                         values: std::array::from_fn(|i| match source(i) {
                             Some(from) => flat.values[from].clone(),
                             None if i == at => value.take(),
