@@ -1,12 +1,14 @@
 //! A persistent (immutable, structurally shared) map from variable ids to values.
 //!
 //! A map of up to [`FLAT`] entries is a sorted array inside its root's own allocation, so that
-//! `with_value` or `set` on a small context allocates twice (the root and the value), whatever
-//! the ids. A larger map is a hash array mapped trie keyed directly by the variable's id: ids
-//! are unique, so the id is its own perfect hash. Every node holds up to 32 slots addressed by
-//! five bits of the id and compressed by a bitmap. Lookups walk `log32(n)` nodes; an insert or a
-//! removal copies one path of nodes and shares everything else. Either way a snapshot is a
-//! single `Arc` clone, and which form a map takes depends on its length only.
+//! `with_value` or `set` on a small context allocates twice (the root and the value). A larger
+//! map is a hash array mapped trie keyed directly by the variable's id: ids are unique, so the
+//! id is its own perfect hash. Every node holds up to 32 slots addressed by five bits of the id
+//! and compressed by a bitmap. Lookups walk `log32(n)` nodes; an insert or a removal copies one
+//! path of nodes and shares everything else. Either way a snapshot is a single `Arc` clone, and
+//! which form a map takes depends on its set of ids only: flat when there are at most [`FLAT`]
+//! and each fits in a `u32` (ids count the variables made, from 1: past four billion
+//! variables, a map holding one of the later ones is a trie whatever its length).
 
 use std::any::Any;
 use std::fmt;
@@ -108,14 +110,25 @@ pub(crate) struct Map {
 /// trie took a root, a node, and a node per pair of ids colliding on their low bits).
 ///
 /// 10 covers the contexts most programs carry (a request id, a user, a tenant, a span, ...)
-/// with a root of under 300 bytes, which is written whole and copied into its allocation each
-/// time one is made: at 12, `with_value` on a one-variable context measured 20% slower than at
-/// 10 (at 4, no faster than at 10).
+/// in a root of [`ROOT_BYTES`].
 const FLAT: usize = 10;
+
+/// The most a root may take. A root is written on the stack, copied into its allocation
+/// (`Counted::new`), and copied out of it again when its last handle goes
+/// (`Counted::into_inner`): two calls to `memcpy`, which copies up to 256 bytes in one step
+/// and more in two, and whose wide reads of a root just written wait until the writes have
+/// landed. With `u64` ids and a `usize` length the root took 272 bytes (280 allocated), and
+/// `with_value` + drop on a one- and an eight-variable context took 15% and 30% longer than
+/// at 224 (232 allocated). The assertion below keeps the root from growing unnoticed.
+const ROOT_BYTES: usize = 224;
+
+const _: () = assert!(std::mem::size_of::<Root>() <= ROOT_BYTES);
 
 /// A map's root: its length, its entries, and a stamp no other root ever gets.
 pub(crate) struct Root {
-    len: usize,
+    /// A `u32` to keep the root small (see [`ROOT_BYTES`]); a map cannot get near 2^32 entries
+    /// (each is a variable and a value, with an allocation each).
+    len: u32,
     /// Unique among every root made by the process (see [`next_stamp`]): the identity
     /// `crate::raw`'s read cache validates its entries by, which an address cannot be, since a
     /// freed root's address is reused.
@@ -133,11 +146,18 @@ pub(crate) struct Root {
     reason = "the flat array is inline on purpose: it saves the allocation a box would add"
 )]
 enum Body {
-    /// At most [`FLAT`] entries, sorted by id: the first `len` (every value `Some`); the rest
-    /// are `(0, None)`.
-    Flat([(u64, Option<Value>); FLAT]),
-    /// More than [`FLAT`] entries: a trie.
+    /// At most [`FLAT`] entries, each id a `u32`.
+    Flat(Flat),
+    /// More than [`FLAT`] entries, or an id past `u32::MAX`: a trie.
     Trie(Node),
+}
+
+/// The entries of a flat root, sorted by id: the first `len` (every value `Some`); the rest are
+/// `0` and `None`. Ids and values in arrays of their own, the ids as `u32`: ten pairs of a
+/// `u64` and a value would take 240 bytes (see [`ROOT_BYTES`]).
+struct Flat {
+    ids: [u32; FLAT],
+    values: [Option<Value>; FLAT],
 }
 
 impl Root {
@@ -147,13 +167,19 @@ impl Root {
     }
 
     #[inline]
+    fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    #[inline]
     pub(crate) fn get(&self, id: u64) -> Option<&Value> {
         match &self.body {
-            Body::Flat(entries) => {
-                let index = entries[..self.len]
+            Body::Flat(flat) => {
+                let id = u32::try_from(id).ok()?;
+                let index = flat.ids[..self.len()]
                     .iter()
-                    .position(|&(known, _)| known == id)?;
-                entries[index].1.as_ref()
+                    .position(|&known| known == id)?;
+                flat.values[index].as_ref()
             }
             Body::Trie(node) => node.get(id),
         }
@@ -162,20 +188,24 @@ impl Root {
     /// A flat root holding `entries` (sorted by id, at most [`FLAT`]), or `None` when there
     /// are none.
     fn flat(
-        entries: impl Iterator<Item = (u64, Value)>,
+        entries: impl Iterator<Item = (u32, Value)>,
         drop_runs_user_code: bool,
     ) -> Option<Counted<Root>> {
-        let mut flat = [const { (0, None) }; FLAT];
+        let mut flat = Flat {
+            ids: [0; FLAT],
+            values: [const { None }; FLAT],
+        };
         let mut len = 0;
-        for ((id, value), slot) in entries.zip(&mut flat) {
-            *slot = (id, Some(value));
+        let slots = flat.ids.iter_mut().zip(&mut flat.values);
+        for ((id, value), (known, slot)) in entries.zip(slots) {
+            (*known, *slot) = (id, Some(value));
             len += 1;
         }
         (len > 0).then(|| Root::with_body(len, drop_runs_user_code, Body::Flat(flat)))
     }
 
     #[inline]
-    fn with_body(len: usize, drop_runs_user_code: bool, body: Body) -> Counted<Root> {
+    fn with_body(len: u32, drop_runs_user_code: bool, body: Body) -> Counted<Root> {
         Counted::new(Root {
             len,
             stamp: next_stamp(),
@@ -187,27 +217,45 @@ impl Root {
     /// This root's entries with `id` set to `value`.
     fn inserted(&self, id: u64, value: Value, drop_runs_user_code: bool) -> Counted<Root> {
         let drop_runs_user_code = self.drop_runs_user_code || drop_runs_user_code;
-        let len = self.len;
+        let len = self.len();
         match &self.body {
-            Body::Flat(entries) => {
+            Body::Flat(flat) => {
                 // Where `id` goes, keeping the ids sorted.
-                let at = entries[..len]
-                    .iter()
-                    .position(|&(known, _)| known >= id)
-                    .unwrap_or(len);
-                let replaces = at < len && entries[at].0 == id;
+                let small = u32::try_from(id).ok();
+                let at = small.map_or(len, |id| {
+                    flat.ids[..len]
+                        .iter()
+                        .position(|&known| known >= id)
+                        .unwrap_or(len)
+                });
+                let replaces = at < len && small == Some(flat.ids[at]);
                 let new_len = len + usize::from(!replaces);
-                if new_len > FLAT {
-                    let mut all: Vec<(u64, Value)> = flat_entries(entries, len)
-                        .map(|(id, value)| (id, value.clone()))
-                        .collect();
-                    all.push((id, value));
-                    let node = Node::build(&mut all, 0);
-                    return Root::trie(new_len, drop_runs_user_code, node);
+                let small = match small {
+                    Some(small) if new_len <= FLAT => small,
+                    _ => {
+                        let mut all: Vec<(u64, Value)> = flat.ids[..len]
+                            .iter()
+                            .zip(&flat.values[..len])
+                            .filter_map(|(&id, value)| Some((id.into(), value.clone()?)))
+                            .collect();
+                        all.push((id, value));
+                        let node = Node::build(&mut all, 0);
+                        return Root::trie(new_len, drop_runs_user_code, node);
+                    }
+                };
+                // This root's ids, moved one place up from `at` when `id` is new: copied whole,
+                // since the root's copy into its allocation reads 64 bytes at a time, sooner
+                // from one 40-byte copy than from ten writes of 4.
+                let mut ids = flat.ids;
+                if !replaces {
+                    for i in (at..len).rev() {
+                        ids[i + 1] = ids[i];
+                    }
                 }
-                // Entry `i` of the new root comes from entry `source(i)` of this one, except
-                // the new value's at `at`. Built in place, in the root's literal, so that the
-                // arrays are not moved around.
+                ids[at] = small;
+                // Value `i` of the new root comes from value `source(i)` of this one, except
+                // the new one at `at`. Built in place, in the root's literal, so that the array
+                // is not moved around.
                 let skip = usize::from(replaces);
                 let source = |i: usize| match i {
                     i if i < at => Some(i),
@@ -216,14 +264,18 @@ impl Root {
                 };
                 let mut value = Some(value);
                 Counted::new(Root {
-                    len: new_len,
+                    // At most `FLAT`.
+                    len: new_len as u32,
                     stamp: next_stamp(),
                     drop_runs_user_code,
-                    body: Body::Flat(std::array::from_fn(|i| match source(i) {
-                        Some(from) => entries[from].clone(),
-                        None if i == at => (id, value.take()),
-                        None => (0, None),
-                    })),
+                    body: Body::Flat(Flat {
+                        ids,
+                        values: std::array::from_fn(|i| match source(i) {
+                            Some(from) => flat.values[from].clone(),
+                            None if i == at => value.take(),
+                            None => None,
+                        }),
+                    }),
                 })
             }
             Body::Trie(node) => {
@@ -237,7 +289,7 @@ impl Root {
     #[inline(always)]
     fn trie(len: usize, drop_runs_user_code: bool, node: Node) -> Counted<Root> {
         Counted::new(Root {
-            len,
+            len: u32::try_from(len).expect("contextvars: 2^32 variables in a context"),
             stamp: next_stamp(),
             drop_runs_user_code,
             body: Body::Trie(node),
@@ -247,14 +299,17 @@ impl Root {
     /// This root's entries without `id`: `None` when `id` is absent, `Some(None)` when nothing
     /// is left.
     fn removed(&self, id: u64) -> Option<Option<Counted<Root>>> {
-        let len = self.len;
+        let len = self.len();
         match &self.body {
-            Body::Flat(entries) => {
-                let at = entries[..len].iter().position(|&(known, _)| known == id)?;
-                let rest = flat_entries(entries, len)
+            Body::Flat(flat) => {
+                let id = u32::try_from(id).ok()?;
+                let at = flat.ids[..len].iter().position(|&known| known == id)?;
+                let rest = flat.ids[..len]
+                    .iter()
+                    .zip(&flat.values[..len])
                     .enumerate()
                     .filter(|&(i, _)| i != at)
-                    .map(|(_, (id, value))| (id, value.clone()));
+                    .filter_map(|(_, (&id, value))| Some((id, value.clone()?)));
                 Some(Root::flat(rest, self.drop_runs_user_code))
             }
             Body::Trie(node) => {
@@ -263,14 +318,15 @@ impl Root {
                     return Some(None);
                 };
                 let len = len - 1;
-                if len > FLAT {
+                if len > FLAT || node.iter().any(|(id, _)| u32::try_from(id).is_err()) {
                     return Some(Some(Root::trie(len, self.drop_runs_user_code, node)));
                 }
                 let mut entries = [const { None }; FLAT];
                 for (entry, (id, value)) in entries.iter_mut().zip(node.iter()) {
-                    *entry = Some((id, value.clone()));
+                    *entry = u32::try_from(id).ok().map(|id| (id, value.clone()));
                 }
-                entries.sort_unstable_by_key(|entry| entry.as_ref().map_or(u64::MAX, |e| e.0));
+                entries
+                    .sort_unstable_by_key(|entry| entry.as_ref().map_or(u64::MAX, |e| e.0.into()));
                 Some(Root::flat(
                     entries.into_iter().flatten(),
                     self.drop_runs_user_code,
@@ -278,16 +334,6 @@ impl Root {
             }
         }
     }
-}
-
-/// The `len` entries of a flat root.
-fn flat_entries(
-    entries: &[(u64, Option<Value>); FLAT],
-    len: usize,
-) -> impl Iterator<Item = (u64, &Value)> {
-    entries[..len]
-        .iter()
-        .filter_map(|(id, value)| Some((*id, value.as_ref()?)))
 }
 
 /// Whether dropping a `T` may run code of the user's: its `Drop`, or that of a field. The
@@ -388,6 +434,14 @@ impl Node {
         Node {
             bitmap,
             slots: slots.into(),
+        }
+    }
+
+    /// A node holding one leaf: the root of a map whose one id does not fit a flat root.
+    fn leaf(id: u64, value: Value) -> Node {
+        Node {
+            bitmap: bit_of(id, 0),
+            slots: Arc::new([Slot::Leaf(id, value)]),
         }
     }
 
@@ -542,7 +596,7 @@ impl Map {
 
     #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.root.as_ref().map_or(0, |root| root.len)
+        self.root.as_ref().map_or(0, |root| root.len())
     }
 
     #[inline]
@@ -572,9 +626,10 @@ impl Map {
 
     pub(crate) fn insert(&self, id: u64, value: Value) -> Map {
         let drop_runs_user_code = value.drop_runs_user_code();
-        let root = match &*self.root {
-            None => Root::flat(std::iter::once((id, value)), drop_runs_user_code),
-            Some(root) => Some(root.inserted(id, value, drop_runs_user_code)),
+        let root = match (&*self.root, u32::try_from(id)) {
+            (None, Ok(small)) => Root::flat(std::iter::once((small, value)), drop_runs_user_code),
+            (None, Err(_)) => Some(Root::trie(1, drop_runs_user_code, Node::leaf(id, value))),
+            (Some(root), _) => Some(root.inserted(id, value, drop_runs_user_code)),
         };
         Map {
             root: ManuallyDrop::new(root),
@@ -599,10 +654,10 @@ impl Map {
 
     pub(crate) fn iter(&self) -> Iter<'_> {
         let mut iter = Iter::empty(self.len());
-        match self.root.as_deref().map(|root| (&root.body, root.len)) {
+        match self.root.as_deref().map(|root| (&root.body, root.len())) {
             None => {}
-            Some((Body::Flat(entries), len)) => {
-                iter.flat = entries[..len].iter();
+            Some((Body::Flat(flat), len)) => {
+                iter.flat = flat.ids[..len].iter().zip(&flat.values[..len]);
             }
             Some((Body::Trie(node), _)) => {
                 iter.stack[0] = node.slots.iter();
@@ -616,7 +671,7 @@ impl Map {
 /// Depth-first walk with a fixed stack: iterating never allocates.
 pub(crate) struct Iter<'a> {
     /// The entries of a flat root.
-    flat: std::slice::Iter<'a, (u64, Option<Value>)>,
+    flat: std::iter::Zip<std::slice::Iter<'a, u32>, std::slice::Iter<'a, Option<Value>>>,
     stack: [std::slice::Iter<'a, Slot>; MAX_DEPTH + 1],
     depth: usize,
     remaining: usize,
@@ -625,7 +680,7 @@ pub(crate) struct Iter<'a> {
 impl Iter<'_> {
     fn empty(remaining: usize) -> Self {
         Iter {
-            flat: [].iter(),
+            flat: [].iter().zip(&[]),
             stack: Default::default(),
             depth: 0,
             remaining,
@@ -637,10 +692,10 @@ impl<'a> Iterator for Iter<'a> {
     type Item = (u64, &'a Value);
 
     fn next(&mut self) -> Option<Self::Item> {
-        for (id, value) in self.flat.by_ref() {
+        for (&id, value) in self.flat.by_ref() {
             if let Some(value) = value {
                 self.remaining -= 1;
-                return Some((*id, value));
+                return Some((id.into(), value));
             }
         }
         while self.depth > 0 {
@@ -684,6 +739,16 @@ mod tests {
             .map(|v| *v.value().downcast_ref::<u64>().expect("u64"))
     }
 
+    /// Whether the map has the form its ids call for: flat when they are at most `FLAT` and
+    /// each fits in a `u32`, a trie otherwise (both when the map is empty).
+    fn has_its_form(map: &Map) -> bool {
+        let Some(root) = map.root.as_deref() else {
+            return true;
+        };
+        let small = map.len() <= FLAT && map.iter().all(|(id, _)| u32::try_from(id).is_ok());
+        small == matches!(root.body, Body::Flat(_))
+    }
+
     #[test]
     fn insert_get_remove_agree_with_a_btreemap() {
         use std::collections::BTreeMap;
@@ -699,6 +764,7 @@ mod tests {
             map = map.insert(id, value(step as u64));
             model.insert(id, step as u64);
             assert_eq!(map.len(), model.len());
+            assert!(has_its_form(&map));
             // The older snapshot is untouched.
             assert_eq!(
                 before.len(),
@@ -719,6 +785,7 @@ mod tests {
                 assert!(map.remove(id).is_none());
             }
             assert_eq!(map.len(), model.len());
+            assert!(has_its_form(&map));
             assert_eq!(read(&map, id), None);
         }
         for (&id, &v) in &model {
@@ -727,6 +794,7 @@ mod tests {
         assert_eq!(map.iter().count(), model.len());
         for &id in model.keys() {
             map = map.remove(id).expect("present");
+            assert!(has_its_form(&map));
         }
         assert_eq!(map.len(), 0);
         assert!(map.root.is_none());
@@ -748,13 +816,15 @@ mod tests {
         }
 
         /// Ids that collide: on their low bits (the first levels of the trie), on all but their
-        /// top bits, or not at all; from a pool of up to 2,000 distinct ids.
+        /// top bits, or not at all; from a pool of up to 2,000 distinct ids; and ids on either
+        /// side of `u32::MAX`, the last a flat root holds.
         fn id() -> impl Strategy<Value = u64> {
             prop_oneof![
                 0..2_000u64,
                 (0..64u64).prop_map(|i| i << 5),
                 (0..64u64).prop_map(|i| (i << 58) | 0x15),
                 (0..32u64).prop_map(|i| u64::MAX - i),
+                (0..8u64).prop_map(|i| u64::from(u32::MAX) - 3 + i),
                 any::<u64>(),
             ]
         }
@@ -782,6 +852,7 @@ mod tests {
                 model.iter().map(|(&k, &v)| (k, v)).collect::<Vec<_>>()
             );
             assert_eq!(map.root.is_none(), model.is_empty());
+            assert!(has_its_form(map), "{:?}", model.keys());
         }
 
         proptest! {
@@ -808,6 +879,7 @@ mod tests {
                         Op::Snapshot => snapshots.push((map.clone(), model.clone())),
                     }
                     prop_assert_eq!(read(&map, 0xdead_beef_0000), model.get(&0xdead_beef_0000).copied());
+                    prop_assert!(has_its_form(&map));
                 }
                 agree(&map, &model);
                 for (snapshot, expected) in &snapshots {
@@ -828,6 +900,7 @@ mod tests {
                 for i in (0..count).step_by(2) {
                     map = map.remove(i * step).expect("present");
                     model.remove(&(i * step));
+                    prop_assert!(has_its_form(&map));
                 }
                 agree(&map, &model);
                 prop_assert_eq!(full.len() as u64, count);
@@ -878,8 +951,15 @@ mod tests {
 
     #[test]
     fn the_same_ids_iterate_in_the_same_order_however_inserted() {
-        for count in [3, FLAT as u64, FLAT as u64 + 1, 40] {
-            let ids: Vec<u64> = (0..count).map(|i| i * 97 + 3).collect();
+        for (count, big) in [3, FLAT as u64, FLAT as u64 + 1, 40]
+            .into_iter()
+            .flat_map(|count| [(count, false), (count, true)])
+        {
+            let mut ids: Vec<u64> = (0..count).map(|i| i * 97 + 3).collect();
+            if big {
+                // An id past `u32::MAX`: a trie at any length.
+                ids[1] = u64::from(u32::MAX) + 97;
+            }
             let forward = ids
                 .iter()
                 .fold(Map::EMPTY, |map, &id| map.insert(id, value(id)));
@@ -891,15 +971,60 @@ mod tests {
             let mut shrunk = forward.clone();
             for id in 1000..1000 + FLAT as u64 + 1 {
                 shrunk = shrunk.insert(id, value(id));
+                assert!(has_its_form(&shrunk));
             }
             for id in 1000..1000 + FLAT as u64 + 1 {
                 shrunk = shrunk.remove(id).expect("present");
+                assert!(has_its_form(&shrunk));
             }
             let order = |map: &Map| map.iter().map(|(id, _)| id).collect::<Vec<_>>();
-            assert_eq!(order(&forward), order(&backward), "{count}");
-            assert_eq!(order(&forward), order(&shrunk), "{count}");
+            assert_eq!(order(&forward), order(&backward), "{count} {big}");
+            assert_eq!(order(&forward), order(&shrunk), "{count} {big}");
             assert_eq!(forward.len(), count as usize);
         }
+    }
+
+    #[test]
+    fn an_id_past_u32_max_makes_a_small_map_a_trie_until_it_is_removed() {
+        let big = u64::from(u32::MAX) + 1;
+        let alone = Map::EMPTY.insert(big, value(1));
+        assert!(matches!(alone.root.as_deref().unwrap().body, Body::Trie(_)));
+        assert_eq!((alone.len(), read(&alone, big)), (1, Some(1)));
+        assert!(alone.remove(big).expect("present").root.is_none());
+
+        let mut map = Map::EMPTY.insert(u64::from(u32::MAX), value(0));
+        for id in 1..4 {
+            map = map.insert(id, value(id));
+        }
+        assert!(matches!(map.root.as_deref().unwrap().body, Body::Flat(_)));
+        let with_big = map.insert(big, value(9));
+        assert!(matches!(
+            with_big.root.as_deref().unwrap().body,
+            Body::Trie(_)
+        ));
+        assert_eq!(with_big.len(), 5);
+        let replaced = with_big.insert(2, value(20)).insert(big, value(90));
+        assert!(matches!(
+            replaced.root.as_deref().unwrap().body,
+            Body::Trie(_)
+        ));
+        assert_eq!(
+            (read(&replaced, 2), read(&replaced, big)),
+            (Some(20), Some(90))
+        );
+        let without = replaced.remove(big).expect("present");
+        assert!(matches!(
+            without.root.as_deref().unwrap().body,
+            Body::Flat(_)
+        ));
+        let ids: Vec<u64> = without.iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, [1, 2, 3, u64::from(u32::MAX)]);
+        assert_eq!(read(&without, 2), Some(20));
+        assert_eq!(
+            (read(&map, 2), read(&map, big)),
+            (Some(2), None),
+            "untouched"
+        );
     }
 
     #[test]
