@@ -856,7 +856,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+            #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 4 } else { 256 }, ..ProptestConfig::default() })]
 
             #[test]
             fn the_map_agrees_with_a_btreemap(ops in prop::collection::vec(op(), 1..400)) {

@@ -228,7 +228,7 @@ fn check(ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 4 } else { 256 }, ..ProptestConfig::default() })]
 
     #[test]
     fn values_are_dropped_exactly_when_their_last_holder_is_gone(
@@ -296,8 +296,10 @@ fn snapshots_taken_from_credits_and_dropped_across_threads_drop_the_value_once()
             })
         })
         .collect();
+    // Fewer under Miri, which interprets every step: still several batches of credits.
+    const SNAPSHOTS: usize = if cfg!(miri) { 500 } else { 20_000 };
     Context::new().with_value(&VALUE, value).run(|| {
-        for _ in 0..20_000 {
+        for _ in 0..SNAPSHOTS {
             send.send(Context::current()).unwrap();
         }
     });

@@ -424,7 +424,7 @@ fn quiet_model_panics() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: if cfg!(miri) { 4 } else { 512 }, ..ProptestConfig::default() })]
 
     #[test]
     fn the_frame_machine_agrees_with_the_model(program in prop::collection::vec(op(), 1..24)) {
