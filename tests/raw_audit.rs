@@ -257,7 +257,7 @@ fn a_value_dropped_from_the_allocator_during_get_sees_the_empty_context() {
 fn every_entry_point_honours_a_frame_opened_from_the_allocator() {
     use contextvars::ContextExt;
     #[derive(Clone)]
-    struct User(String);
+    struct User(#[allow(dead_code)] String);
     static USER: ContextVar<User> = ContextVar::opaque("user");
     type Entry = (&'static str, fn());
     let entries: [Entry; 13] = [
