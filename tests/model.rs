@@ -19,6 +19,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
+mod common;
+
+use common::{Bomb, Boom};
 use contextvars::{Context, ContextExt, ContextGuard, ContextVar, WithContext};
 use proptest::prelude::*;
 
@@ -56,17 +59,6 @@ enum Op {
 }
 
 static BOMB: ContextVar<Bomb> = ContextVar::opaque("bomb");
-
-/// Panics with [`Boom`] when dropped.
-struct Bomb;
-
-struct Boom;
-
-impl Drop for Bomb {
-    fn drop(&mut self) {
-        panic::panic_any(Boom);
-    }
-}
 
 /// Runs `f`; a [`Boom`] it panics with is caught (any other panic goes on).
 fn boom_ok<R>(f: impl FnOnce() -> R) -> Option<R> {

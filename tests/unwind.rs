@@ -17,21 +17,11 @@ use std::pin::Pin;
 use std::sync::mpsc;
 use std::task::{Context as TaskContext, Poll};
 
+use common::{Bomb, Boom};
 use contextvars::{Context, ContextExt, ContextGuard, ContextVar};
 
 static SECRET: ContextVar<u32> = ContextVar::new("secret");
 static BOMB: ContextVar<Bomb> = ContextVar::opaque("bomb");
-
-/// Panics when dropped (the panic's payload is [`Boom`], kept out of the test output).
-struct Bomb;
-
-struct Boom;
-
-impl Drop for Bomb {
-    fn drop(&mut self) {
-        panic::panic_any(Boom);
-    }
-}
 
 fn quiet_booms() {
     static ONCE: std::sync::Once = std::sync::Once::new();

@@ -37,3 +37,16 @@ impl Drop for DropCounter {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
+
+/// A value whose destructor panics, with [`Boom`] as the payload (tests that catch it keep it
+/// out of their output with a panic hook that skips `Boom`s).
+pub(crate) struct Bomb;
+
+/// The payload of a [`Bomb`]'s panic.
+pub(crate) struct Boom;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        std::panic::panic_any(Boom);
+    }
+}
