@@ -75,13 +75,6 @@ impl<T: Send + Sync + 'static> Erased for Stored<T> {
     }
 }
 
-impl<T: 'static> crate::state::DropIsolated for Stored<T> {
-    #[inline]
-    fn drop_runs_user_code(&self) -> bool {
-        drop_runs_user_code::<T>()
-    }
-}
-
 pub(crate) type Value = Arc<dyn Erased>;
 
 #[derive(Clone)]

@@ -211,7 +211,7 @@ pub(crate) fn update_current(
     }
 }
 
-/// What [`drop_isolated`] drops: a map's root or a stored value.
+/// What [`drop_isolated`] drops: a map's root (a value is dropped with the last root holding it).
 pub(crate) trait DropIsolated {
     /// Whether dropping `self` may run code of the user's (a `Drop` of a value's type); `false`
     /// only when it certainly cannot (nothing but the global allocator and reference counts).
