@@ -160,6 +160,7 @@ mod debug_value;
 #[cfg(any(feature = "tracing", feature = "log"))]
 mod fields;
 mod future;
+mod integrations;
 mod job;
 mod map;
 mod propagate;
