@@ -45,6 +45,16 @@ pub struct Context {
     map: Map,
 }
 
+impl Drop for Context {
+    /// The drop policy of a snapshot (see "Destructors of values" above): `state::release`.
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(root) = self.map.take_root() {
+            state::release(root);
+        }
+    }
+}
+
 impl Context {
     /// An empty context: no variable is set in it.
     ///

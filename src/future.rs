@@ -41,7 +41,7 @@ pin_project! {
     pub struct WithContext<F> {
         // The context and the future; the future is dropped inside the context (`raw`).
         #[pin]
-        slot: raw::TaskSlot<F>,
+        slot: raw::TaskSlot<F, state::Frames>,
     }
 }
 

@@ -12,10 +12,9 @@
 
 use std::any::Any;
 use std::fmt;
-use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
-use crate::raw::Counted;
+use crate::raw::count::Counted;
 
 const BITS: u32 = 5;
 const MASK: u64 = (1 << BITS) - 1;
@@ -90,12 +89,13 @@ struct Node {
 }
 
 /// One thin pointer, so that installing a context swaps a single word. The root is counted
-/// with `crate::raw::Counted` (an `Arc` whose references a thread can also hold as credits), so
+/// with `crate::raw::count::Counted` (an `Arc` whose references a thread can also hold as credits), so
 /// that capturing the current context on its own thread costs no shared atomic operation.
 #[derive(Clone, Default)]
 pub(crate) struct Map {
-    /// Dropped by `Map`'s own `Drop` only (no drop glue of its own to run after it).
-    root: ManuallyDrop<Option<Counted<Root>>>,
+    /// Dropped as any handle is, unless the owner takes it first (a `Context` does: see
+    /// [`Map::take_root`]).
+    root: Option<Counted<Root>>,
 }
 
 /// Up to this many variables live in the root's own allocation, in a flat array: a
@@ -345,9 +345,11 @@ pub(crate) fn drop_runs_user_code<T: 'static>() -> bool {
         && t != TypeId::of::<Arc<str>>()
 }
 
-impl crate::state::DropIsolated for Root {
+impl Root {
+    /// Whether dropping a value reachable from this root may run code of the user's (see the
+    /// field's docs): what decides whether the owner drops it in a frame of its own.
     #[inline]
-    fn drop_runs_user_code(&self) -> bool {
+    pub(crate) fn drop_runs_user_code(&self) -> bool {
         self.drop_runs_user_code
     }
 }
@@ -554,38 +556,8 @@ impl Node {
     }
 }
 
-impl Drop for Map {
-    /// The last snapshot of a map drops its values in a frame of their own, so that what their
-    /// destructors set never reaches the frame that happened to drop the map; unless none of
-    /// them runs code of the user's when dropped (see [`crate::state::drop_isolated`]): then the
-    /// root is dropped in place, without being moved out of its allocation.
-    #[inline]
-    fn drop(&mut self) {
-        if let Some(root) = self.root.take() {
-            // A snapshot of the thread's current context becomes a credit of the thread's
-            // (see `crate::raw`); any other handle is given up here.
-            if let Some(root) = crate::raw::credit(root) {
-                give_up(root);
-            }
-        }
-    }
-}
-
-/// Drops a handle of a root that is not the thread's current one.
-#[inline(never)]
-fn give_up(root: Counted<Root>) {
-    if !root.drop_runs_user_code {
-        return drop(root);
-    }
-    if let Some(root) = root.into_inner() {
-        crate::state::drop_isolated(root);
-    }
-}
-
 impl Map {
-    pub(crate) const EMPTY: Map = Map {
-        root: ManuallyDrop::new(None),
-    };
+    pub(crate) const EMPTY: Map = Map { root: None };
 
     #[inline]
     pub(crate) fn len(&self) -> usize {
@@ -609,36 +581,37 @@ impl Map {
         self.root.as_ref()
     }
 
+    /// Takes the root's handle out, leaving the empty map: how the owner of the map applies a
+    /// drop policy of its own to the root (a `Context`'s, in `crate::state::release`).
+    #[inline]
+    pub(crate) fn take_root(&mut self) -> Option<Counted<Root>> {
+        self.root.take()
+    }
+
     /// A map of this root.
     #[inline]
     pub(crate) fn from_root(root: Counted<Root>) -> Map {
-        Map {
-            root: ManuallyDrop::new(Some(root)),
-        }
+        Map { root: Some(root) }
     }
 
     pub(crate) fn insert(&self, id: u64, value: Value) -> Map {
         let drop_runs_user_code = value.drop_runs_user_code();
-        let root = match (&*self.root, u32::try_from(id)) {
+        let root = match (&self.root, u32::try_from(id)) {
             (None, Ok(small)) => Root::flat(std::iter::once((small, value)), drop_runs_user_code),
             (None, Err(_)) => Some(Root::trie(1, drop_runs_user_code, Node::leaf(id, value))),
             (Some(root), _) => Some(root.inserted(id, value, drop_runs_user_code)),
         };
-        Map {
-            root: ManuallyDrop::new(root),
-        }
+        Map { root }
     }
 
     /// `None` when the id is not in the map (so the caller can keep sharing `self`).
     pub(crate) fn remove(&self, id: u64) -> Option<Map> {
         let root = self.root.as_ref()?.removed(id)?;
-        Some(Map {
-            root: ManuallyDrop::new(root),
-        })
+        Some(Map { root })
     }
 
     pub(crate) fn ptr_eq(&self, other: &Map) -> bool {
-        match (&*self.root, &*other.root) {
+        match (&self.root, &other.root) {
             (None, None) => true,
             (Some(a), Some(b)) => Counted::ptr_eq(a, b),
             _ => false,

@@ -97,7 +97,7 @@ mod atomic {
     pub(super) use std::sync::atomic::{fence, AtomicUsize, Ordering};
 }
 
-mod count;
+pub(crate) mod count;
 
 pub(crate) use count::Counted;
 
@@ -669,17 +669,28 @@ pub(crate) fn clone_runs_no_user_code<T: 'static>() -> bool {
 /// task was the difference between 1.03× and 1.17× the bare spawn. The future is pinned
 /// structurally: it is never moved while pinned (only `into_inner`, which takes the slot by
 /// value, moves it out), and it is dropped in place exactly once, by `Drop` or by `into_inner`.
-pub(crate) struct TaskSlot<F> {
+///
+/// How the frame is opened is the layer above's to say (`D`, the frame machine of
+/// `crate::state`): this module keeps to the memory.
+pub(crate) struct TaskSlot<F, D: DropInFrame> {
     context: Context,
     inner: std::mem::ManuallyDrop<F>,
+    frames: std::marker::PhantomData<D>,
 }
 
-impl<F> TaskSlot<F> {
+/// How a [`TaskSlot`] drops its future: `drop` (which drops it in place) is run inside a frame
+/// with `context` current, after which `context` holds what the drop set.
+pub(crate) trait DropInFrame {
+    fn drop_in_frame(context: &mut Context, drop: impl FnOnce());
+}
+
+impl<F, D: DropInFrame> TaskSlot<F, D> {
     #[inline]
-    pub(crate) fn new(inner: F, context: Context) -> TaskSlot<F> {
+    pub(crate) fn new(inner: F, context: Context) -> TaskSlot<F, D> {
         TaskSlot {
             context,
             inner: std::mem::ManuallyDrop::new(inner),
+            frames: std::marker::PhantomData,
         }
     }
 
@@ -727,19 +738,19 @@ impl<F> TaskSlot<F> {
     }
 }
 
-impl<F> Drop for TaskSlot<F> {
+impl<F, D: DropInFrame> Drop for TaskSlot<F, D> {
     #[inline]
     fn drop(&mut self) {
-        let frame = crate::state::enter(&mut self.context);
-        // SAFETY: the future is dropped here, once, in place (as pinning requires), and never
-        // used again: `self` is being dropped, and `into_inner` (the only other place that
-        // takes it) does not run this.
-        unsafe { std::mem::ManuallyDrop::drop(&mut self.inner) };
-        // Leaving the frame puts the context (with what the future's drop set) back in
-        // `self.context`, dropped after this with the other fields. On a panic of the future's
-        // drop, the frame still ends (its own `Drop`) and the context still drops.
-        if let Some(frame) = frame {
-            frame.leave();
-        }
+        let inner = &mut self.inner;
+        D::drop_in_frame(&mut self.context, || {
+            // SAFETY: the future is dropped here, once, in place (as pinning requires), and
+            // never used again: `self` is being dropped, and `into_inner` (the only other place
+            // that takes it) does not run this. (`drop_in_frame` runs this at most once: it is
+            // an `FnOnce`.)
+            unsafe { std::mem::ManuallyDrop::drop(inner) };
+        });
+        // The frame put the context (with what the future's drop set) back in `self.context`,
+        // dropped after this with the other fields. On a panic of the future's drop, the frame
+        // still ends and the context still drops.
     }
 }

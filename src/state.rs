@@ -25,7 +25,7 @@
 //! the current context, and every context replaced here is dropped after the borrows end, and
 //! after the frame it belonged to has ended: a destructor that panics finds the thread already
 //! back in the outer frame. A context's values are dropped in a frame of their own, with the
-//! empty context current ([`drop_isolated`]), so that what their destructors set ends with
+//! empty context current ([`release`]), so that what their destructors set ends with
 //! them.
 //!
 //! The current context itself is kept by `crate::raw`, which every change goes through; `get`
@@ -35,6 +35,8 @@ use std::cell::{Cell, RefCell};
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 
+use crate::map::Root;
+use crate::raw::count::Counted;
 use crate::{raw, Context};
 
 struct GuardSlot {
@@ -211,26 +213,50 @@ pub(crate) fn update_current(
     }
 }
 
-/// What [`drop_isolated`] drops: a map's root (a value is dropped with the last root holding it).
-pub(crate) trait DropIsolated {
-    /// Whether dropping `self` may run code of the user's (a `Drop` of a value's type); `false`
-    /// only when it certainly cannot (nothing but the global allocator and reference counts).
-    fn drop_runs_user_code(&self) -> bool;
+/// Gives up a context's handle of a map root (a `Context`'s `Drop`): kept as one more credit of
+/// the thread's when it is the current context's root (no shared atomic operation, see
+/// `crate::raw`); otherwise, when it is the last handle, the root's values are dropped inside a
+/// frame of their own with the empty context current, so that whatever their destructors set
+/// (or attach and forget) ends with them and never reaches the frame that happened to drop the
+/// context.
+///
+/// When no destructor of the user's can run (`drop_runs_user_code()` is `false`: every value
+/// the root holds is an integer, a `String` or the like), there is nothing to confine, and the
+/// frame, a swap of the current context in and out, is skipped: the root is dropped in place.
+/// Nothing that runs then can call into this crate but the global allocator, which also frees
+/// the root's own allocation outside any frame (in `into_inner`), so a frame would not confine
+/// it anyway.
+#[inline]
+pub(crate) fn release(root: Counted<Root>) {
+    if let Some(root) = raw::credit(root) {
+        give_up(root);
+    }
 }
 
-/// Drops `value` inside a frame of its own with the empty context current, so that whatever
-/// its destructors set (or attach and forget) ends with them.
-///
-/// When no destructor of the user's can run (`value.drop_runs_user_code()` is `false`: every
-/// value it holds is an integer, a `String` or the like), there is nothing to confine, and the
-/// frame, a swap of the current context in and out, is skipped: nothing that runs can call
-/// into this crate but the global allocator, which also frees the map's root outside any frame
-/// (in `Arc::into_inner`), so the frame would not confine it anyway. (`Map`'s `Drop` checks
-/// the same first, and then drops the root in place rather than move it out.)
-#[inline]
-pub(crate) fn drop_isolated<T: DropIsolated>(value: T) {
-    if value.drop_runs_user_code() {
-        drop_in_frame(value);
+/// Drops a handle of a root that is not the thread's current one.
+#[inline(never)]
+fn give_up(root: Counted<Root>) {
+    if !root.drop_runs_user_code() {
+        return drop(root);
+    }
+    if let Some(root) = root.into_inner() {
+        drop_in_frame(root);
+    }
+}
+
+/// How a [`WithContext`](crate::WithContext)'s future is dropped (`raw::TaskSlot`): in place,
+/// inside a frame with the future's context current.
+pub(crate) struct Frames;
+
+impl raw::DropInFrame for Frames {
+    #[inline]
+    fn drop_in_frame(context: &mut Context, drop: impl FnOnce()) {
+        let frame = enter(context);
+        drop();
+        // On a panic of `drop`, the frame still ends (its own `Drop`).
+        if let Some(frame) = frame {
+            frame.leave();
+        }
     }
 }
 
@@ -477,7 +503,7 @@ fn replace_current(context: Context) -> Option<Context> {
 }
 
 /// Runs `f` inside `context`, consuming it; what `f` sets is dropped afterwards (in a frame of
-/// its own, see [`drop_isolated`]).
+/// its own, see [`release`]).
 #[inline]
 pub(crate) fn run_in<R>(mut context: Context, f: impl FnOnce() -> R) -> R {
     let frame = enter(&mut context);
