@@ -9,3 +9,19 @@
 // ---------------------------------------------------------------------------------------------
 // What travels with the context beside it (the tracing span, the OpenTelemetry context):
 // captured at spawns, extracted by transports (the ambient seam).
+
+/// What every spawn carries beside the context and every transport reads and writes beside it,
+/// outermost first: the OpenTelemetry context, then the tracing span (entered last, so that with
+/// tracing-opentelemetry's context activation the span's OTel context wins; see
+/// `contextvars::opentelemetry`). `()` for each feature that is off. See `crate::ambient`.
+pub(crate) type Ambient = (Otel, Span);
+
+#[cfg(feature = "opentelemetry")]
+type Otel = ::opentelemetry::Context;
+#[cfg(not(feature = "opentelemetry"))]
+type Otel = ();
+
+#[cfg(feature = "tracing")]
+type Span = ::tracing::Span;
+#[cfg(not(feature = "tracing"))]
+type Span = ();
