@@ -25,3 +25,18 @@ type Otel = ();
 type Span = ::tracing::Span;
 #[cfg(not(feature = "tracing"))]
 type Span = ();
+
+// What a spawn hands its executor, checked by the compiler: with neither feature, exactly the
+// bare `WithContext` (nothing added to every task); with both, the OTel context around the span.
+// And what a transport runs a request's future in: without `opentelemetry` the bare future (a
+// span never crosses the wire, so `tracing` adds nothing there).
+#[cfg(not(feature = "opentelemetry"))]
+const _: fn(crate::ambient::RemoteScoped<()>) = |_: ()| {};
+#[cfg(not(any(feature = "tracing", feature = "opentelemetry")))]
+const _: fn(crate::capture::Task<()>) -> crate::WithContext<()> = |task| task;
+#[cfg(all(feature = "tracing", feature = "opentelemetry"))]
+const _: fn(
+    crate::capture::Task<()>,
+) -> crate::WithContext<
+    crate::opentelemetry::WithOtelContext<::tracing::instrument::Instrumented<()>>,
+> = |task| task;
