@@ -37,9 +37,10 @@
 //! - tokio's automatic inheritance (`RuntimeBuilderExt::propagate_context`, `tokio_unstable`):
 //!   it carries this crate's context, not the OTel context.
 //! - A `tower` response body polled after the response future (see `contextvars::tower`).
-//! - [`Propagation::extract`](crate::propagation::Propagation::extract) called directly, and
-//!   NATS's `ContextMessage::into_parts`: this crate's context only (for NATS, take
-//!   `ContextMessage::otel_context()` first).
+//! - [`Propagation::extract`](crate::propagation::Propagation::extract) called directly, the
+//!   `context` field of what [`Propagation::extract_with`](crate::propagation::Propagation::extract_with)
+//!   returns, and NATS's `ContextMessage::into_parts`: this crate's context only (run in the
+//!   whole [`Extracted`] instead; for NATS, take `ContextMessage::otel_context()` first).
 //!
 //! # With `tracing` and tracing-opentelemetry
 //!
@@ -70,8 +71,12 @@
 //!   when one has been set (one that declares any field), so B3 or Jaeger propagators work too;
 //!   until then, through OpenTelemetry's W3C `TraceContextPropagator`. Invalid or missing
 //!   headers give a context with no remote span (a new trace starts at the first span).
-//!   [`Propagation::extract`](crate::propagation::Propagation::extract) called by your own code
-//!   returns this crate's context only.
+//!   A transport of your own gets the same from
+//!   [`Propagation::extract_with`](crate::propagation::Propagation::extract_with): its
+//!   [`Extracted`] holds the request's OTel context ([`Extracted::otel_context`]) beside the
+//!   context, both current in [`Extracted::run`] and [`Extracted::scope`];
+//!   [`Propagation::extract`](crate::propagation::Propagation::extract) returns this crate's
+//!   context only.
 //! - **Baggage** is always read and written by this crate's W3C Baggage parser and writer (the
 //!   `baggage` field of the propagator is never used, so the two never fight over the header):
 //!   the members accepted from the request (the registered keys whose value parsed, and the
@@ -131,7 +136,7 @@ use pin_project_lite::pin_project;
 
 use crate::ambient::BaggageChange;
 use crate::propagation::{Baggage, Extracted, Extractor, Injector, Trust};
-use crate::{Context, ContextExt, WithContext};
+use crate::{ContextExt, WithContext};
 
 pin_project! {
     /// A future that runs with an OpenTelemetry [`Context`](::opentelemetry::Context) current
@@ -338,8 +343,8 @@ impl crate::ambient::Ambient for OtelContext {
 
     fn extract<C: Extractor + ?Sized>(
         trust: Trust,
-        accepted_baggage: &dyn Fn(&Context) -> Baggage,
-        context: &mut Context,
+        accepted_baggage: &dyn Fn(&crate::Context) -> Baggage,
+        context: &mut crate::Context,
         carrier: &C,
     ) -> OtelContext {
         wire::extract_remote(trust, accepted_baggage, context, carrier)
@@ -350,7 +355,7 @@ impl crate::ambient::Ambient for OtelContext {
     }
 
     fn baggage_changes<'c>(
-        context: &'c Context,
+        context: &'c crate::Context,
         may_send: &dyn Fn(&str) -> bool,
         changes: &mut Vec<BaggageChange<'c>>,
     ) {

@@ -31,9 +31,10 @@
 //!
 //! - **With the `opentelemetry` feature**, W3C Trace Context too: [`Propagation::inject`] writes
 //!   the current OpenTelemetry context's `traceparent`/`tracestate` (through the global
-//!   propagator when one is set) and merges its baggage into `baggage`; the server and consumer
-//!   integrations extract them into the request's OpenTelemetry context. See
-//!   `contextvars::opentelemetry`.
+//!   propagator when one is set) and merges its baggage into `baggage`;
+//!   [`Propagation::extract_with`] (and so the server and consumer integrations) extracts them
+//!   into the request's OpenTelemetry context, which [`Extracted::run`] and
+//!   [`Extracted::scope`] make current beside the context. See `contextvars::opentelemetry`.
 //!
 //! All of this is for [trusted](Trust::Trusted) callers and destinations. From and to anyone
 //! else (the default), much less crosses: see [Security](#security).
