@@ -390,7 +390,7 @@ impl Default for Propagation {
 /// assert_eq!(extracted.request_id(), Some("new-1"));
 /// assert!(!extracted.received);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Extracted {
     /// The fresh context: the request id (when there is one) and the baggage.
@@ -404,6 +404,18 @@ pub struct Extracted {
     caller_request_id_var: Option<&'static ContextVar<String>>,
     /// What travels beside the context, as the carrier brought it (`()` without such a feature).
     pub(crate) remote: ambient::Remote,
+}
+
+impl fmt::Debug for Extracted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Extracted")
+            .field("context", &self.context)
+            .field("received", &self.received)
+            .field("trust", &self.trust)
+            .field("request_id_var", &self.request_id_var)
+            .field("caller_request_id_var", &self.caller_request_id_var)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Extracted {
