@@ -153,7 +153,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    ::tokio::spawn(crate::propagate::task(future))
+    ::tokio::spawn(crate::capture::task(future))
 }
 
 /// [`tokio::task::spawn_local`] that runs the `!Send` task inside a
@@ -191,7 +191,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    ::tokio::task::spawn_local(crate::propagate::task(future))
+    ::tokio::task::spawn_local(crate::capture::task(future))
 }
 
 /// [`tokio::task::spawn_blocking`] that runs the closure inside a
@@ -230,7 +230,7 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    ::tokio::task::spawn_blocking(crate::propagate::job(f))
+    ::tokio::task::spawn_blocking(crate::capture::job(f))
 }
 
 /// Names the task (as seen by tokio-console) and runs it inside a copy of the caller's context.
@@ -251,7 +251,7 @@ where
 {
     ::tokio::task::Builder::new()
         .name(name)
-        .spawn(crate::propagate::task(future))
+        .spawn(crate::capture::task(future))
 }
 
 /// Context-keeping spawns on a given [`Runtime`] or runtime [`Handle`] (for example from outside
@@ -315,7 +315,7 @@ macro_rules! impl_runtime_ext {
                 F: Future + Send + 'static,
                 F::Output: Send + 'static,
             {
-                self.spawn(crate::propagate::task(future))
+                self.spawn(crate::capture::task(future))
             }
 
             #[track_caller]
@@ -324,7 +324,7 @@ macro_rules! impl_runtime_ext {
                 F: FnOnce() -> R + Send + 'static,
                 R: Send + 'static,
             {
-                self.spawn_blocking(crate::propagate::job(f))
+                self.spawn_blocking(crate::capture::job(f))
             }
         }
     )*};
@@ -413,7 +413,7 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
         F: Future<Output = T> + Send + 'static,
         T: Send,
     {
-        self.spawn(crate::propagate::task(future))
+        self.spawn(crate::capture::task(future))
     }
 
     #[track_caller]
@@ -422,7 +422,7 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
         F: FnOnce() -> T + Send + 'static,
         T: Send,
     {
-        self.spawn_blocking(crate::propagate::job(f))
+        self.spawn_blocking(crate::capture::job(f))
     }
 
     #[track_caller]
@@ -430,7 +430,7 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
     where
         F: Future<Output = T> + 'static,
     {
-        self.spawn_local(crate::propagate::task(future))
+        self.spawn_local(crate::capture::task(future))
     }
 }
 

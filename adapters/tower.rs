@@ -228,8 +228,9 @@ use ::tower::{Layer, Service};
 use ::tower_http::request_id::{MakeRequestId, RequestId};
 use pin_project_lite::pin_project;
 
-use crate::propagation::Extractor;
-use crate::{ContextExt, WithContext};
+use crate::propagation::{ExtractedFuture, Extractor};
+#[cfg(doc)]
+use crate::WithContext;
 
 /// Moved to [`crate::propagation`], which needs no `http`; re-exported here so that code written
 /// against this module keeps compiling.
@@ -251,7 +252,7 @@ impl fmt::Debug for CallerTrust {
 
 /// Decides per request whether its destination is trusted: see
 /// [`ClientContextLayer::trusted_hosts`] and [`ClientContextLayer::trust_destinations_if`].
-type DestinationTrust = crate::propagation::trust::Destinations<::http::Uri>;
+type DestinationTrust = crate::http::Destinations<::http::Uri>;
 
 /// The host and port of a request's URI (the scheme's default port when it names none).
 fn host_and_port(uri: &::http::Uri) -> Option<(&str, Option<u16>)> {
@@ -617,27 +618,12 @@ where
                 request.headers_mut().remove(header);
             }
         }
-        // OpenTelemetry hook (feature `opentelemetry`): the request's trace context and baggage,
-        // read by the same trust as the rest.
-        #[cfg(feature = "opentelemetry")]
-        let (ctx, otel) = crate::opentelemetry::extract_remote(
-            propagation,
-            extracted.context,
-            extracted.trust,
-            request.headers(),
-        );
-        #[cfg(not(feature = "opentelemetry"))]
-        let ctx = extracted.context;
+        // The service is called, and its future polled and dropped, inside all the request
+        // brought (with `opentelemetry`, its OTel context too).
         let inner = &mut self.inner;
-        #[cfg(feature = "opentelemetry")]
-        let future = {
-            let _otel = otel.clone().attach();
-            crate::opentelemetry::WithOtelContext::new(ctx.run(|| inner.call(request)), otel)
-        };
-        #[cfg(not(feature = "opentelemetry"))]
-        let future = ctx.run(|| inner.call(request));
+        let future = extracted.run(|| inner.call(request));
         ResponseFuture {
-            inner: future.with_context(ctx),
+            inner: extracted.scope(future),
             echo: id.map(|id| (header.clone(), id)),
         }
     }
@@ -665,17 +651,10 @@ pin_project! {
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: WithContext<OtelScoped<F>>,
+        inner: ExtractedFuture<F>,
         echo: Option<(HeaderName, HeaderValue)>,
     }
 }
-
-/// The request future as the layer runs it: with the `opentelemetry` feature, inside the
-/// request's OTel context too (OpenTelemetry hook).
-#[cfg(feature = "opentelemetry")]
-type OtelScoped<F> = crate::opentelemetry::WithOtelContext<F>;
-#[cfg(not(feature = "opentelemetry"))]
-type OtelScoped<F> = F;
 
 impl<F: fmt::Debug> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

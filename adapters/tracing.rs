@@ -1351,7 +1351,8 @@ pub trait SpanContextExt: Sized {
     where
         Self: std::future::Future,
     {
-        crate::propagate::task_with_span(self)
+        let future = ::tracing::Instrument::instrument(self, ::tracing::Span::current());
+        crate::ContextExt::with_current_context(future)
     }
 }
 
@@ -1373,7 +1374,7 @@ pub fn wrap_with_current_span<F, R>(f: F) -> impl FnOnce() -> R
 where
     F: FnOnce() -> R,
 {
-    crate::propagate::job(f)
+    crate::capture::job(f)
 }
 
 /// Records the current context's variables into `span`'s fields of the same names (printed with
@@ -1397,5 +1398,45 @@ pub fn record_in_span(span: &::tracing::Span) {
         if entry.has_debug() && span.has_field(entry.name()) {
             span.record(entry.name(), ::tracing::field::display(entry.display()));
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ambient seam (`crate::ambient`): the current span travels beside the context into every
+// spawn. It never crosses the wire: a transport extracts nothing of it, and injects nothing.
+
+impl crate::ambient::Ambient for ::tracing::Span {
+    type Guard<'a> = ::tracing::span::Entered<'a>;
+    type Entered = ::tracing::span::EnteredSpan;
+    type Scoped<F> = ::tracing::instrument::Instrumented<F>;
+    type Remote = ();
+
+    #[inline]
+    fn current() -> ::tracing::Span {
+        ::tracing::Span::current()
+    }
+
+    #[inline]
+    fn enter(&self) -> ::tracing::span::Entered<'_> {
+        ::tracing::Span::enter(self)
+    }
+
+    #[inline]
+    fn entered(self) -> ::tracing::span::EnteredSpan {
+        ::tracing::Span::entered(self)
+    }
+
+    #[inline]
+    fn scope<F>(self, future: F) -> ::tracing::instrument::Instrumented<F> {
+        ::tracing::Instrument::instrument(future, self)
+    }
+
+    #[inline]
+    fn extract<C: crate::propagation::Extractor + ?Sized>(
+        _: crate::propagation::Trust,
+        _: &dyn Fn(&Context) -> crate::propagation::Baggage,
+        _: &mut Context,
+        _: &C,
+    ) {
     }
 }

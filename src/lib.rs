@@ -155,6 +155,8 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod ambient;
+mod capture;
 mod context;
 mod debug_value;
 #[cfg(any(feature = "tracing", feature = "log"))]
@@ -163,7 +165,6 @@ mod future;
 mod integrations;
 mod job;
 mod map;
-mod propagate;
 pub mod propagation;
 #[allow(unsafe_code)]
 mod raw;
@@ -207,6 +208,11 @@ pub mod tracing;
 #[cfg_attr(docsrs, doc(cfg(feature = "log")))]
 #[path = "../adapters/log.rs"]
 pub mod log;
+
+/// `http::HeaderMap` as a carrier, and what the tower and reqwest clients share.
+#[cfg(any(feature = "tower", feature = "reqwest"))]
+#[path = "../adapters/http.rs"]
+mod http;
 
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
@@ -331,7 +337,7 @@ pub mod __private {
     pub fn preserve<F: std::future::Future>(
         future: F,
     ) -> impl std::future::Future<Output = F::Output> {
-        crate::propagate::task(future)
+        crate::capture::task(future)
     }
 
     /// Lets an `impl Trait` return type capture a lifetime without outliving it.
