@@ -15,7 +15,7 @@ use axum::Router;
 use contextvars::propagation::{Baggage, Propagation, Trust, CALLER_REQUEST_ID, REQUEST_ID};
 use contextvars::tokio::spawn_with_context;
 use contextvars::tower::{ClientContextLayer, ContextLayer};
-use contextvars::tracing::FmtContextExt;
+use contextvars::tracing::ContextFormat;
 use contextvars::ContextVar;
 use futures::StreamExt;
 use http_body_util::{BodyExt, Empty};
@@ -132,7 +132,7 @@ fn logs() -> &'static Captured {
         let captured = Captured::default();
         let subscriber = tracing_subscriber::fmt()
             .json()
-            .with_context_fields()
+            .map_event_format(ContextFormat::new)
             .with_writer(captured.clone())
             .finish();
         tracing::subscriber::set_global_default(subscriber).unwrap();
