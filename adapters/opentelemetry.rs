@@ -125,6 +125,55 @@
 //! });
 //! assert_eq!(seen.join().unwrap(), Some(7));
 //! ```
+//!
+//! A remote span and OTel baggage reach a thread beside this crate's context, and from there the
+//! wire: everything to one of your own services, the trace context alone to a stranger (neither
+//! `tenant`, which is not public, nor `region`, which only OTel code set). A `HashMap` stands in
+//! for any carrier's headers.
+//!
+//! ```
+//! use std::collections::HashMap;
+//!
+//! use contextvars::propagation::{Propagation, Trust};
+//! use contextvars::ContextVar;
+//! use opentelemetry::baggage::BaggageExt;
+//! use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+//! use opentelemetry::{Context, KeyValue};
+//!
+//! static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
+//!
+//! let remote = SpanContext::new(
+//!     TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+//!     SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+//!     TraceFlags::SAMPLED,
+//!     true,
+//!     TraceState::default(),
+//! );
+//! let cx = Context::current_with_baggage([KeyValue::new("region", "eu")])
+//!     .with_remote_span_context(remote);
+//! let _attached = cx.attach();
+//!
+//! let to_our_services = Propagation::builder()
+//!     .baggage_str(&TENANT, "tenant")
+//!     .outbound(Trust::Trusted)
+//!     .build();
+//! let to_strangers = to_our_services.with_outbound(Trust::Untrusted);
+//! let headers = TENANT.scope("acme".into(), || {
+//!     contextvars::thread::spawn_with_context(move || {
+//!         let mut headers = HashMap::<String, String>::new();
+//!         to_our_services.inject(&mut headers);
+//!         headers
+//!     })
+//!     .join()
+//!     .unwrap()
+//! });
+//! assert_eq!(headers["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+//! assert_eq!(headers["baggage"], "tenant=acme,region=eu");
+//!
+//! let mut external = HashMap::<String, String>::new();
+//! TENANT.scope("acme".into(), || to_strangers.inject(&mut external));
+//! assert!(external.contains_key("traceparent") && !external.contains_key("baggage"));
+//! ```
 
 use std::fmt;
 use std::future::Future;

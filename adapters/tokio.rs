@@ -62,6 +62,11 @@
 //! (tokio-console, profilers) through `TaskHooks` and
 //! `propagate_context_with`, which calls them too.
 //!
+//! The cost: each poll goes through two hooks that take a lock on the task's shard of that
+//! registry, which [`spawn_with_context`] (the context carried inside the task) does not pay. Use
+//! the hooks for the spawns you do not control and `spawn_with_context` where you write a hot
+//! spawn yourself; the repository's `benches/README.md` has the figures.
+//!
 //! What it does not cover, and what to do instead:
 //!
 //! | Gap | Why | Do instead |

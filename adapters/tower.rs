@@ -44,6 +44,8 @@
 //! not tower, such as ureq) write the current context into the outgoing headers: the request
 //! id header, and `baggage` with the registered variables that are set plus the forwarded
 //! members. For reqwest, the `reqwest` feature has a middleware (`contextvars::reqwest`).
+//! OpenTelemetry's `BaggagePropagator` reads the `baggage` written here, and the layer reads what
+//! it writes.
 //!
 //! The registration is a [`Propagation`], shared by both sides and by the other transports
 //! (NATS with the `async-nats` feature): the request id rules, W3C Baggage and its limits live
@@ -100,6 +102,40 @@
 //!
 //! # Examples
 //!
+//! An edge service, reachable from the internet, calling the company's own services behind it:
+//! strangers choose nothing but the locale, and only calls to your own hosts carry more than the
+//! request id.
+//!
+//! ```
+//! use axum::{routing::post, Router};
+//! use contextvars::tower::{ClientContextLayer, ContextLayer, Propagation};
+//! use contextvars::ContextVar;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use tower::Layer;
+//!
+//! static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
+//! static LOCALE: ContextVar<String> = ContextVar::new("locale").with_display();
+//!
+//! async fn create_order() -> &'static str {
+//!     r#"{"status":"created"}"#
+//! }
+//!
+//! let propagation = Propagation::builder()
+//!     .baggage_str(&TENANT, "tenant") // set after authentication; never taken from a caller here
+//!     .baggage_str(&LOCALE, "locale")
+//!     .accept_from_untrusted("locale") // harmless for a stranger to choose
+//!     .build(); // callers and destinations untrusted: the safe default for an edge
+//! let app: Router = Router::new()
+//!     .route("/orders", post(create_order))
+//!     .layer(ContextLayer::new(propagation.clone()));
+//! // Calls to our own services carry everything; calls anywhere else only the request id.
+//! let client = ClientContextLayer::new(propagation)
+//!     .trusted_hosts(["*.svc.cluster.local"])
+//!     .layer(Client::builder(TokioExecutor::new()).build_http::<axum::body::Body>());
+//! # let _ = (app, client);
+//! ```
+//!
 //! An internal service, whose callers are your own services:
 //!
 //! ```
@@ -155,6 +191,8 @@
 //! - **Server-streaming methods:** the returned stream is polled after the handler has returned,
 //!   outside the request's context: return `Response::new(Box::pin(stream.with_current_context()))`
 //!   (see [what bypasses it](#what-bypasses-it)).
+//! - **Binary metadata and errors:** binary (`-bin`) metadata is never read or changed, in either
+//!   direction, and an error status (a trailers-only response) still carries the echoed id.
 //!
 //! Here tonic-health's generated server and client stand in for your own; the crate's
 //! `examples/grpc_orders.rs` writes a service with a unary and a server-streaming method by hand

@@ -110,7 +110,10 @@
 //! not carried on), never a spoofed tenant or an internal value sent to a stranger. Internal
 //! services say so: [`PropagationBuilder::inbound`] and [`PropagationBuilder::outbound`] for
 //! the whole propagation, or per request where one server or client serves both sides (the
-//! tower layer's `trust_callers_if`, the clients' `trusted_hosts`).
+//! tower layer's `trust_callers_if`, the clients' `trusted_hosts`). A client of a third-party
+//! API keeps the default outbound setting: the API sees the request id and the public variables
+//! only, so mark a variable [public](PropagationBuilder::public) only if you would show it to
+//! them.
 //!
 //! An edge service (reachable from outside) keeps the defaults and lets through only what a
 //! stranger may choose:
