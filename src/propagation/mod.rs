@@ -199,14 +199,19 @@ use crate::{integrations, Context, ContextExt, ContextVar, WithContext};
 
 pub(crate) mod baggage;
 pub(crate) mod carrier;
+pub(crate) mod trace_context;
 pub(crate) mod trust;
 
 pub use self::baggage::{Baggage, BaggageMember, MAX_BAGGAGE_BYTES, MAX_BAGGAGE_MEMBERS};
 pub(crate) use self::carrier::is_token;
 pub use self::carrier::{Extractor, Injector};
+pub use self::trace_context::{
+    TraceContext, TraceParent, TraceState, MAX_TRACESTATE_MEMBERS, TRACE_ID,
+};
 pub use self::trust::{Trust, TrustedHosts};
 
 use self::baggage::{parse_lines, Writer, BAGGAGE, FORWARDED};
+use self::trace_context::Watched;
 
 /// The request id of the current request or message, set by [`Propagation::extract`] (and so by
 /// every server and consumer integration) unless another variable was chosen with
@@ -729,6 +734,11 @@ impl Propagation {
         if let (Some(var), Some(id)) = (config.caller_request_id_var, caller_request_id) {
             ctx = ctx.with_value(var, id);
         }
+        // A trusted caller's trace context, kept to be forwarded unchanged.
+        if let Some(trace) = TraceContext::from_headers(carrier).filter(|_| trusted) {
+            ctx = ctx.with_value(&TRACE_ID, trace.parent().trace_id_hex());
+            ctx = ctx.with_value(&trace_context::RECEIVED, trace);
+        }
 
         // The member limit counts distinct keys accepted: a registered member counts once its
         // value has parsed, a later member of an accepted key replaces its value without counting
@@ -833,7 +843,15 @@ impl Propagation {
         // What travels beside the context (with the `opentelemetry` feature, the current OTel
         // context): its own fields (the trace context), and the members of its baggage that
         // changed and may go to this destination.
-        integrations::Ambient::inject(carrier);
+        let mut watched = Watched::new(carrier);
+        integrations::Ambient::inject(&mut watched);
+        // The trace context a trusted caller sent goes on unchanged, unless what traces this
+        // work wrote one of its own.
+        if !watched.wrote_traceparent {
+            if let Some(trace) = ctx.get_ref(&trace_context::RECEIVED) {
+                trace.inject(carrier);
+            }
+        }
         let mut changes = Vec::new();
         let may_send = |key: &str| is_token(key) && self.may_send(key);
         integrations::Ambient::baggage_changes(ctx, &may_send, &mut changes);
