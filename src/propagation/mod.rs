@@ -1,6 +1,7 @@
 //! What crosses process boundaries, whatever carries it: the request id, W3C Baggage and the
-//! baggage members to forward, read from and written into any carrier of string headers (HTTP,
-//! gRPC metadata, NATS message headers, a `HashMap`). Needs no feature and no `http`.
+//! baggage members to forward, a trusted caller's W3C Trace Context, read from and written into
+//! any carrier of string headers (HTTP, gRPC metadata, NATS message headers, a `HashMap`).
+//! Needs no feature and no `http`.
 //!
 //! A [`Propagation`] says which header carries the request id, which variable holds it, and which
 //! context variables travel as which baggage keys. Built once, it is shared by every side:
@@ -29,6 +30,10 @@
 //!   variables, parsed by the function given at registration; the other members are kept in the
 //!   context untouched ([`Baggage::forwarded`]) so the sending side writes them on.
 //!
+//! - **W3C Trace Context**, from a trusted caller, forwarded as it came: a valid
+//!   `traceparent` and its `tracestate` are kept in the context (the trace id in [`TRACE_ID`],
+//!   for log lines) and written on by [`Propagation::inject`], as the spec asks of a participant
+//!   that does not trace. See [W3C Trace Context](#w3c-trace-context).
 //! - **With the `opentelemetry` feature**, W3C Trace Context too: [`Propagation::inject`] writes
 //!   the current OpenTelemetry context's `traceparent`/`tracestate` (through the global
 //!   propagator when one is set) and merges its baggage into `baggage`;
@@ -83,6 +88,52 @@
 //! included) is ever written in `baggage`; a request id with a control character other than tab
 //! is not written at all.
 //!
+//! # W3C Trace Context
+//!
+//! This crate creates no spans. Without OpenTelemetry (or outside any OpenTelemetry context), a
+//! service built on it is the [W3C Trace Context](https://www.w3.org/TR/trace-context-2/)'s
+//! participant that does not trace: [`Propagation::extract`] reads a trusted caller's
+//! `traceparent` and `tracestate` ([`TraceContext::from_headers`], level 2, strict) into the
+//! context, its trace id into [`TRACE_ID`], and [`Propagation::inject`] writes them on
+//! unchanged (the flags whole, so level 2's random flag survives; a future version as `00`, the
+//! spec's downgrade). From an untrusted caller nothing is read. What goes out is sent to every
+//! destination, as OpenTelemetry sends its own: ids, flags and the vendors' `tracestate`,
+//! none of your values.
+//!
+//! With the `opentelemetry` feature, the current OpenTelemetry context writes its trace
+//! context first (the span your code or a layer started for the request, else the caller's
+//! remote one, through the global propagator or OpenTelemetry's `TraceContextPropagator`);
+//! when it wrote a `traceparent`, the forwarded trace context is not written at all, so
+//! `traceparent` and `tracestate` always come from the same side. To trace, start one span per
+//! hop: a server span around each request, a client span around each call.
+//!
+//! Repeated lines: every `traceparent` and `tracestate` line is read ([`Extractor::get_all`]).
+//! More than one `traceparent` line makes it invalid; `tracestate` lines are combined as RFC
+//! 9110 combines them (joined by `,`). Bad input never fails the request:
+//!
+//! | Input | What happens |
+//! |---|---|
+//! | no `traceparent`, more than one `traceparent` line, or one that is malformed | no trace context: nothing is kept or sent on, and `tracestate` is not read |
+//! | `traceparent` malformed: a version that is not 2 lowercase hex digits or is `ff`; a trace id not 32 or parent id not 16 lowercase hex digits, or all zeros; flags not 2 lowercase hex digits; a `-` missing; anything after version `00`'s 55 characters; a future version shorter than 55 characters or not followed by the end or a `-` | as above |
+//! | spaces and tabs around `traceparent` | ignored |
+//! | a future version (`01`..`fe`) with the fields of `00` | read; what follows them is not; sent as version `00` |
+//! | `tracestate` with no valid `traceparent` | ignored |
+//! | empty `tracestate` lines or members, spaces and tabs around members | skipped; what is sent has none; an empty list is not sent |
+//! | a malformed `tracestate` member: no `=`; a key not of the grammar (`a`-`z` or a digit, then up to 255 of `a`-`z`, digits, `_-*/@`); an empty value; a value longer than 256 characters or with a character outside `0x20`..`0x7E`, a `,` or a `=` | the whole `tracestate` is dropped; `traceparent` is kept |
+//! | more than [`MAX_TRACESTATE_MEMBERS`] (32) members, all lines together | the whole `tracestate` is dropped |
+//! | the same key twice | the first (left-most) member is kept, later ones dropped |
+//! | spaces at the start of a value | part of the value, kept |
+//!
+//! What is kept is bounded by the grammar: at most 32 members of at most 256-character keys and
+//! values.
+//!
+//! Compared with OpenTelemetry's `TraceContextPropagator` (0.33), which the `opentelemetry`
+//! feature uses today: it does not check the field lengths (versions, ids and flags of other
+//! lengths are read, a short trace id padded), keeps only the sampled flag, reads `tracestate`
+//! keys by the older grammar (one `@`, tenant and system limits), cuts more than 32 members to 32
+//! rather than dropping them, and accepts and sends an empty value (`foo=`); and its carrier
+//! reads only the first line of each header.
+//!
 //! # Security
 //!
 //! **Request ids and baggage are chosen by the caller.** Anyone who can send a request can put
@@ -99,6 +150,8 @@
 //! | outbound: request id | sent | sent (it is your id: a generated one, or a trusted caller's) |
 //! | outbound: registered variables | sent | only the [public](PropagationBuilder::public) ones |
 //! | outbound: forwarded members | sent | never |
+//! | outbound: a trusted caller's trace context (when OpenTelemetry wrote none) | sent | sent (ids, flags and vendors' `tracestate`, no value of yours) |
+//! | caller's `traceparent`/`tracestate` | kept in the context ([`TRACE_ID`]) and forwarded unchanged | not read |
 //! | with `opentelemetry`: caller's `traceparent`/`tracestate` | the request's remote parent | not read: a new trace |
 //! | with `opentelemetry`: caller's baggage in OTel `Baggage` | what was accepted above | what was accepted above (allowed keys only) |
 //! | with `opentelemetry`: outbound trace context | sent | sent (a trace and span id, no value of yours) |
@@ -640,7 +693,8 @@ impl Propagation {
     }
 
     /// The context a request or message brings, from its headers alone: a fresh context (never
-    /// the current one) with the request id and the baggage. See the [module docs](self#bad-input)
+    /// the current one) with the request id, the baggage and, from a trusted caller, the trace
+    /// context ([`TRACE_ID`], [`TraceContext::current`]). See the [module docs](self#bad-input)
     /// for what is done with bad input.
     ///
     /// A missing or invalid request id is replaced by a new one from [`unique_request_id`], so
@@ -797,7 +851,9 @@ impl Propagation {
     /// already in the carrier under other keys (within the limits). Nothing is written for what
     /// is not set, and what the carrier has under other keys is left alone. With the
     /// `opentelemetry` feature, also the current OpenTelemetry context's trace context, and its
-    /// baggage merged in (to an untrusted destination, public keys only).
+    /// baggage merged in (to an untrusted destination, public keys only). The trace context a
+    /// trusted caller sent ([`TraceContext::current`]) is written unchanged when nothing else
+    /// wrote a `traceparent`; see [W3C Trace Context](self#w3c-trace-context).
     ///
     /// ```
     /// use contextvars::propagation::{Propagation, Trust};
