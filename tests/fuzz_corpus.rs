@@ -49,3 +49,8 @@ fn the_parse_corpus_passes() {
 fn the_round_trip_corpus_passes() {
     replay("round_trip", checks::round_trip);
 }
+
+#[test]
+fn the_trace_context_corpus_passes() {
+    replay("trace_context", checks::trace_context);
+}

@@ -1,7 +1,8 @@
-//! What the fuzz targets check on the W3C Baggage reader and writer of `contextvars::tower`.
+//! What the fuzz targets check on the W3C Baggage reader and writer of `contextvars::tower`, and
+//! on the W3C Trace Context reader and writer of `contextvars::propagation`.
 //!
-//! One place for both users: the `cargo fuzz` targets in `fuzz_targets/` call [`parse`] and
-//! [`round_trip`] on every input, and `tests/fuzz_corpus.rs` in the main crate includes this file
+//! One place for both users: the `cargo fuzz` targets in `fuzz_targets/` call [`parse`],
+//! [`round_trip`] and [`trace_context`] on every input, and `tests/fuzz_corpus.rs` in the main crate includes this file
 //! and replays the committed corpus through them, which is how CI runs the corpus.
 //!
 //! An input is `baggage` header lines separated by `\n`; lines that are not valid header values
@@ -9,11 +10,16 @@
 //! `n` (little-endian) and a unit up to the next `\0` (or the end) stands for the unit repeated
 //! to 8,193 − `n` bytes (`x` when the unit is empty): `a=\0\x03\0\0` is `a=` and 8,190 `x`s. Two
 //! such markers at most are expanded.
+//!
+//! For [`trace_context`], an input is header lines separated by `\n`: those starting with `>`
+//! are `traceparent` lines (without the `>`), the others `tracestate` lines; lines that are not
+//! valid header values are left out, and there are no markers.
 #![forbid(unsafe_code)]
 
 use std::collections::HashSet;
 use std::convert::Infallible;
 
+use contextvars::propagation::{TraceContext, TraceParent, TraceState, MAX_TRACESTATE_MEMBERS};
 use contextvars::tower::{
     inject_headers_with, Baggage, ContextLayer, Propagation, Trust, MAX_BAGGAGE_BYTES,
     MAX_BAGGAGE_MEMBERS,
@@ -449,4 +455,98 @@ fn is_token(s: &str) -> bool {
 /// The W3C Baggage `baggage-octet`: visible ASCII but `"`, `,`, `;` and `\`.
 fn is_baggage_octet(b: u8) -> bool {
     matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+}
+
+// ---------------------------------------------------------------------------------------------
+// W3C Trace Context
+
+/// The trace context target: the reader never panics and accepts exactly one valid
+/// `traceparent` line; what a trusted hop sends on re-parses to what was read (version `00`),
+/// in the canonical form, within the limits; a second hop sends the same; an untrusted caller
+/// gets nothing through.
+pub fn trace_context(data: &[u8]) {
+    let mut headers = HeaderMap::new();
+    for line in data.split(|&b| b == b'\n') {
+        let (name, value) = match line.strip_prefix(b">") {
+            Some(value) => ("traceparent", value),
+            None => ("tracestate", line),
+        };
+        if let Ok(value) = HeaderValue::from_bytes(value) {
+            headers.append(name, value);
+        }
+    }
+    let text = |name| -> Vec<&str> {
+        let values = headers.get_all(name).iter();
+        values.filter_map(|v| v.to_str().ok()).collect()
+    };
+    let (parents, states) = (text("traceparent"), text("tracestate"));
+    let read = TraceContext::from_headers(&headers);
+    let expected_parent = match parents[..] {
+        [line] => TraceParent::parse(line),
+        _ => None,
+    };
+    assert_eq!(
+        read.as_ref().map(TraceContext::parent),
+        expected_parent.as_ref()
+    );
+    if let Some(trace) = &read {
+        let state = TraceState::parse_lines(states.iter().copied()).unwrap_or_default();
+        assert_eq!(*trace.state(), state);
+        assert_eq!(
+            TraceState::parse(&states.join(",")).unwrap_or_default(),
+            state
+        );
+        assert!(state.len() <= MAX_TRACESTATE_MEMBERS);
+    }
+
+    let trusted = Propagation::builder()
+        .inbound(Trust::Trusted)
+        .outbound(Trust::Trusted)
+        .build();
+    let sent = hop(&trusted, &headers);
+    let again = TraceContext::from_headers(&sent);
+    match (&read, &again) {
+        (None, None) => assert!(sent.is_empty(), "{sent:?}"),
+        (Some(read), Some(again)) => {
+            let parent = again.parent();
+            assert_eq!(parent.version(), 0);
+            assert_eq!(
+                (parent.trace_id(), parent.parent_id(), parent.flags()),
+                (
+                    read.parent().trace_id(),
+                    read.parent().parent_id(),
+                    read.parent().flags()
+                )
+            );
+            assert_eq!(again.state(), read.state());
+            check_trace_written(&sent);
+        }
+        _ => panic!("read {read:?}, sent {sent:?}"),
+    }
+    assert_eq!(hop(&trusted, &sent), sent, "a second hop changed it");
+    assert!(hop(&Propagation::default(), &headers).is_empty());
+}
+
+/// Extracts from `incoming` and injects what the context holds into fresh headers.
+fn hop(propagation: &Propagation, incoming: &HeaderMap) -> HeaderMap {
+    let context = propagation.extract(incoming);
+    let mut outgoing = HeaderMap::new();
+    context.run(|| propagation.inject(&mut outgoing));
+    outgoing.remove("x-request-id");
+    outgoing
+}
+
+/// One `traceparent` of 55 characters and at most one non-empty `tracestate`, as written by
+/// `Display`: no whitespace around members, no empty member.
+fn check_trace_written(sent: &HeaderMap) {
+    assert_eq!(sent.get_all("traceparent").iter().count(), 1);
+    assert_eq!(sent["traceparent"].len(), 55);
+    assert!(sent.get_all("tracestate").iter().count() <= 1);
+    if let Some(state) = sent.get("tracestate") {
+        let state = state.to_str().expect("not text");
+        assert!(!state.is_empty() && !state.contains('\t'));
+        for member in state.split(',') {
+            assert!(!member.is_empty() && !member.starts_with(' ') && !member.ends_with(' '));
+        }
+    }
 }
