@@ -95,6 +95,11 @@ fn case(name: &'static str, headers: &[(&'static str, &str)]) -> Case {
 }
 
 impl Case {
+    fn incoming(&self) -> Lines {
+        let lines = self.headers.iter().map(|(k, v)| (k.to_string(), v.clone()));
+        Lines(lines.collect())
+    }
+
     fn sends(mut self, traceparent: &'static str, tracestate: Option<&str>) -> Case {
         self.sent = Some((traceparent, tracestate.map(String::from)));
         self
@@ -138,10 +143,8 @@ fn suite() -> Vec<Case> {
             .collect::<Vec<_>>()
             .join(",")
     };
-    let all32 = (1..=32)
-        .map(|i| format!("bar{i:02}={i:02}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let over4 = |last| [1..=10, 11..=20, 21..=30, 31..=last].map(bars);
+    let all32 = over4(32).join(",");
     let long_keys = [
         "z".repeat(256),
         format!("{}@{}", "t".repeat(241), "v".repeat(14)),
@@ -367,22 +370,12 @@ fn suite() -> Vec<Case> {
         ),
         state_kept(
             "32 members over 4 lines",
-            &[
-                &bars(1..=10),
-                &bars(11..=20),
-                &bars(21..=30),
-                &bars(31..=32),
-            ],
+            &over4(32).each_ref().map(String::as_str),
             &all32,
         ),
         state(
             "33 members over 4 lines",
-            &[
-                &bars(1..=10),
-                &bars(11..=20),
-                &bars(21..=30),
-                &bars(31..=33),
-            ],
+            &over4(33).each_ref().map(String::as_str),
         )
         .sends(TP00, None),
         state(
@@ -429,12 +422,7 @@ fn every_case_of_the_w3c_suite_passes_from_a_trusted_caller() {
     let propagation = trusted();
     let mut failed = Vec::new();
     for case in suite() {
-        let incoming = Lines(
-            case.headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        );
+        let incoming = case.incoming();
         let (traceparent, tracestate, trace_id) = hop(&propagation, &incoming);
         let expected = match &case.sent {
             None => (vec![], vec![], None),
@@ -458,12 +446,7 @@ fn every_case_of_the_w3c_suite_passes_from_a_trusted_caller() {
 fn from_an_untrusted_caller_nothing_is_read_or_sent() {
     let propagation = Propagation::builder().outbound(Trust::Trusted).build();
     for case in suite() {
-        let incoming = Lines(
-            case.headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        );
+        let incoming = case.incoming();
         assert_eq!(
             hop(&propagation, &incoming),
             (vec![], vec![], None),

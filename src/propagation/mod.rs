@@ -788,8 +788,12 @@ impl Propagation {
         if let (Some(var), Some(id)) = (config.caller_request_id_var, caller_request_id) {
             ctx = ctx.with_value(var, id);
         }
-        // A trusted caller's trace context, kept to be forwarded unchanged.
-        if let Some(trace) = TraceContext::from_headers(carrier).filter(|_| trusted) {
+        // A trusted caller's trace context, kept to be forwarded unchanged (an untrusted
+        // caller's is not read).
+        let trace = trusted
+            .then(|| TraceContext::from_headers(carrier))
+            .flatten();
+        if let Some(trace) = trace {
             ctx = ctx.with_value(&TRACE_ID, trace.parent().trace_id_hex());
             ctx = ctx.with_value(&trace_context::RECEIVED, trace);
         }
