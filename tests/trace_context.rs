@@ -602,7 +602,7 @@ proptest! {
         let mut headers = vec![("traceparent", tp.as_str())];
         headers.extend(ts.as_deref().map(|ts| ("tracestate", ts)));
         let sent = hop(&trusted(), &Lines::new(&headers));
-        prop_assert_eq!(&sent.0, &[tp.clone()]);
+        prop_assert_eq!(&sent.0, std::slice::from_ref(&tp));
         prop_assert_eq!(sent.1, ts.into_iter().collect::<Vec<_>>());
         prop_assert_eq!(sent.2.as_deref(), Some(&tp[3..35]));
     }
