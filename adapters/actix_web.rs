@@ -127,9 +127,9 @@ use ::actix_web::rt::task::JoinHandle;
 use pin_project_lite::pin_project;
 
 use crate::propagation::{
-    unique_request_id, Extractor, Injector, Propagation, Trust, DEFAULT_REQUEST_ID_HEADER,
+    unique_request_id, ExtractedFuture, Extractor, Injector, Propagation, Trust,
+    DEFAULT_REQUEST_ID_HEADER,
 };
-use crate::{ContextExt, WithContext};
 
 /// Generates a request id for a request whose own is missing or invalid.
 type MakeId = dyn Fn(&ServiceRequest) -> Option<String> + Send + Sync;
@@ -389,26 +389,11 @@ where
                 request.headers_mut().remove(header);
             }
         }
-        // OpenTelemetry hook (feature `opentelemetry`): the request's trace context and baggage,
-        // read by the same trust as the rest.
-        #[cfg(feature = "opentelemetry")]
-        let (ctx, otel) = crate::opentelemetry::extract_remote(
-            propagation,
-            extracted.context,
-            extracted.trust,
-            request.headers(),
-        );
-        #[cfg(feature = "opentelemetry")]
-        let future = {
-            let _otel = otel.clone().attach();
-            crate::opentelemetry::WithOtelContext::new(ctx.run(|| self.inner.call(request)), otel)
-        };
-        #[cfg(not(feature = "opentelemetry"))]
-        let ctx = extracted.context;
-        #[cfg(not(feature = "opentelemetry"))]
-        let future = ctx.run(|| self.inner.call(request));
+        // The service is called, and its future polled and dropped, inside all the request
+        // brought (with `opentelemetry`, its OTel context too).
+        let future = extracted.run(|| self.inner.call(request));
         ResponseFuture {
-            inner: future.with_context(ctx),
+            inner: extracted.scope(future),
             echo: id.map(|id| (header.clone(), id)),
         }
     }
@@ -435,17 +420,10 @@ pin_project! {
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: WithContext<OtelScoped<F>>,
+        inner: ExtractedFuture<F>,
         echo: Option<(HeaderName, HeaderValue)>,
     }
 }
-
-/// The request future as the middleware runs it: with the `opentelemetry` feature, inside the
-/// request's OTel context too.
-#[cfg(feature = "opentelemetry")]
-type OtelScoped<F> = crate::opentelemetry::WithOtelContext<F>;
-#[cfg(not(feature = "opentelemetry"))]
-type OtelScoped<F> = F;
 
 impl<F: fmt::Debug> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -571,7 +549,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    ::actix_web::rt::spawn(crate::propagate::task(future))
+    ::actix_web::rt::spawn(crate::capture::task(future))
 }
 
 /// `actix_web::web::block` that runs the closure on the blocking pool inside a copy of the
@@ -610,7 +588,7 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    ::actix_web::web::block(crate::propagate::job(f))
+    ::actix_web::web::block(crate::capture::job(f))
 }
 
 /// Whether this thread runs a task or a blocking job of a tokio runtime, which is what actix's

@@ -119,7 +119,7 @@ use ::bytes::Bytes;
 use futures_core::Stream;
 use pin_project_lite::pin_project;
 
-use crate::propagation::{Extractor, Injector, Propagation, Trust};
+use crate::propagation::{Extracted, ExtractedFuture, Extractor, Injector, Propagation, Trust};
 
 /// Decides whether a received message comes from a trusted publisher.
 type TrustMessage = Arc<dyn Fn(&Message) -> bool + Send + Sync>;
@@ -152,7 +152,7 @@ impl Predicates {
     }
 
     /// The context `message` brings, read with the trust the predicate gives it.
-    fn extract(&self, propagation: &Propagation, message: &Message) -> Received {
+    fn extract(&self, propagation: &Propagation, message: &Message) -> Extracted {
         match &self.messages {
             Some(trusted) => {
                 let trust = Trust::from_bool(trusted(message));
@@ -162,7 +162,7 @@ impl Predicates {
         }
     }
 }
-use crate::{Context, ContextExt, WithContext};
+use crate::Context;
 
 // ---------------------------------------------------------------------------------------------
 // The carrier.
@@ -563,34 +563,12 @@ impl ContextClient {
     }
 }
 
-/// What a message brings: its context and, with the `opentelemetry` feature, its OTel context.
-struct Received {
-    context: Context,
-    #[cfg(feature = "opentelemetry")]
-    otel: ::opentelemetry::Context,
-}
-
-fn extract(propagation: &Propagation, message: &Message) -> Received {
+/// What a message brings: its context and what travels beside it (with the `opentelemetry`
+/// feature, its OTel context).
+fn extract(propagation: &Propagation, message: &Message) -> Extracted {
     let empty = HeaderMap::new();
     let headers = message.headers.as_ref().unwrap_or(&empty);
-    let extracted =
-        propagation.extract_with(headers, || Some(crate::propagation::unique_request_id()));
-    // OpenTelemetry hook (feature `opentelemetry`): the message's trace context and baggage,
-    // read by the same trust as the rest.
-    #[cfg(feature = "opentelemetry")]
-    {
-        let (context, otel) = crate::opentelemetry::extract_remote(
-            propagation,
-            extracted.context,
-            extracted.trust,
-            headers,
-        );
-        Received { context, otel }
-    }
-    #[cfg(not(feature = "opentelemetry"))]
-    Received {
-        context: extracted.context,
-    }
+    propagation.extract_with(headers, || Some(crate::propagation::unique_request_id()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -751,7 +729,7 @@ impl Stream for ContextSubscriber {
 /// ```
 pub struct ContextMessage {
     message: Message,
-    received: Received,
+    received: Extracted,
 }
 
 impl fmt::Debug for ContextMessage {
@@ -831,7 +809,7 @@ impl ContextMessage {
     #[cfg(feature = "opentelemetry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
     pub fn otel_context(&self) -> &::opentelemetry::Context {
-        &self.received.otel
+        self.received.otel_context()
     }
 
     /// The message and its context, apart.
@@ -866,17 +844,9 @@ impl ContextMessage {
         Fut: Future,
     {
         let ContextMessage { message, received } = self;
-        let context = received.context;
-        #[cfg(feature = "opentelemetry")]
-        let future = {
-            let otel = received.otel;
-            let _otel = otel.clone().attach();
-            crate::opentelemetry::WithOtelContext::new(context.run(|| handler(message)), otel)
-        };
-        #[cfg(not(feature = "opentelemetry"))]
-        let future = context.run(|| handler(message));
+        let future = received.run(|| handler(message));
         Handled {
-            inner: future.with_context(context),
+            inner: received.scope(future),
         }
     }
 }
@@ -896,16 +866,9 @@ pin_project! {
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct Handled<F> {
         #[pin]
-        inner: WithContext<OtelScoped<F>>,
+        inner: ExtractedFuture<F>,
     }
 }
-
-/// The handler's future as [`Handled`] runs it: with the `opentelemetry` feature, inside the
-/// message's OTel context too.
-#[cfg(feature = "opentelemetry")]
-type OtelScoped<F> = crate::opentelemetry::WithOtelContext<F>;
-#[cfg(not(feature = "opentelemetry"))]
-type OtelScoped<F> = F;
 
 impl<F: Future> Future for Handled<F> {
     type Output = F::Output;

@@ -74,7 +74,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    ::async_std::task::spawn(crate::propagate::task(future))
+    ::async_std::task::spawn(crate::capture::task(future))
 }
 
 /// [`async_std::task::spawn_local`] (a `!Send` task on the
@@ -98,7 +98,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    ::async_std::task::spawn_local(crate::propagate::task(future))
+    ::async_std::task::spawn_local(crate::capture::task(future))
 }
 
 /// [`async_std::task::spawn_blocking`] inside a copy of the
@@ -118,7 +118,7 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    ::async_std::task::spawn_blocking(crate::propagate::job(f))
+    ::async_std::task::spawn_blocking(crate::capture::job(f))
 }
 
 /// Named tasks through [`async_std::task::Builder`], inside a copy of the caller's
@@ -177,7 +177,7 @@ impl BuilderExt for Builder {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.spawn(crate::propagate::task(future))
+        self.spawn(crate::capture::task(future))
     }
 
     fn local_with_context<F>(self, future: F) -> io::Result<JoinHandle<F::Output>>
@@ -185,7 +185,7 @@ impl BuilderExt for Builder {
         F: Future + 'static,
         F::Output: 'static,
     {
-        self.local(crate::propagate::task(future))
+        self.local(crate::capture::task(future))
     }
 }
 

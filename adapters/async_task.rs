@@ -62,7 +62,7 @@ where
     F::Output: Send + 'static,
     S: Schedule + Send + Sync + 'static,
 {
-    ::async_task::spawn(crate::propagate::task(future), schedule)
+    ::async_task::spawn(crate::capture::task(future), schedule)
 }
 
 /// [`async_task::spawn_local`] whose `!Send` task runs inside a copy of
@@ -86,5 +86,5 @@ where
     F::Output: 'static,
     S: Schedule + Send + Sync + 'static,
 {
-    ::async_task::spawn_local(crate::propagate::task(future), schedule)
+    ::async_task::spawn_local(crate::capture::task(future), schedule)
 }

@@ -105,7 +105,7 @@ impl<S> ContextSpawner<S> {
 impl<S: Spawn> Spawn for ContextSpawner<S> {
     fn spawn_obj(&self, future: FutureObj<'static, ()>) -> Result<(), SpawnError> {
         self.inner
-            .spawn_obj(FutureObj::new(Box::new(crate::propagate::task(future))))
+            .spawn_obj(FutureObj::new(Box::new(crate::capture::task(future))))
     }
 
     fn status(&self) -> Result<(), SpawnError> {
@@ -116,9 +116,7 @@ impl<S: Spawn> Spawn for ContextSpawner<S> {
 impl<S: LocalSpawn> LocalSpawn for ContextSpawner<S> {
     fn spawn_local_obj(&self, future: LocalFutureObj<'static, ()>) -> Result<(), SpawnError> {
         self.inner
-            .spawn_local_obj(LocalFutureObj::new(Box::new(crate::propagate::task(
-                future,
-            ))))
+            .spawn_local_obj(LocalFutureObj::new(Box::new(crate::capture::task(future))))
     }
 
     fn status_local(&self) -> Result<(), SpawnError> {
@@ -152,7 +150,7 @@ pub trait SpawnExt: Spawn {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.spawn_obj(FutureObj::new(Box::new(crate::propagate::task(future))))
+        self.spawn_obj(FutureObj::new(Box::new(crate::capture::task(future))))
     }
 }
 
@@ -186,9 +184,7 @@ pub trait LocalSpawnExt: LocalSpawn {
     where
         F: Future<Output = ()> + 'static,
     {
-        self.spawn_local_obj(LocalFutureObj::new(Box::new(crate::propagate::task(
-            future,
-        ))))
+        self.spawn_local_obj(LocalFutureObj::new(Box::new(crate::capture::task(future))))
     }
 }
 

@@ -37,9 +37,10 @@
 //! - tokio's automatic inheritance (`RuntimeBuilderExt::propagate_context`, `tokio_unstable`):
 //!   it carries this crate's context, not the OTel context.
 //! - A `tower` response body polled after the response future (see `contextvars::tower`).
-//! - [`Propagation::extract`](crate::propagation::Propagation::extract) called directly, and
-//!   NATS's `ContextMessage::into_parts`: this crate's context only (for NATS, take
-//!   `ContextMessage::otel_context()` first).
+//! - [`Propagation::extract`](crate::propagation::Propagation::extract) called directly, the
+//!   `context` field of what [`Propagation::extract_with`](crate::propagation::Propagation::extract_with)
+//!   returns, and NATS's `ContextMessage::into_parts`: this crate's context only (run in the
+//!   whole [`Extracted`] instead; for NATS, take `ContextMessage::otel_context()` first).
 //!
 //! # With `tracing` and tracing-opentelemetry
 //!
@@ -70,8 +71,12 @@
 //!   when one has been set (one that declares any field), so B3 or Jaeger propagators work too;
 //!   until then, through OpenTelemetry's W3C `TraceContextPropagator`. Invalid or missing
 //!   headers give a context with no remote span (a new trace starts at the first span).
-//!   [`Propagation::extract`](crate::propagation::Propagation::extract) called by your own code
-//!   returns this crate's context only.
+//!   A transport of your own gets the same from
+//!   [`Propagation::extract_with`](crate::propagation::Propagation::extract_with): its
+//!   [`Extracted`] holds the request's OTel context ([`Extracted::otel_context`]) beside the
+//!   context, both current in [`Extracted::run`] and [`Extracted::scope`];
+//!   [`Propagation::extract`](crate::propagation::Propagation::extract) returns this crate's
+//!   context only.
 //! - **Baggage** is always read and written by this crate's W3C Baggage parser and writer (the
 //!   `baggage` field of the propagator is never used, so the two never fight over the header):
 //!   the members accepted from the request (the registered keys whose value parsed, and the
@@ -120,6 +125,55 @@
 //! });
 //! assert_eq!(seen.join().unwrap(), Some(7));
 //! ```
+//!
+//! A remote span and OTel baggage reach a thread beside this crate's context, and from there the
+//! wire: everything to one of your own services, the trace context alone to a stranger (neither
+//! `tenant`, which is not public, nor `region`, which only OTel code set). A `HashMap` stands in
+//! for any carrier's headers.
+//!
+//! ```
+//! use std::collections::HashMap;
+//!
+//! use contextvars::propagation::{Propagation, Trust};
+//! use contextvars::ContextVar;
+//! use opentelemetry::baggage::BaggageExt;
+//! use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+//! use opentelemetry::{Context, KeyValue};
+//!
+//! static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
+//!
+//! let remote = SpanContext::new(
+//!     TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+//!     SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+//!     TraceFlags::SAMPLED,
+//!     true,
+//!     TraceState::default(),
+//! );
+//! let cx = Context::current_with_baggage([KeyValue::new("region", "eu")])
+//!     .with_remote_span_context(remote);
+//! let _attached = cx.attach();
+//!
+//! let to_our_services = Propagation::builder()
+//!     .baggage_str(&TENANT, "tenant")
+//!     .outbound(Trust::Trusted)
+//!     .build();
+//! let to_strangers = to_our_services.with_outbound(Trust::Untrusted);
+//! let headers = TENANT.scope("acme".into(), || {
+//!     contextvars::thread::spawn_with_context(move || {
+//!         let mut headers = HashMap::<String, String>::new();
+//!         to_our_services.inject(&mut headers);
+//!         headers
+//!     })
+//!     .join()
+//!     .unwrap()
+//! });
+//! assert_eq!(headers["traceparent"], "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+//! assert_eq!(headers["baggage"], "tenant=acme,region=eu");
+//!
+//! let mut external = HashMap::<String, String>::new();
+//! TENANT.scope("acme".into(), || to_strangers.inject(&mut external));
+//! assert!(external.contains_key("traceparent") && !external.contains_key("baggage"));
+//! ```
 
 use std::fmt;
 use std::future::Future;
@@ -129,6 +183,8 @@ use std::task::{ready, Context as TaskContext, Poll};
 use ::opentelemetry::Context as OtelContext;
 use pin_project_lite::pin_project;
 
+use crate::ambient::BaggageChange;
+use crate::propagation::{Baggage, Extracted, Extractor, Injector, Trust};
 use crate::{ContextExt, WithContext};
 
 pin_project! {
@@ -303,19 +359,91 @@ pub trait OtelContextExt: Sized {
 impl<T> OtelContextExt for T {}
 
 // ---------------------------------------------------------------------------------------------
-// Wire helpers, transport-neutral: over the propagation's `Extractor` and `Injector`, so that
-// every carrier (HTTP headers, gRPC metadata, NATS message headers, a map) gets them. The
-// propagation's `inject_context` calls the outgoing ones itself; servers and consumers call
-// `extract_remote` beside `Propagation::extract_with`.
-#[cfg(any(feature = "tower", feature = "actix-web", feature = "async-nats"))]
-pub(crate) use wire::extract_remote;
-pub(crate) use wire::{baggage_changes, inject_trace_context, merge_baggage};
+// The ambient seam (`crate::ambient`): the OTel context travels beside the context into every
+// spawn, and crosses services over every transport of `crate::propagation` (whose
+// `extract_with` and `inject_context` call the trait), so every carrier (HTTP headers, gRPC
+// metadata, NATS message headers, a map) gets it.
 
-// Without a server integration, extraction is left out, and so are its imports.
-#[cfg_attr(
-    not(any(feature = "tower", feature = "actix-web", feature = "async-nats")),
-    allow(unused_imports)
-)]
+impl crate::ambient::Ambient for OtelContext {
+    type Guard<'a> = ::opentelemetry::ContextGuard;
+    type Entered = ::opentelemetry::ContextGuard;
+    type Scoped<F> = WithOtelContext<F>;
+    type Remote = OtelContext;
+
+    #[inline]
+    fn current() -> OtelContext {
+        OtelContext::current()
+    }
+
+    #[inline]
+    fn enter(&self) -> ::opentelemetry::ContextGuard {
+        self.clone().attach()
+    }
+
+    #[inline]
+    fn entered(self) -> ::opentelemetry::ContextGuard {
+        self.attach()
+    }
+
+    #[inline]
+    fn scope<F>(self, future: F) -> WithOtelContext<F> {
+        WithOtelContext::new(future, self)
+    }
+
+    fn extract<C: Extractor + ?Sized>(
+        trust: Trust,
+        accepted_baggage: &dyn Fn(&crate::Context) -> Baggage,
+        context: &mut crate::Context,
+        carrier: &C,
+    ) -> OtelContext {
+        wire::extract_remote(trust, accepted_baggage, context, carrier)
+    }
+
+    fn inject<C: Injector + ?Sized>(carrier: &mut C) {
+        wire::inject_trace_context(carrier);
+    }
+
+    fn baggage_changes<'c>(
+        context: &'c crate::Context,
+        may_send: &dyn Fn(&str) -> bool,
+        changes: &mut Vec<BaggageChange<'c>>,
+    ) {
+        wire::baggage_changes(context, may_send, changes);
+    }
+}
+
+impl Extracted {
+    /// The OpenTelemetry context the carrier brought (feature `opentelemetry`): a fresh one
+    /// with, from a [trusted](Trust::Trusted) caller, its trace context as the remote parent
+    /// (from an untrusted one, none: the work starts a new trace), and in its baggage the
+    /// members accepted. [`run`](Extracted::run) and [`scope`](Extracted::scope) make it
+    /// current beside the context.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    ///
+    /// use contextvars::propagation::{Propagation, Trust};
+    /// use opentelemetry::trace::TraceContextExt;
+    ///
+    /// let headers = HashMap::from([(
+    ///     "traceparent".to_string(),
+    ///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(),
+    /// )]);
+    /// let internal = Propagation::builder().inbound(Trust::Trusted).build();
+    /// let extracted = internal.extract_with(&headers, || None);
+    /// let trace_id = extracted.otel_context().span().span_context().trace_id();
+    /// assert_eq!(trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    /// // From a stranger, the trace context is not read.
+    /// let extracted = Propagation::default().extract_with(&headers, || None);
+    /// assert!(!extracted.otel_context().has_active_span());
+    /// ```
+    pub fn otel_context(&self) -> &OtelContext {
+        // The compiled-in ambient is `(OTel, span)` (see `integrations.rs`): a span never
+        // crosses the wire, so what a carrier brings is `(OTel context, ())`.
+        &self.remote.0
+    }
+}
+
 mod wire {
     use std::sync::OnceLock;
 
@@ -324,7 +452,8 @@ mod wire {
     use ::opentelemetry::propagation::{Extractor as OtelExtractor, Injector as OtelInjector};
     use ::opentelemetry::Context as OtelContext;
 
-    use crate::propagation::{is_token, Baggage, Extractor, Injector, Propagation, Trust};
+    use crate::ambient::BaggageChange;
+    use crate::propagation::{is_token, Baggage, Extractor, Injector, Trust};
     use crate::{Context, ContextVar};
 
     /// The propagator field this crate reads and writes itself.
@@ -352,10 +481,6 @@ mod wire {
     }
 
     /// A carrier as OpenTelemetry's propagators read it, with `baggage` hidden.
-    #[cfg_attr(
-        not(any(feature = "tower", feature = "actix-web", feature = "async-nats")),
-        allow(dead_code)
-    )]
     struct Fields<'a, C: ?Sized>(&'a C);
 
     impl<C: Extractor + ?Sized> OtelExtractor for Fields<'_, C> {
@@ -389,23 +514,23 @@ mod wire {
     static RECEIVED: ContextVar<Vec<(String, String)>> =
         ContextVar::opaque("otel_baggage_received");
 
-    /// The OpenTelemetry context of an incoming request or message, starting from nothing, and
-    /// `context` (the one `Propagation::extract_with` made of the same carrier, read with `trust`)
-    /// with the baggage members it got remembered.
+    /// The OpenTelemetry context of an incoming request or message, starting from nothing, with
+    /// the baggage members it got remembered in `context` (the one `Propagation::extract_with`
+    /// made of the same carrier, read with `trust`).
     ///
     /// - From a trusted caller, the trace context is read through the propagator (every field but
     ///   `baggage`); from an untrusted one, the propagator is not called at all: its
     ///   `traceparent` is not the parent, the request starts a new trace.
-    /// - Its OTel baggage holds exactly the members this crate accepted, by the same trust: the
-    ///   registered variables that were set (from an untrusted caller, only the keys accepted
-    ///   from untrusted callers) and, from a trusted caller, the forwarded members.
-    #[cfg(any(feature = "tower", feature = "actix-web", feature = "async-nats"))]
-    pub(crate) fn extract_remote<C: Extractor + ?Sized>(
-        propagation: &Propagation,
-        context: Context,
+    /// - Its OTel baggage holds exactly the members this crate accepted (`accepted_baggage`), by
+    ///   the same trust: the registered variables that were set (from an untrusted caller, only
+    ///   the keys accepted from untrusted callers) and, from a trusted caller, the forwarded
+    ///   members.
+    pub(super) fn extract_remote<C: Extractor + ?Sized>(
         trust: Trust,
+        accepted_baggage: &dyn Fn(&Context) -> Baggage,
+        context: &mut Context,
         carrier: &C,
-    ) -> (Context, OtelContext) {
+    ) -> OtelContext {
         let otel = match trust {
             Trust::Trusted => {
                 with_propagator(|p| p.extract_with_context(&OtelContext::new(), &Fields(carrier)))
@@ -413,9 +538,9 @@ mod wire {
             Trust::Untrusted => OtelContext::new(),
         };
         if carrier.get(BAGGAGE_FIELD).is_none() {
-            return (context, otel);
+            return otel;
         }
-        let accepted = propagation.accepted_baggage(&context);
+        let accepted = accepted_baggage(context);
         let mut otel_baggage = OtelBaggage::new();
         let mut received = Vec::new();
         for member in &accepted {
@@ -432,62 +557,50 @@ mod wire {
             }
         }
         if received.is_empty() {
-            return (context, otel);
+            return otel;
         }
-        let otel = otel.with_baggage(otel_baggage);
-        (context.with_value(&RECEIVED, received), otel)
+        *context = context.with_value(&RECEIVED, received);
+        otel.with_baggage(otel_baggage)
     }
 
     /// Writes the current OpenTelemetry context's trace context through the propagator (every
     /// field but `baggage`), to trusted and untrusted destinations alike.
-    pub(crate) fn inject_trace_context<C: Injector + ?Sized>(carrier: &mut C) {
+    pub(super) fn inject_trace_context<C: Injector + ?Sized>(carrier: &mut C) {
         let mut sink = Sink(carrier);
         OtelContext::map_current(|cx| with_propagator(|p| p.inject_context(cx, &mut sink)));
     }
 
     /// The members of the current OTel context's baggage that were set through OTel's API (they
-    /// differ from what the request brought, per `context`) and may go where `propagation`
-    /// writes: every key to a trusted destination, only keys registered as public to an
-    /// untrusted one. Keys that are not W3C tokens are left out.
-    pub(crate) fn baggage_changes(
-        propagation: &Propagation,
-        context: &Context,
-    ) -> Vec<(String, String)> {
+    /// differ from what the request brought, per `context`) and `may_send` lets go where the
+    /// propagation writes (every key to a trusted destination, only keys registered as public
+    /// to an untrusted one; keys that are not W3C tokens never), each with the value the request
+    /// brought: the propagation merges them into what it wrote, and its own side wins where it
+    /// changed the key too.
+    pub(super) fn baggage_changes<'c>(
+        context: &'c Context,
+        may_send: &dyn Fn(&str) -> bool,
+        changes: &mut Vec<BaggageChange<'c>>,
+    ) {
         OtelContext::map_current(|cx| {
             let baggage = cx.baggage();
             if baggage.is_empty() {
-                return Vec::new();
+                return;
             }
             let received = context.get_ref(&RECEIVED);
-            baggage
-                .iter()
-                .filter(|(key, _)| is_token(key.as_str()) && propagation.may_send(key.as_str()))
-                .filter_map(|(key, (value, _))| {
-                    let was = received_value(received, key.as_str());
-                    (was != Some(value.as_str())).then(|| (key.to_string(), value.to_string()))
-                })
-                .collect()
-        })
-    }
-
-    /// Merges `changes` (from [`baggage_changes`]) into the outgoing `baggage` value this crate
-    /// wrote: a change replaces the member (in place) or adds it (at the end), unless this
-    /// crate's side changed that key too, where the variable wins.
-    pub(crate) fn merge_baggage(
-        context: &Context,
-        written: Option<String>,
-        changes: Vec<(String, String)>,
-    ) -> Option<String> {
-        let received = context.get_ref(&RECEIVED);
-        let mut out = Baggage::parse(written.as_deref().unwrap_or_default());
-        for (key, value) in changes {
-            // This crate's side left the key as it came (or never had it): OTel's value goes.
-            if out.get(&key) == received_value(received, &key) {
-                out.insert(&key, value);
+            for (key, (value, _)) in baggage.iter() {
+                if !may_send(key.as_str()) {
+                    continue;
+                }
+                let was = received_value(received, key.as_str());
+                if was != Some(value.as_str()) {
+                    changes.push(BaggageChange {
+                        key: key.to_string(),
+                        value: value.to_string(),
+                        received: was,
+                    });
+                }
             }
-        }
-        let text = out.to_string();
-        (!text.is_empty()).then_some(text)
+        });
     }
 
     fn received_value<'a>(

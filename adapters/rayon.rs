@@ -125,6 +125,7 @@ use ::rayon::iter::plumbing::{
 use ::rayon::iter::{IndexedParallelIterator, ParallelIterator};
 use ::rayon::{Scope, ScopeFifo, ThreadPool};
 
+use crate::ambient::Ambient;
 #[cfg(doc)]
 use crate::Context;
 use crate::{job, JobHandle, WithContext};
@@ -181,7 +182,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let (job, handle) = job::new_job(crate::propagate::Captured::now(), f);
+    let (job, handle) = job::new_job(crate::capture::Captured::now(), f);
     pool.spawn(job);
     handle
 }
@@ -208,7 +209,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let (job, handle) = job::new_job(crate::propagate::Captured::now(), f);
+    let (job, handle) = job::new_job(crate::capture::Captured::now(), f);
     ::rayon::spawn(job);
     handle
 }
@@ -235,7 +236,7 @@ pub fn spawn_with_context<F>(f: F)
 where
     F: FnOnce() + Send + 'static,
 {
-    ::rayon::spawn(crate::propagate::job(f));
+    ::rayon::spawn(crate::capture::job(f));
 }
 
 /// [`rayon::spawn_fifo`], running `f` inside a copy of the caller's
@@ -257,7 +258,7 @@ pub fn spawn_fifo_with_context<F>(f: F)
 where
     F: FnOnce() + Send + 'static,
 {
-    ::rayon::spawn_fifo(crate::propagate::job(f));
+    ::rayon::spawn_fifo(crate::capture::job(f));
 }
 
 /// [`rayon::join`], running both closures inside copies of the caller's context,
@@ -302,7 +303,7 @@ where
     RA: Send,
     RB: Send,
 {
-    let captured = crate::propagate::Captured::now();
+    let captured = crate::capture::Captured::now();
     ::rayon::join(captured.clone().wrap(a), captured.wrap(b))
 }
 
@@ -339,7 +340,7 @@ where
     OP: FnOnce(&Scope<'scope>) -> R + Send,
     R: Send,
 {
-    let captured = crate::propagate::Captured::now();
+    let captured = crate::capture::Captured::now();
     ::rayon::scope(move |s| captured.wrap(|| op(s))())
 }
 
@@ -374,7 +375,7 @@ where
     OP: FnOnce(&ScopeFifo<'scope>) -> R + Send,
     R: Send,
 {
-    let captured = crate::propagate::Captured::now();
+    let captured = crate::capture::Captured::now();
     ::rayon::scope_fifo(move |s| captured.wrap(|| op(s))())
 }
 
@@ -426,7 +427,7 @@ impl<'scope> ScopeExt<'scope> for Scope<'scope> {
     where
         BODY: FnOnce(&Scope<'scope>) + Send + 'scope,
     {
-        let captured = crate::propagate::Captured::now();
+        let captured = crate::capture::Captured::now();
         self.spawn(move |s| captured.wrap(|| body(s))());
     }
 }
@@ -469,7 +470,7 @@ impl<'scope> ScopeFifoExt<'scope> for ScopeFifo<'scope> {
     where
         BODY: FnOnce(&ScopeFifo<'scope>) + Send + 'scope,
     {
-        let captured = crate::propagate::Captured::now();
+        let captured = crate::capture::Captured::now();
         self.spawn_fifo(move |s| captured.wrap(|| body(s))());
     }
 }
@@ -605,21 +606,21 @@ impl ThreadPoolExt for ThreadPool {
         OP: FnOnce() -> R + Send,
         R: Send,
     {
-        self.install(crate::propagate::job(op))
+        self.install(crate::capture::job(op))
     }
 
     fn spawn_with_context<F>(&self, f: F)
     where
         F: FnOnce() + Send + 'static,
     {
-        self.spawn(crate::propagate::job(f));
+        self.spawn(crate::capture::job(f));
     }
 
     fn spawn_fifo_with_context<F>(&self, f: F)
     where
         F: FnOnce() + Send + 'static,
     {
-        self.spawn_fifo(crate::propagate::job(f));
+        self.spawn_fifo(crate::capture::job(f));
     }
 
     fn join_with_context<A, B, RA, RB>(&self, a: A, b: B) -> (RA, RB)
@@ -629,7 +630,7 @@ impl ThreadPoolExt for ThreadPool {
         RA: Send,
         RB: Send,
     {
-        let captured = crate::propagate::Captured::now();
+        let captured = crate::capture::Captured::now();
         self.join(captured.clone().wrap(a), captured.wrap(b))
     }
 
@@ -638,7 +639,7 @@ impl ThreadPoolExt for ThreadPool {
         OP: FnOnce(&Scope<'scope>) -> R + Send,
         R: Send,
     {
-        let captured = crate::propagate::Captured::now();
+        let captured = crate::capture::Captured::now();
         self.scope(move |s| captured.wrap(|| op(s))())
     }
 
@@ -647,7 +648,7 @@ impl ThreadPoolExt for ThreadPool {
         OP: FnOnce(&ScopeFifo<'scope>) -> R + Send,
         R: Send,
     {
-        let captured = crate::propagate::Captured::now();
+        let captured = crate::capture::Captured::now();
         self.scope_fifo(move |s| captured.wrap(|| op(s))())
     }
 }
@@ -670,8 +671,36 @@ impl ThreadPoolExt for ThreadPool {
 
 /// What the adaptor installs around each batch: the context and, with the `tracing` and
 /// `opentelemetry` features, the span and OTel context.
-type Carried = crate::propagate::Captured;
-type CarriedGuard = crate::propagate::CapturedGuard;
+type Carried = crate::capture::Captured;
+
+/// Keeps a [`Carried`] current (see [`Carried::attach`]). Fields drop in declaration order: what
+/// travels beside the context (the span exited first, then the OTel context detached), then our
+/// context.
+struct CarriedGuard {
+    _ambient: <crate::integrations::Ambient as Ambient>::Entered,
+    _context: Option<crate::ContextGuard>,
+}
+
+impl Carried {
+    /// Runs `f` with the captured context installed (moved in and out, no reference count
+    /// touched), and the span and OTel context entered.
+    #[inline]
+    fn installed<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let _frame = crate::state::enter(&mut self.context);
+        let _ambient = self.ambient.enter();
+        f()
+    }
+
+    /// Makes the captured context (and span, and OTel context) current until the guard drops.
+    fn attach(self) -> CarriedGuard {
+        // Refused only at thread exit: then the work runs in whatever is current.
+        let context = self.context.attach_unchecked().ok();
+        CarriedGuard {
+            _ambient: self.ambient.entered(),
+            _context: context,
+        }
+    }
+}
 
 /// Splits a `WithContext` into its context and its parallel iterator.
 /// Splits the adaptor when it is driven, on the caller's thread: with the `tracing` and

@@ -64,7 +64,7 @@ use ::reqwest_middleware::{Middleware, Next, Result};
 use crate::propagation::{Propagation, TrustedHosts};
 
 /// How [`ContextMiddleware`] decides whether a destination is trusted.
-type Destinations = crate::propagation::trust::Destinations<Url>;
+type Destinations = crate::http::Destinations<Url>;
 
 /// A `reqwest-middleware` [`Middleware`] that writes the current context into every outgoing
 /// request's headers; see the [module docs](self).

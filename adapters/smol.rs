@@ -71,7 +71,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    ::smol::spawn(crate::propagate::task(future))
+    ::smol::spawn(crate::capture::task(future))
 }
 
 /// [`smol::unblock`] (the blocking pool) inside a copy of the caller's context:
@@ -91,7 +91,7 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    ::smol::unblock(crate::propagate::job(f))
+    ::smol::unblock(crate::capture::job(f))
 }
 
 /// Context-keeping spawns on an [`Executor`] or a [`LocalExecutor`].
@@ -133,7 +133,7 @@ impl<'a> ExecutorExt<'a> for Executor<'a> {
         F: Future + Send + 'a,
         F::Output: Send + 'a,
     {
-        self.spawn(crate::propagate::task(future))
+        self.spawn(crate::capture::task(future))
     }
 }
 
@@ -172,7 +172,7 @@ impl<'a> LocalExecutorExt<'a> for LocalExecutor<'a> {
         F: Future + 'a,
         F::Output: 'a,
     {
-        self.spawn(crate::propagate::task(future))
+        self.spawn(crate::capture::task(future))
     }
 }
 
@@ -182,6 +182,6 @@ impl<'a> ExecutorExt<'a> for LocalExecutor<'a> {
         F: Future + Send + 'a,
         F::Output: Send + 'a,
     {
-        self.spawn(crate::propagate::task(future))
+        self.spawn(crate::capture::task(future))
     }
 }

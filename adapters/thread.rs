@@ -93,7 +93,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    std::thread::spawn(crate::propagate::job(f))
+    std::thread::spawn(crate::capture::job(f))
 }
 
 /// Runs `f` on a new thread inside a copy of the caller's context; the result comes back
@@ -150,7 +150,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let (job, handle) = job::new_job(crate::propagate::Captured::now(), f);
+    let (job, handle) = job::new_job(crate::capture::Captured::now(), f);
     // Detached: the handle, not the thread's `JoinHandle`, carries the result.
     drop(std::thread::spawn(job));
     handle
@@ -247,7 +247,7 @@ impl BuilderExt for Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.spawn(crate::propagate::job(f))
+        self.spawn(crate::capture::job(f))
     }
 
     fn spawn_scoped_with_context<'scope, 'env, F, T>(
@@ -259,7 +259,7 @@ impl BuilderExt for Builder {
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
     {
-        self.spawn_scoped(scope, crate::propagate::job(f))
+        self.spawn_scoped(scope, crate::capture::job(f))
     }
 
     fn run_in_pool_with_context<F, T>(self, f: F) -> io::Result<JobHandle<T>>
@@ -267,7 +267,7 @@ impl BuilderExt for Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let (job, handle) = job::new_job(crate::propagate::Captured::now(), f);
+        let (job, handle) = job::new_job(crate::capture::Captured::now(), f);
         // Detached: the handle, not the thread's `JoinHandle`, carries the result.
         drop(self.spawn(job)?);
         Ok(handle)
@@ -313,6 +313,6 @@ impl<'scope> ScopeExt<'scope> for Scope<'scope, '_> {
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
     {
-        self.spawn(crate::propagate::job(f))
+        self.spawn(crate::capture::job(f))
     }
 }

@@ -62,6 +62,11 @@
 //! (tokio-console, profilers) through `TaskHooks` and
 //! `propagate_context_with`, which calls them too.
 //!
+//! The cost: each poll goes through two hooks that take a lock on the task's shard of that
+//! registry, which [`spawn_with_context`] (the context carried inside the task) does not pay. Use
+//! the hooks for the spawns you do not control and `spawn_with_context` where you write a hot
+//! spawn yourself; the repository's `benches/README.md` has the figures.
+//!
 //! What it does not cover, and what to do instead:
 //!
 //! | Gap | Why | Do instead |
@@ -153,7 +158,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    ::tokio::spawn(crate::propagate::task(future))
+    ::tokio::spawn(crate::capture::task(future))
 }
 
 /// [`tokio::task::spawn_local`] that runs the `!Send` task inside a
@@ -191,7 +196,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    ::tokio::task::spawn_local(crate::propagate::task(future))
+    ::tokio::task::spawn_local(crate::capture::task(future))
 }
 
 /// [`tokio::task::spawn_blocking`] that runs the closure inside a
@@ -230,7 +235,7 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    ::tokio::task::spawn_blocking(crate::propagate::job(f))
+    ::tokio::task::spawn_blocking(crate::capture::job(f))
 }
 
 /// Names the task (as seen by tokio-console) and runs it inside a copy of the caller's context.
@@ -251,7 +256,7 @@ where
 {
     ::tokio::task::Builder::new()
         .name(name)
-        .spawn(crate::propagate::task(future))
+        .spawn(crate::capture::task(future))
 }
 
 /// Context-keeping spawns on a given [`Runtime`] or runtime [`Handle`] (for example from outside
@@ -315,7 +320,7 @@ macro_rules! impl_runtime_ext {
                 F: Future + Send + 'static,
                 F::Output: Send + 'static,
             {
-                self.spawn(crate::propagate::task(future))
+                self.spawn(crate::capture::task(future))
             }
 
             #[track_caller]
@@ -324,7 +329,7 @@ macro_rules! impl_runtime_ext {
                 F: FnOnce() -> R + Send + 'static,
                 R: Send + 'static,
             {
-                self.spawn_blocking(crate::propagate::job(f))
+                self.spawn_blocking(crate::capture::job(f))
             }
         }
     )*};
@@ -413,7 +418,7 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
         F: Future<Output = T> + Send + 'static,
         T: Send,
     {
-        self.spawn(crate::propagate::task(future))
+        self.spawn(crate::capture::task(future))
     }
 
     #[track_caller]
@@ -422,7 +427,7 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
         F: FnOnce() -> T + Send + 'static,
         T: Send,
     {
-        self.spawn_blocking(crate::propagate::job(f))
+        self.spawn_blocking(crate::capture::job(f))
     }
 
     #[track_caller]
@@ -430,7 +435,7 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
     where
         F: Future<Output = T> + 'static,
     {
-        self.spawn_local(crate::propagate::task(future))
+        self.spawn_local(crate::capture::task(future))
     }
 }
 

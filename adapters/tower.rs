@@ -44,6 +44,8 @@
 //! not tower, such as ureq) write the current context into the outgoing headers: the request
 //! id header, and `baggage` with the registered variables that are set plus the forwarded
 //! members. For reqwest, the `reqwest` feature has a middleware (`contextvars::reqwest`).
+//! OpenTelemetry's `BaggagePropagator` reads the `baggage` written here, and the layer reads what
+//! it writes.
 //!
 //! The registration is a [`Propagation`], shared by both sides and by the other transports
 //! (NATS with the `async-nats` feature): the request id rules, W3C Baggage and its limits live
@@ -100,6 +102,40 @@
 //!
 //! # Examples
 //!
+//! An edge service, reachable from the internet, calling the company's own services behind it:
+//! strangers choose nothing but the locale, and only calls to your own hosts carry more than the
+//! request id.
+//!
+//! ```
+//! use axum::{routing::post, Router};
+//! use contextvars::tower::{ClientContextLayer, ContextLayer, Propagation};
+//! use contextvars::ContextVar;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use tower::Layer;
+//!
+//! static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
+//! static LOCALE: ContextVar<String> = ContextVar::new("locale").with_display();
+//!
+//! async fn create_order() -> &'static str {
+//!     r#"{"status":"created"}"#
+//! }
+//!
+//! let propagation = Propagation::builder()
+//!     .baggage_str(&TENANT, "tenant") // set after authentication; never taken from a caller here
+//!     .baggage_str(&LOCALE, "locale")
+//!     .accept_from_untrusted("locale") // harmless for a stranger to choose
+//!     .build(); // callers and destinations untrusted: the safe default for an edge
+//! let app: Router = Router::new()
+//!     .route("/orders", post(create_order))
+//!     .layer(ContextLayer::new(propagation.clone()));
+//! // Calls to our own services carry everything; calls anywhere else only the request id.
+//! let client = ClientContextLayer::new(propagation)
+//!     .trusted_hosts(["*.svc.cluster.local"])
+//!     .layer(Client::builder(TokioExecutor::new()).build_http::<axum::body::Body>());
+//! # let _ = (app, client);
+//! ```
+//!
 //! An internal service, whose callers are your own services:
 //!
 //! ```
@@ -155,6 +191,8 @@
 //! - **Server-streaming methods:** the returned stream is polled after the handler has returned,
 //!   outside the request's context: return `Response::new(Box::pin(stream.with_current_context()))`
 //!   (see [what bypasses it](#what-bypasses-it)).
+//! - **Binary metadata and errors:** binary (`-bin`) metadata is never read or changed, in either
+//!   direction, and an error status (a trailers-only response) still carries the echoed id.
 //!
 //! Here tonic-health's generated server and client stand in for your own; the crate's
 //! `examples/grpc_orders.rs` writes a service with a unary and a server-streaming method by hand
@@ -228,8 +266,9 @@ use ::tower::{Layer, Service};
 use ::tower_http::request_id::{MakeRequestId, RequestId};
 use pin_project_lite::pin_project;
 
-use crate::propagation::Extractor;
-use crate::{ContextExt, WithContext};
+use crate::propagation::{ExtractedFuture, Extractor};
+#[cfg(doc)]
+use crate::WithContext;
 
 /// Moved to [`crate::propagation`], which needs no `http`; re-exported here so that code written
 /// against this module keeps compiling.
@@ -251,7 +290,7 @@ impl fmt::Debug for CallerTrust {
 
 /// Decides per request whether its destination is trusted: see
 /// [`ClientContextLayer::trusted_hosts`] and [`ClientContextLayer::trust_destinations_if`].
-type DestinationTrust = crate::propagation::trust::Destinations<::http::Uri>;
+type DestinationTrust = crate::http::Destinations<::http::Uri>;
 
 /// The host and port of a request's URI (the scheme's default port when it names none).
 fn host_and_port(uri: &::http::Uri) -> Option<(&str, Option<u16>)> {
@@ -617,27 +656,12 @@ where
                 request.headers_mut().remove(header);
             }
         }
-        // OpenTelemetry hook (feature `opentelemetry`): the request's trace context and baggage,
-        // read by the same trust as the rest.
-        #[cfg(feature = "opentelemetry")]
-        let (ctx, otel) = crate::opentelemetry::extract_remote(
-            propagation,
-            extracted.context,
-            extracted.trust,
-            request.headers(),
-        );
-        #[cfg(not(feature = "opentelemetry"))]
-        let ctx = extracted.context;
+        // The service is called, and its future polled and dropped, inside all the request
+        // brought (with `opentelemetry`, its OTel context too).
         let inner = &mut self.inner;
-        #[cfg(feature = "opentelemetry")]
-        let future = {
-            let _otel = otel.clone().attach();
-            crate::opentelemetry::WithOtelContext::new(ctx.run(|| inner.call(request)), otel)
-        };
-        #[cfg(not(feature = "opentelemetry"))]
-        let future = ctx.run(|| inner.call(request));
+        let future = extracted.run(|| inner.call(request));
         ResponseFuture {
-            inner: future.with_context(ctx),
+            inner: extracted.scope(future),
             echo: id.map(|id| (header.clone(), id)),
         }
     }
@@ -665,17 +689,10 @@ pin_project! {
     #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: WithContext<OtelScoped<F>>,
+        inner: ExtractedFuture<F>,
         echo: Option<(HeaderName, HeaderValue)>,
     }
 }
-
-/// The request future as the layer runs it: with the `opentelemetry` feature, inside the
-/// request's OTel context too (OpenTelemetry hook).
-#[cfg(feature = "opentelemetry")]
-type OtelScoped<F> = crate::opentelemetry::WithOtelContext<F>;
-#[cfg(not(feature = "opentelemetry"))]
-type OtelScoped<F> = F;
 
 impl<F: fmt::Debug> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

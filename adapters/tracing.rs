@@ -3,37 +3,68 @@
 //!
 //! # Context fields on every event
 //!
-//! One call on a `tracing_subscriber` fmt builder or layer, [`with_context_fields`], makes every
-//! event emitted inside a context print the context's variables:
+//! Two types go to `tracing_subscriber`'s own fmt builder or fmt layer: [`ContextFields`] wraps
+//! its field formatter (`map_fmt_fields`) and [`ContextFormat`] its event format
+//! (`map_event_format`). Every event emitted inside a context then prints the context's
+//! variables:
 //!
-//! - in the text formats ([`Full`], the default, and
-//!   [`Compact`]) as `name=value` after the event's own
-//!   fields, colors kept;
-//! - in the [`Json`] format as the keys of a `"context"`
-//!   object on the event's line.
+//! - in the text formats ([`Full`], the default, and [`Compact`]) as `name=value` after the
+//!   event's own fields, colors kept;
+//! - in the [`Json`] format as the keys of a `"context"` object on the event's line (strings,
+//!   numbers and booleans keep their JSON types).
+//!
+//! ```
+//! use contextvars::tracing::{ContextFields, ContextFormat};
+//! use contextvars::ContextVar;
+//!
+//! static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id").with_display();
+//!
+//! let subscriber = tracing_subscriber::fmt()
+//!     .with_target(false) // the format's own options first
+//!     .map_fmt_fields(ContextFields::new)
+//!     .map_event_format(ContextFormat::new)
+//!     .with_writer(std::io::sink) // the others anywhere
+//!     .finish();
+//! tracing::subscriber::with_default(subscriber, || {
+//!     REQUEST_ID.scope("req-123".into(), || {
+//!         tracing::info!("handling request"); // ... handling request request_id=req-123
+//!     });
+//! });
+//! ```
+//!
+//! Every option stays `tracing_subscriber`'s own. Those of the format (`with_target`,
+//! `without_time`, `with_ansi`, `compact`, `json`, `flatten_event`, ...) go before the two calls,
+//! since they belong to the format that [`ContextFormat`] wraps; the others (`with_writer`,
+//! `with_max_level`, `with_env_filter`, ...) go anywhere. [`ContextFields`] goes before
+//! [`ContextFormat`]: in a text format it is what writes the fields, and [`ContextFormat`] is an
+//! event format only over it, so that forgetting it fails to compile instead of printing
+//! nothing. In JSON, [`ContextFormat`] alone is enough. The `Pretty` format is not supported: it
+//! prints an event's fields itself, with no place for more.
 //!
 //! Events outside any context (the context is empty) print no context fields. It works for
 //! events from any task, blocking job, pool job or thread that runs in a context through this
-//! crate, because formatting happens on the thread that emits the event, inside its context.
+//! crate, because formatting happens on the thread that emits the event, inside its context;
+//! an event from a task or thread the context did not reach (a plain `std::thread::spawn`, or a
+//! plain `tokio::spawn` on a runtime without automatic inheritance) prints none.
 //!
 //! By default every variable is printed, with `Display` where the variable offers it
 //! ([`ContextVar::with_display`](crate::ContextVar::with_display)) and `Debug` otherwise;
-//! variables made with [`ContextVar::opaque`](crate::ContextVar::opaque) are skipped. Choose a
-//! subset with [`ContextFieldsConfig::only`], force `Debug` with
-//! [`ContextFieldsConfig::debug_values`], and bound the length of a value with
-//! [`ContextFieldsConfig::max_value_len`] (4 KiB by default: longer values are cut at a character
-//! boundary and end with `…`). A value whose formatting panics is skipped; the other fields and
-//! the event still print. In the text formats, control characters in a value are escaped (`\n`,
-//! `\u{1b}`), so that a value can neither split a line nor send escape codes to a terminal.
+//! variables made with [`ContextVar::opaque`](crate::ContextVar::opaque) are skipped. A
+//! [`ContextFieldsConfig`] given to [`ContextFormat::with_config`] chooses a subset
+//! ([`only`](ContextFieldsConfig::only)), forces `Debug`
+//! ([`debug_values`](ContextFieldsConfig::debug_values)), and bounds the length of a value
+//! ([`max_value_len`](ContextFieldsConfig::max_value_len), 4 KiB by default: longer values are
+//! cut at a character boundary and end with `…`). A value whose formatting panics is skipped;
+//! the other fields and the event still print. In the text formats, control characters in a
+//! value are escaped (`\n`, `\u{1b}`), so that a value can neither split a line nor send escape
+//! codes to a terminal. When an event has a field with the name of a context variable,
+//! [the event's field wins][own-field-wins] and the variable is left out of that line, in every
+//! format.
 //!
-//! The call stands anywhere in the builder's chain: the format options after it (`with_target`,
-//! `without_time`, `compact`, `json`, ...) come from the same trait. When an event has a field
-//! with the name of a context variable, [the event's field wins][own-field-wins] and the variable
-//! is left out of that line, in every format.
+//! [`FmtContextExt`], the one-call set-up of earlier versions that mirrored the builder's
+//! options, is deprecated and made of these types.
 //!
-//! [own-field-wins]: FmtContextExt#an-events-own-field-wins
-//!
-//! [`with_context_fields`]: FmtContextExt::with_context_fields
+//! [own-field-wins]: ContextFormat#an-events-own-field-wins
 //!
 //! # Spans travel with the context
 //!
@@ -49,7 +80,9 @@
 //! [`wrap_with_current_span`] for closures.
 //!
 //! To opt out for one spawn, spawn through the runtime itself with the context alone:
-//! `tokio::spawn(fut.with_current_context())` carries the context and no span.
+//! `tokio::spawn(fut.with_current_context())` carries the context and no span. Tokio's automatic
+//! inheritance (`propagate_context`, `tokio_unstable`) carries the context alone too: its task
+//! hooks cannot enter a span.
 //!
 //! # Context fields in spans
 //!
@@ -58,53 +91,49 @@
 //!
 //! # Examples
 //!
+//! JSON lines from a fmt layer on a registry:
+//!
 //! ```
-//! use contextvars::tracing::FmtContextExt;
-//! use contextvars::ContextVar;
+//! use contextvars::tracing::ContextFormat;
+//! use tracing_subscriber::layer::SubscriberExt;
 //!
-//! static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id").with_display();
-//!
-//! let subscriber = tracing_subscriber::fmt()
-//!     .with_context_fields() // the one line, anywhere in the chain
-//!     .with_writer(std::io::sink)
-//!     .with_target(false)
-//!     .finish();
-//! tracing::subscriber::with_default(subscriber, || {
-//!     REQUEST_ID.scope("req-123".into(), || {
-//!         tracing::info!("handling request"); // ... handling request request_id=req-123
-//!     });
-//! });
+//! let layer = tracing_subscriber::fmt::layer()
+//!     .json()
+//!     .flatten_event(true)
+//!     .map_event_format(ContextFormat::new) // "context":{"request_id":"req-123"}
+//!     .with_writer(std::io::sink);
+//! let _subscriber = tracing_subscriber::registry().with(layer);
 //! ```
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use ::tracing::field::{Field, Visit};
+use ::tracing::span::Record;
 use ::tracing::{Event, Subscriber};
 use ::tracing_subscriber::field::RecordFields;
-use ::tracing_subscriber::fmt::format::{Compact, FmtSpan, Format, Full, Json, JsonFields, Writer};
-use ::tracing_subscriber::fmt::time::FormatTime;
-use ::tracing_subscriber::fmt::{
-    FmtContext, FormatEvent, FormatFields, Layer as FmtLayer, MakeWriter, SubscriberBuilder,
+use ::tracing_subscriber::fmt::format::{
+    Compact, DefaultFields, Format, Full, Json, JsonFields, Writer,
 };
+use ::tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use ::tracing_subscriber::registry::LookupSpan;
-use ::tracing_subscriber::Registry;
 
 use crate::fields::FieldSelection;
 use crate::{Context, VarKey};
 
-/// Which context variables a logging integration prints, and how.
+/// Which context variables a logging integration prints, and how: given to
+/// [`ContextFormat::with_config`].
 ///
 /// Whatever the configuration, a variable is left out of an event's line when the event has a
-/// field of the same name: [the event's own field wins](FmtContextExt#an-events-own-field-wins),
+/// field of the same name: [the event's own field wins](ContextFormat#an-events-own-field-wins),
 /// in text and in JSON alike.
 ///
 /// # Examples
 ///
 /// ```
-/// use contextvars::tracing::{ContextFieldsConfig, FmtContextExt};
+/// use contextvars::tracing::{ContextFields, ContextFieldsConfig, ContextFormat};
 /// use contextvars::ContextVar;
 ///
 /// static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
@@ -113,11 +142,11 @@ use crate::{Context, VarKey};
 /// let config = ContextFieldsConfig::new()
 ///     .only([REQUEST_ID.key()]) // USER_ID is not printed
 ///     .max_value_len(256);
-/// let _subscriber = tracing_subscriber::fmt().with_context_fields_config(config).finish();
+/// let _subscriber = tracing_subscriber::fmt()
+///     .map_fmt_fields(ContextFields::new)
+///     .map_event_format(|format| ContextFormat::new(format).with_config(config))
+///     .finish();
 /// # let _ = USER_ID.key();
-/// # let config = ContextFieldsConfig::new()
-///     .max_value_len(256);
-/// let _subscriber = tracing_subscriber::fmt().with_context_fields_config(config).finish();
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct ContextFieldsConfig {
@@ -182,6 +211,351 @@ impl ContextFieldsConfig {
     }
 }
 
+/// The formats that [`ContextFormat`] wraps: `tracing_subscriber`'s [`Full`] (the default),
+/// [`Compact`] and [`Json`].
+///
+/// ```
+/// use contextvars::tracing::ContextFormat;
+///
+/// let _full = ContextFormat::new(tracing_subscriber::fmt::format());
+/// let _compact = ContextFormat::new(tracing_subscriber::fmt::format().compact());
+/// let _json = ContextFormat::new(tracing_subscriber::fmt::format().json());
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "context fields do not go into the `{Self}` format",
+    note = "they go into the `Full` (default), `Compact` and `Json` formats; `Pretty` prints an \
+            event's fields itself"
+)]
+pub trait ContextStyle: sealed::Sealed {
+    #[doc(hidden)]
+    const JSON: bool;
+}
+
+impl ContextStyle for Full {
+    const JSON: bool = false;
+}
+
+impl ContextStyle for Compact {
+    const JSON: bool = false;
+}
+
+impl ContextStyle for Json {
+    const JSON: bool = true;
+}
+
+/// The event format with context fields: one of `tracing_subscriber`'s formats ([`Full`],
+/// [`Compact`] or [`Json`], with its options), plus the current context's fields on every event.
+///
+/// It goes to the fmt builder's or layer's own `map_event_format` (or `event_format`), after the
+/// format's options and after [`ContextFields`] in a text format; the JSON format needs nothing
+/// else. The [module](self) says what is printed and how.
+///
+/// # An event's own field wins
+///
+/// When an event has a field with the name of a context variable (`info!(request_id = ..)` inside
+/// a context holding `request_id`), the event's field is printed and the variable is left out of
+/// that event's line, so that every key appears once per line. The rule is the same in every
+/// format: in the `Full` and `Compact` text, and in JSON, where the variable is left out of the
+/// `"context"` object (and where an event field called `context` at the top level of the line,
+/// with `flatten_event(true)`, replaces the whole object).
+///
+/// # Examples
+///
+/// A text format on a layer, with a configuration:
+///
+/// ```
+/// use contextvars::tracing::{ContextFields, ContextFieldsConfig, ContextFormat};
+/// use tracing_subscriber::layer::SubscriberExt;
+///
+/// let config = ContextFieldsConfig::new().debug_values();
+/// let layer = tracing_subscriber::fmt::layer()
+///     .compact()
+///     .without_time()
+///     .map_fmt_fields(ContextFields::new)
+///     .map_event_format(|format| ContextFormat::new(format).with_config(config));
+/// let _subscriber = tracing_subscriber::registry().with(layer);
+/// ```
+///
+/// In a text format, without [`ContextFields`] there is nothing to write the fields: it does not
+/// compile.
+///
+/// ```compile_fail,E0277
+/// use contextvars::tracing::ContextFormat;
+///
+/// let _subscriber = tracing_subscriber::fmt()
+///     .map_event_format(ContextFormat::new) // no `map_fmt_fields(ContextFields::new)` before
+///     .finish();
+/// ```
+#[derive(Clone, Debug)]
+pub struct ContextFormat<E = Format> {
+    inner: E,
+    config: Arc<ContextFieldsConfig>,
+}
+
+impl<L: ContextStyle, T> ContextFormat<Format<L, T>> {
+    /// Wraps `format`, to print every variable of the context with the default
+    /// [`ContextFieldsConfig`].
+    ///
+    /// ```
+    /// use contextvars::tracing::{ContextFields, ContextFormat};
+    ///
+    /// let _subscriber = tracing_subscriber::fmt()
+    ///     .with_ansi(false)
+    ///     .map_fmt_fields(ContextFields::new)
+    ///     .map_event_format(ContextFormat::new)
+    ///     .finish();
+    /// ```
+    pub fn new(format: Format<L, T>) -> Self {
+        Self::shared(format, Arc::default())
+    }
+
+    /// Prints the variables as `config` says, in place of the default configuration.
+    ///
+    /// ```
+    /// use contextvars::tracing::{ContextFieldsConfig, ContextFormat};
+    ///
+    /// let config = ContextFieldsConfig::new().max_value_len(64);
+    /// let _format = ContextFormat::new(tracing_subscriber::fmt::format()).with_config(config);
+    /// ```
+    pub fn with_config(self, config: ContextFieldsConfig) -> Self {
+        Self::shared(self.inner, Arc::new(config))
+    }
+
+    fn shared(inner: Format<L, T>, config: Arc<ContextFieldsConfig>) -> Self {
+        ContextFormat { inner, config }
+    }
+}
+
+impl<E> ContextFormat<E> {
+    /// Text: hands the configuration to [`ContextFields`], which writes the fields after the
+    /// event's own.
+    fn format_text<S, N>(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+        E: FormatEvent<S, N>,
+    {
+        let previous = EVENT_CONFIG
+            .try_with(|slot| slot.replace(Some(self.config.clone())))
+            .ok()
+            .flatten();
+        let result = self.inner.format_event(ctx, writer, event);
+        // Normally taken already; put back what a formatting further out had handed over.
+        let _ = EVENT_CONFIG.try_with(|slot| slot.replace(previous));
+        result
+    }
+
+    /// JSON: formats the line into a buffer and splices the context object in (JSON carries no
+    /// colors).
+    fn format_json<S, N>(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+        E: FormatEvent<S, N>,
+    {
+        let context = Context::current();
+        if context
+            .iter()
+            .all(|entry| !self.config.fields.wants(&entry))
+        {
+            return self.inner.format_event(ctx, writer, event);
+        }
+        let own = OwnFields::of(event, &context, &self.config);
+        let mut writer = writer;
+        let mut spare = String::new();
+        let mut reused =
+            BUFFER.try_with(|b| b.try_borrow_mut().ok().map(|mut b| std::mem::take(&mut *b)));
+        let buffer = match &mut reused {
+            Ok(Some(buffer)) => buffer,
+            _ => &mut spare,
+        };
+        buffer.clear();
+        let result = self
+            .inner
+            .format_event(ctx, Writer::new(buffer), event)
+            .and_then(|()| {
+                // A field of the event called `context` at the top level (`flatten_event`) is
+                // the event's own: it wins over the context object, as every own field does.
+                if own.has_context_key && has_top_level_key(buffer, CONTEXT_KEY) {
+                    // Nothing to add.
+                } else if own.shadowed.is_empty() {
+                    with_fields_text(
+                        &context,
+                        &self.config,
+                        STYLE_JSON,
+                        |object| json_context_object(object, &context, &self.config, &[]),
+                        |object| splice_json_object(buffer, object),
+                    );
+                } else {
+                    let mut object = String::new();
+                    json_context_object(&mut object, &context, &self.config, &own.shadowed);
+                    splice_json_object(buffer, &object);
+                }
+                writer.write_str(buffer)
+            });
+        if let Ok(Some(buffer)) = reused {
+            let _ = BUFFER.try_with(|b| {
+                if let Ok(mut slot) = b.try_borrow_mut() {
+                    *slot = buffer;
+                }
+            });
+        }
+        result
+    }
+}
+
+/// Any of the formats, over [`ContextFields`].
+impl<S, N, L, T> FormatEvent<S, ContextFields<N>> for ContextFormat<Format<L, T>>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    L: ContextStyle,
+    Format<L, T>: FormatEvent<S, ContextFields<N>>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, ContextFields<N>>,
+        writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        match L::JSON {
+            true => self.format_json(ctx, writer, event),
+            false => self.format_text(ctx, writer, event),
+        }
+    }
+}
+
+/// JSON over the builder's or layer's own JSON fields (`.json()`): nothing else needed.
+impl<S, T> FormatEvent<S, JsonFields> for ContextFormat<Format<Json, T>>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    Format<Json, T>: FormatEvent<S, JsonFields>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, JsonFields>,
+        writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        self.format_json(ctx, writer, event)
+    }
+}
+
+/// The field formatter with context fields: wraps the builder's or layer's own field formatter
+/// and, in the text formats, writes the current context's fields after an event's own fields,
+/// as [`ContextFormat`] asks. Span fields stay as the wrapped formatter writes them; in JSON it
+/// changes nothing.
+///
+/// It goes to the fmt builder's or layer's own `map_fmt_fields` (or `fmt_fields`), before
+/// [`ContextFormat`].
+///
+/// ```
+/// use contextvars::tracing::{ContextFields, ContextFormat};
+/// use tracing_subscriber::layer::SubscriberExt;
+///
+/// let layer = tracing_subscriber::fmt::layer()
+///     .with_target(false)
+///     .map_fmt_fields(ContextFields::new)
+///     .map_event_format(ContextFormat::new);
+/// let _subscriber = tracing_subscriber::registry().with(layer);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ContextFields<N = DefaultFields> {
+    inner: N,
+}
+
+impl<N> ContextFields<N> {
+    /// Wraps the field formatter `fields`.
+    ///
+    /// ```
+    /// use contextvars::tracing::{ContextFields, ContextFormat};
+    /// use tracing_subscriber::fmt::format::DefaultFields;
+    ///
+    /// let format = tracing_subscriber::fmt::format().without_time();
+    /// let _subscriber = tracing_subscriber::fmt()
+    ///     .fmt_fields(ContextFields::new(DefaultFields::new()))
+    ///     .event_format(ContextFormat::new(format))
+    ///     .finish();
+    /// ```
+    pub fn new(fields: N) -> Self {
+        ContextFields { inner: fields }
+    }
+}
+
+thread_local! {
+    static CACHE: RefCell<Option<Cached>> = const { RefCell::new(None) };
+    /// Handed by `ContextFormat` to `ContextFields` while a text format writes an event, so that
+    /// `ContextFields` adds context fields to events only, never to span fields.
+    static EVENT_CONFIG: Cell<Option<Arc<ContextFieldsConfig>>> = const { Cell::new(None) };
+    static BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+impl<'writer, N> FormatFields<'writer> for ContextFields<N>
+where
+    N: for<'w> FormatFields<'w> + 'static,
+{
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        // Taken before the event's own fields format, so that nothing they log sees it.
+        let Some(config) = EVENT_CONFIG.try_with(Cell::take).ok().flatten() else {
+            return self.inner.format_fields(writer, fields);
+        };
+        let context = Context::current();
+        if context.is_empty() {
+            return self.inner.format_fields(writer, fields);
+        }
+        let own = OwnFields::of(&fields, &context, &config);
+        self.inner.format_fields(writer.by_ref(), fields)?;
+        let ansi = writer.has_ansi_escapes();
+        if !own.shadowed.is_empty() {
+            let mut text = String::new();
+            text_fields(&mut text, &context, &config, ansi, &own.shadowed);
+            return writer.write_str(&text);
+        }
+        let style = if ansi { STYLE_ANSI } else { STYLE_PLAIN };
+        with_fields_text(
+            &context,
+            &config,
+            style,
+            |text| text_fields(text, &context, &config, ansi, &[]),
+            |text| writer.write_str(text),
+        )
+    }
+
+    fn add_fields(
+        &self,
+        current: &'writer mut FormattedFields<Self>,
+        fields: &Record<'_>,
+    ) -> fmt::Result {
+        if TypeId::of::<N>() != TypeId::of::<JsonFields>() {
+            // As `FormatFields` does by default, colors kept.
+            if !current.fields.is_empty() {
+                current.fields.push(' ');
+            }
+            return self.inner.format_fields(current.as_writer(), fields);
+        }
+        // JSON merges the new fields into the span's object (appending would break it): its own
+        // `add_fields`, on fields of its own type.
+        let mut own = FormattedFields::<N>::new(std::mem::take(&mut current.fields));
+        let result = self.inner.add_fields(&mut own, fields);
+        current.fields = own.fields;
+        result
+    }
+}
+
 /// The last fields text formatted on this thread: a context never changes, so the same snapshot
 /// printed with the same configuration and style gives the same text.
 struct Cached {
@@ -240,218 +614,6 @@ fn with_fields_text<R>(
         drop(replaced);
     }
     result
-}
-
-thread_local! {
-    static CACHE: RefCell<Option<Cached>> = const { RefCell::new(None) };
-    /// Set by `ContextFormat` while the text formatter writes an event's fields, so that
-    /// `ContextFields` adds context fields to events only, never to span fields.
-    static FORMATTING_EVENT: Cell<bool> = const { Cell::new(false) };
-    static BUFFER: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
-/// How the wrapped format lays out an event. Implemented for the formats this module supports.
-pub trait ContextStyle: sealed::Sealed {
-    #[doc(hidden)]
-    const JSON: bool;
-}
-
-mod sealed {
-    use super::{FmtSpan, FormatTime};
-
-    pub trait Sealed {}
-    impl Sealed for super::Full {}
-    impl Sealed for super::Compact {}
-    impl Sealed for super::Json {}
-
-    /// The format options of a builder or layer with context fields.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` has no such option here",
-        note = "after `with_context_fields()`, the options of the `Full`, `Compact` and `Json` \
-                formats are there; a custom `event_format`/`fmt_fields` goes before it"
-    )]
-    pub trait Options: Sized {
-        type WithTimer<T2>;
-        type WithoutTime;
-        type Compact;
-        type Json;
-        fn with_timer<T2: FormatTime + 'static>(self, timer: T2) -> Self::WithTimer<T2>;
-        fn without_time(self) -> Self::WithoutTime;
-        fn compact(self) -> Self::Compact;
-        fn json(self) -> Self::Json;
-        fn with_span_events(self, kind: FmtSpan) -> Self;
-        fn with_ansi(self, ansi: bool) -> Self;
-        fn with_ansi_sanitization(self, ansi_sanitization: bool) -> Self;
-        fn log_internal_errors(self, log_internal_errors: bool) -> Self;
-        fn with_target(self, display_target: bool) -> Self;
-        fn with_file(self, display_filename: bool) -> Self;
-        fn with_line_number(self, display_line_number: bool) -> Self;
-        fn with_level(self, display_level: bool) -> Self;
-        fn with_thread_names(self, display_thread_names: bool) -> Self;
-        fn with_thread_ids(self, display_thread_ids: bool) -> Self;
-    }
-
-    /// The options of the JSON format, on a builder or layer with context fields.
-    #[diagnostic::on_unimplemented(
-        message = "`flatten_event`, `with_current_span` and `with_span_list` are options of the \
-                   JSON format",
-        note = "call `.json()` first"
-    )]
-    pub trait JsonOptions: Sized {
-        fn flatten_event(self, flatten_event: bool) -> Self;
-        fn with_current_span(self, display_current_span: bool) -> Self;
-        fn with_span_list(self, display_span_list: bool) -> Self;
-    }
-}
-
-impl ContextStyle for Full {
-    const JSON: bool = false;
-}
-
-impl ContextStyle for Compact {
-    const JSON: bool = false;
-}
-
-impl ContextStyle for Json {
-    const JSON: bool = true;
-}
-
-/// A [`FormatEvent`] that adds the current context's fields to each event; made by
-/// [`FmtContextExt::with_context_fields`].
-#[derive(Debug)]
-pub struct ContextFormat<E> {
-    inner: E,
-    json: bool,
-    config: Arc<ContextFieldsConfig>,
-}
-
-/// A [`FormatFields`] that appends the current context's fields to an event's own fields (in
-/// the text formats); made by [`FmtContextExt::with_context_fields`].
-#[derive(Debug)]
-pub struct ContextFields<N> {
-    inner: N,
-    config: Arc<ContextFieldsConfig>,
-}
-
-impl<E> ContextFormat<E> {
-    fn wrapping(config: Arc<ContextFieldsConfig>, json: bool) -> impl FnOnce(E) -> Self {
-        move |inner| ContextFormat {
-            inner,
-            json,
-            config,
-        }
-    }
-}
-
-impl<N> ContextFields<N> {
-    fn wrapping(config: Arc<ContextFieldsConfig>) -> impl FnOnce(N) -> Self {
-        move |inner| ContextFields { inner, config }
-    }
-}
-
-impl<S, N, E> FormatEvent<S, N> for ContextFormat<E>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-    E: FormatEvent<S, N>,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        if !self.json {
-            FORMATTING_EVENT.set(true);
-            let result = self.inner.format_event(ctx, writer.by_ref(), event);
-            FORMATTING_EVENT.set(false);
-            return result;
-        }
-        let context = Context::current();
-        if context
-            .iter()
-            .all(|entry| !self.config.fields.wants(&entry))
-        {
-            return self.inner.format_event(ctx, writer, event);
-        }
-        let own = OwnFields::of(event, &context, &self.config);
-        // JSON carries no colors: format into a buffer and splice the context object in.
-        let mut spare = String::new();
-        let mut reused =
-            BUFFER.try_with(|b| b.try_borrow_mut().ok().map(|mut b| std::mem::take(&mut *b)));
-        let buffer = match &mut reused {
-            Ok(Some(buffer)) => buffer,
-            _ => &mut spare,
-        };
-        buffer.clear();
-        let result = self
-            .inner
-            .format_event(ctx, Writer::new(buffer), event)
-            .and_then(|()| {
-                // A field of the event called `context` at the top level (`flatten_event`) is
-                // the event's own: it wins over the context object, as every own field does.
-                if own.has_context_key && has_top_level_key(buffer, CONTEXT_KEY) {
-                    // Nothing to add.
-                } else if own.shadowed.is_empty() {
-                    with_fields_text(
-                        &context,
-                        &self.config,
-                        STYLE_JSON,
-                        |object| json_context_object(object, &context, &self.config, &[]),
-                        |object| splice_json_object(buffer, object),
-                    );
-                } else {
-                    let mut object = String::new();
-                    json_context_object(&mut object, &context, &self.config, &own.shadowed);
-                    splice_json_object(buffer, &object);
-                }
-                writer.write_str(buffer)
-            });
-        if let Ok(Some(buffer)) = reused {
-            let _ = BUFFER.try_with(|b| {
-                if let Ok(mut slot) = b.try_borrow_mut() {
-                    *slot = buffer;
-                }
-            });
-        }
-        result
-    }
-}
-
-impl<'writer, N> FormatFields<'writer> for ContextFields<N>
-where
-    N: for<'w> FormatFields<'w>,
-{
-    fn format_fields<R: RecordFields>(
-        &self,
-        mut writer: Writer<'writer>,
-        fields: R,
-    ) -> fmt::Result {
-        // Taken before the event's own fields format, so that nothing they log sees it.
-        if !FORMATTING_EVENT.replace(false) {
-            return self.inner.format_fields(writer, fields);
-        }
-        let context = Context::current();
-        if context.is_empty() {
-            return self.inner.format_fields(writer, fields);
-        }
-        let own = OwnFields::of(&fields, &context, &self.config);
-        self.inner.format_fields(writer.by_ref(), fields)?;
-        let ansi = writer.has_ansi_escapes();
-        if !own.shadowed.is_empty() {
-            let mut text = String::new();
-            text_fields(&mut text, &context, &self.config, ansi, &own.shadowed);
-            return writer.write_str(&text);
-        }
-        let style = if ansi { STYLE_ANSI } else { STYLE_PLAIN };
-        with_fields_text(
-            &context,
-            &self.config,
-            style,
-            |text| text_fields(text, &context, &self.config, ansi, &[]),
-            |text| writer.write_str(text),
-        )
-    }
 }
 
 /// The key of the context object in the JSON format.
@@ -677,652 +839,18 @@ fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// One-line set-up of context fields on `tracing_subscriber`'s fmt [`SubscriberBuilder`] and
-/// fmt [`Layer`](FmtLayer), in the `Full` (default), `Compact` and `Json` formats.
-///
-/// # Anywhere in the chain
-///
-/// The builder's and the layer's format options (`with_target`, `with_ansi`, `without_time`,
-/// `compact`, `json`, `flatten_event`, ...) work before and after
-/// [`with_context_fields`](FmtContextExt::with_context_fields): after it they come from this
-/// trait, under the same names, and apply beneath the context fields, which keep their
-/// configuration. Calling it a second time replaces the configuration. What replaces the
-/// formatters it wraps goes before it: a custom `event_format` or `fmt_fields` (only the `Full`,
-/// `Compact` and `Json` formats are supported, not `pretty`). The `Options` and `JsonOptions`
-/// bounds in these methods' signatures are sealed: a builder or layer meets them once context
-/// fields are on (`JsonOptions` in the JSON format); before, its own methods of the same names
-/// are the ones called.
-///
-/// # An event's own field wins
-///
-/// When an event has a field with the name of a context variable (`info!(request_id = ..)` inside
-/// a context holding `request_id`), the event's field is printed and the variable is left out of
-/// that event's line, so that every key appears once per line. The rule is the same in every
-/// format: in the `Full` and `Compact` text, and in JSON, where the variable is left out of the
-/// `"context"` object (and where an event field called `context` at the top level of the line,
-/// with `flatten_event(true)`, replaces the whole object).
-///
-/// # Examples
-///
-/// With a registry and layers, in JSON:
-///
-/// ```
-/// use contextvars::tracing::FmtContextExt;
-/// use tracing_subscriber::layer::SubscriberExt;
-///
-/// let subscriber = tracing_subscriber::registry()
-///     .with(tracing_subscriber::fmt::layer().json().with_context_fields());
-/// # drop(subscriber);
-/// ```
-///
-/// Anywhere in the chain:
-///
-/// ```
-/// use contextvars::tracing::FmtContextExt;
-///
-/// let _subscriber = tracing_subscriber::fmt()
-///     .with_context_fields()
-///     .with_target(false)
-///     .json()
-///     .flatten_event(true)
-///     .finish();
-/// ```
-pub trait FmtContextExt: Sized {
-    /// The builder or layer, with context fields.
-    type Output;
-
-    /// Adds the current context's fields to every event, with the default
-    /// [`ContextFieldsConfig`].
-    ///
-    /// An event's own field wins over a context variable of the same name (see
-    /// [the trait](FmtContextExt#an-events-own-field-wins)); the call can stand anywhere in the
-    /// chain.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// let _subscriber = tracing_subscriber::fmt().compact().with_context_fields().finish();
-    /// ```
-    fn with_context_fields(self) -> Self::Output {
-        self.with_context_fields_config(ContextFieldsConfig::default())
-    }
-
-    /// Adds the current context's fields to every event, as `config` says; on a builder or layer
-    /// that has them already, replaces the configuration.
-    ///
-    /// ```
-    /// use contextvars::tracing::{ContextFieldsConfig, FmtContextExt};
-    /// let config = ContextFieldsConfig::new().debug_values();
-    /// let _subscriber = tracing_subscriber::fmt().with_context_fields_config(config).finish();
-    /// ```
-    fn with_context_fields_config(self, config: ContextFieldsConfig) -> Self::Output;
-
-    /// The builder's and the layer's own `with_timer` ([`SubscriberBuilder::with_timer`],
-    /// [`Layer::with_timer`](FmtLayer::with_timer)), still there once context fields are on.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// use tracing_subscriber::fmt::time::Uptime;
-    /// let _subscriber = tracing_subscriber::fmt()
-    ///     .with_context_fields()
-    ///     .with_timer(Uptime::default())
-    ///     .finish();
-    /// ```
-    fn with_timer<T2>(self, timer: T2) -> <Self as sealed::Options>::WithTimer<T2>
-    where
-        Self: sealed::Options,
-        T2: FormatTime + 'static,
-    {
-        sealed::Options::with_timer(self, timer)
-    }
-
-    /// The builder's and the layer's own `without_time` ([`SubscriberBuilder::without_time`],
-    /// [`Layer::without_time`](FmtLayer::without_time)), still there once context fields are on.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// let _subscriber = tracing_subscriber::fmt().with_context_fields().without_time().finish();
-    /// ```
-    fn without_time(self) -> <Self as sealed::Options>::WithoutTime
-    where
-        Self: sealed::Options,
-    {
-        sealed::Options::without_time(self)
-    }
-
-    /// The builder's and the layer's own `compact` ([`SubscriberBuilder::compact`],
-    /// [`Layer::compact`](FmtLayer::compact)), still there once context fields are on.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// let _subscriber = tracing_subscriber::fmt().with_context_fields().compact().finish();
-    /// ```
-    fn compact(self) -> <Self as sealed::Options>::Compact
-    where
-        Self: sealed::Options,
-    {
-        sealed::Options::compact(self)
-    }
-
-    /// The builder's and the layer's own `json` ([`SubscriberBuilder::json`],
-    /// [`Layer::json`](FmtLayer::json)), still there once context fields are on: they move into
-    /// the `"context"` object.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// let _subscriber = tracing_subscriber::fmt().with_context_fields().json().finish();
-    /// ```
-    fn json(self) -> <Self as sealed::Options>::Json
-    where
-        Self: sealed::Options,
-    {
-        sealed::Options::json(self)
-    }
-
-    /// The builder's and the layer's own `with_span_events`
-    /// ([`SubscriberBuilder::with_span_events`],
-    /// [`Layer::with_span_events`](FmtLayer::with_span_events)), still there once context fields
-    /// are on.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// use tracing_subscriber::fmt::format::FmtSpan;
-    /// let _subscriber = tracing_subscriber::fmt()
-    ///     .with_context_fields()
-    ///     .with_span_events(FmtSpan::CLOSE)
-    ///     .finish();
-    /// ```
-    fn with_span_events(self, kind: FmtSpan) -> Self
-    where
-        Self: sealed::Options,
-    {
-        sealed::Options::with_span_events(self, kind)
-    }
-
-    /// The builder's and the layer's own `with_ansi` ([`SubscriberBuilder::with_ansi`],
-    /// [`Layer::with_ansi`](FmtLayer::with_ansi)), still there once context fields are on.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// let _s = tracing_subscriber::fmt().with_context_fields().with_ansi(false).finish();
-    /// ```
-    fn with_ansi(self, ansi: bool) -> Self
-    where
-        Self: sealed::Options,
-    {
-        sealed::Options::with_ansi(self, ansi)
-    }
-
-    /// The builder's and the layer's own `with_ansi_sanitization`
-    /// ([`SubscriberBuilder::with_ansi_sanitization`],
-    /// [`Layer::with_ansi_sanitization`](FmtLayer::with_ansi_sanitization)), still there once
-    /// context fields are on.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// let _subscriber = tracing_subscriber::fmt()
-    ///     .with_context_fields()
-    ///     .with_ansi_sanitization(true)
-    ///     .finish();
-    /// ```
-    fn with_ansi_sanitization(self, ansi_sanitization: bool) -> Self
-    where
-        Self: sealed::Options,
-    {
-        sealed::Options::with_ansi_sanitization(self, ansi_sanitization)
-    }
-
-    /// The builder's and the layer's own `log_internal_errors`
-    /// ([`SubscriberBuilder::log_internal_errors`],
-    /// [`Layer::log_internal_errors`](FmtLayer::log_internal_errors)), still there once context
-    /// fields are on.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// let _subscriber = tracing_subscriber::fmt()
-    ///     .with_context_fields()
-    ///     .log_internal_errors(false)
-    ///     .finish();
-    /// ```
-    fn log_internal_errors(self, log_internal_errors: bool) -> Self
-    where
-        Self: sealed::Options,
-    {
-        sealed::Options::log_internal_errors(self, log_internal_errors)
-    }
-
-    /// The builder's and the layer's own `with_target` ([`SubscriberBuilder::with_target`],
-    /// [`Layer::with_target`](FmtLayer::with_target)), still there once context fields are on.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// let _s = tracing_subscriber::fmt().with_context_fields().with_target(false).finish();
-    /// ```
-    fn with_target(self, display_target: bool) -> Self
-    where
-        Self: sealed::Options,
-    {
-        sealed::Options::with_target(self, display_target)
-    }
-
-    /// The builder's and the layer's own `with_file` ([`SubscriberBuilder::with_file`],
-    /// [`Layer::with_file`](FmtLayer::with_file)), still there once context fields are on.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// let _s = tracing_subscriber::fmt().with_context_fields().with_file(true).finish();
-    /// ```
-    fn with_file(self, display_filename: bool) -> Self
-    where
-        Self: sealed::Options,
-    {
-        sealed::Options::with_file(self, display_filename)
-    }
-
-    /// The builder's and the layer's own `with_line_number`
-    /// ([`SubscriberBuilder::with_line_number`],
-    /// [`Layer::with_line_number`](FmtLayer::with_line_number)), still there once context fields
-    /// are on.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// let _s = tracing_subscriber::fmt().with_context_fields().with_line_number(true).finish();
-    /// ```
-    fn with_line_number(self, display_line_number: bool) -> Self
-    where
-        Self: sealed::Options,
-    {
-        sealed::Options::with_line_number(self, display_line_number)
-    }
-
-    /// The builder's and the layer's own `with_level` ([`SubscriberBuilder::with_level`],
-    /// [`Layer::with_level`](FmtLayer::with_level)), still there once context fields are on.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// let _s = tracing_subscriber::fmt().with_context_fields().with_level(false).finish();
-    /// ```
-    fn with_level(self, display_level: bool) -> Self
-    where
-        Self: sealed::Options,
-    {
-        sealed::Options::with_level(self, display_level)
-    }
-
-    /// The builder's and the layer's own `with_thread_names`
-    /// ([`SubscriberBuilder::with_thread_names`],
-    /// [`Layer::with_thread_names`](FmtLayer::with_thread_names)), still there once context fields
-    /// are on.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// let _s = tracing_subscriber::fmt().with_context_fields().with_thread_names(true).finish();
-    /// ```
-    fn with_thread_names(self, display_thread_names: bool) -> Self
-    where
-        Self: sealed::Options,
-    {
-        sealed::Options::with_thread_names(self, display_thread_names)
-    }
-
-    /// The builder's and the layer's own `with_thread_ids` ([`SubscriberBuilder::with_thread_ids`],
-    /// [`Layer::with_thread_ids`](FmtLayer::with_thread_ids)), still there once context fields are
-    /// on.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// let _s = tracing_subscriber::fmt().with_context_fields().with_thread_ids(true).finish();
-    /// ```
-    fn with_thread_ids(self, display_thread_ids: bool) -> Self
-    where
-        Self: sealed::Options,
-    {
-        sealed::Options::with_thread_ids(self, display_thread_ids)
-    }
-
-    /// The JSON format's own `flatten_event` ([`SubscriberBuilder::flatten_event`],
-    /// [`Layer::flatten_event`](FmtLayer::flatten_event)), still there once context fields are on.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// let _subscriber = tracing_subscriber::fmt()
-    ///     .with_context_fields()
-    ///     .json()
-    ///     .flatten_event(true)
-    ///     .finish();
-    /// ```
-    fn flatten_event(self, flatten_event: bool) -> Self
-    where
-        Self: sealed::JsonOptions,
-    {
-        sealed::JsonOptions::flatten_event(self, flatten_event)
-    }
-
-    /// The JSON format's own `with_current_span` ([`SubscriberBuilder::with_current_span`],
-    /// [`Layer::with_current_span`](FmtLayer::with_current_span)), still there once context fields
-    /// are on.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// let _subscriber = tracing_subscriber::fmt()
-    ///     .with_context_fields()
-    ///     .json()
-    ///     .with_current_span(true)
-    ///     .finish();
-    /// ```
-    fn with_current_span(self, display_current_span: bool) -> Self
-    where
-        Self: sealed::JsonOptions,
-    {
-        sealed::JsonOptions::with_current_span(self, display_current_span)
-    }
-
-    /// The JSON format's own `with_span_list` ([`SubscriberBuilder::with_span_list`],
-    /// [`Layer::with_span_list`](FmtLayer::with_span_list)), still there once context fields are
-    /// on.
-    ///
-    /// ```
-    /// use contextvars::tracing::FmtContextExt;
-    /// let _subscriber = tracing_subscriber::fmt()
-    ///     .with_context_fields()
-    ///     .json()
-    ///     .with_span_list(true)
-    ///     .finish();
-    /// ```
-    fn with_span_list(self, display_span_list: bool) -> Self
-    where
-        Self: sealed::JsonOptions,
-    {
-        sealed::JsonOptions::with_span_list(self, display_span_list)
-    }
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Full {}
+    impl Sealed for super::Compact {}
+    impl Sealed for super::Json {}
 }
 
-/// The fmt builder once context fields are on.
-type Builder<N, L, T, F, W> =
-    SubscriberBuilder<ContextFields<N>, ContextFormat<Format<L, T>>, F, W>;
-
-/// The fmt layer once context fields are on.
-type Layer<S, N, L, T, W> = FmtLayer<S, ContextFields<N>, ContextFormat<Format<L, T>>, W>;
-
-impl<N, L, T, F, W> FmtContextExt for SubscriberBuilder<N, Format<L, T>, F, W>
-where
-    N: for<'writer> FormatFields<'writer> + 'static,
-    L: ContextStyle,
-    Format<L, T>: FormatEvent<Registry, N> + 'static,
-    ContextFormat<Format<L, T>>: FormatEvent<Registry, ContextFields<N>> + 'static,
-    W: for<'writer> MakeWriter<'writer> + 'static,
-{
-    type Output = Builder<N, L, T, F, W>;
-
-    fn with_context_fields_config(self, config: ContextFieldsConfig) -> Self::Output {
-        let config = Arc::new(config);
-        self.map_fmt_fields(ContextFields::wrapping(config.clone()))
-            .map_event_format(ContextFormat::wrapping(config, L::JSON))
-    }
-}
-
-impl<N, L, T, F, W> FmtContextExt for Builder<N, L, T, F, W>
-where
-    N: for<'writer> FormatFields<'writer> + 'static,
-    L: ContextStyle,
-    ContextFormat<Format<L, T>>: FormatEvent<Registry, ContextFields<N>> + 'static,
-    W: for<'writer> MakeWriter<'writer> + 'static,
-{
-    type Output = Self;
-
-    fn with_context_fields_config(self, config: ContextFieldsConfig) -> Self::Output {
-        let config = Arc::new(config);
-        self.map_fmt_fields(|fields| ContextFields {
-            config: config.clone(),
-            ..fields
-        })
-        .map_event_format(|format| ContextFormat { config, ..format })
-    }
-}
-
-impl<S, N, L, T, W> FmtContextExt for FmtLayer<S, N, Format<L, T>, W>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'writer> FormatFields<'writer> + 'static,
-    L: ContextStyle,
-    Format<L, T>: FormatEvent<S, ContextFields<N>> + 'static,
-    W: for<'writer> MakeWriter<'writer> + 'static,
-{
-    type Output = Layer<S, N, L, T, W>;
-
-    fn with_context_fields_config(self, config: ContextFieldsConfig) -> Self::Output {
-        let config = Arc::new(config);
-        self.map_fmt_fields(ContextFields::wrapping(config.clone()))
-            .map_event_format(ContextFormat::wrapping(config, L::JSON))
-    }
-}
-
-impl<S, N, L, T, W> FmtContextExt for Layer<S, N, L, T, W>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'writer> FormatFields<'writer> + 'static,
-    L: ContextStyle,
-    ContextFormat<Format<L, T>>: FormatEvent<S, ContextFields<N>> + 'static,
-    W: for<'writer> MakeWriter<'writer> + 'static,
-{
-    type Output = Self;
-
-    fn with_context_fields_config(self, config: ContextFieldsConfig) -> Self::Output {
-        let config = Arc::new(config);
-        self.map_fmt_fields(|fields| ContextFields {
-            config: config.clone(),
-            ..fields
-        })
-        .map_event_format(|format| ContextFormat { config, ..format })
-    }
-}
-
-/// Takes the context fields off a builder, applies one of the builder's own options, and puts
-/// them back with the same configuration.
-fn rebuild_builder<N, L, T, F, W, N2, L2, T2>(
-    builder: Builder<N, L, T, F, W>,
-    option: impl FnOnce(
-        SubscriberBuilder<N, Format<L, T>, F, W>,
-    ) -> SubscriberBuilder<N2, Format<L2, T2>, F, W>,
-) -> Builder<N2, L2, T2, F, W>
-where
-    N: for<'w> FormatFields<'w> + 'static,
-    N2: for<'w> FormatFields<'w> + 'static,
-    L2: ContextStyle,
-    Format<L, T>: FormatEvent<Registry, N> + 'static,
-    Format<L2, T2>: FormatEvent<Registry, ContextFields<N2>> + 'static,
-    W: for<'w> MakeWriter<'w> + 'static,
-{
-    let mut config = None;
-    let bare = builder
-        .map_fmt_fields(|fields| fields.inner)
-        .map_event_format(|format| {
-            config = Some(format.config);
-            format.inner
-        });
-    let Some(config) = config else {
-        unreachable!("`map_event_format` calls its closure")
-    };
-    option(bare)
-        .map_fmt_fields(ContextFields::wrapping(config.clone()))
-        .map_event_format(ContextFormat::wrapping(config, L2::JSON))
-}
-
-/// [`rebuild_builder`] for the layer.
-fn rebuild_layer<S, N, L, T, W, N2, L2, T2>(
-    layer: Layer<S, N, L, T, W>,
-    option: impl FnOnce(FmtLayer<S, N, Format<L, T>, W>) -> FmtLayer<S, N2, Format<L2, T2>, W>,
-) -> Layer<S, N2, L2, T2, W>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'w> FormatFields<'w> + 'static,
-    N2: for<'w> FormatFields<'w> + 'static,
-    L2: ContextStyle,
-    Format<L, T>: FormatEvent<S, N> + 'static,
-    Format<L2, T2>: FormatEvent<S, ContextFields<N2>> + 'static,
-    W: for<'w> MakeWriter<'w> + 'static,
-{
-    let mut config = None;
-    let bare = layer
-        .map_fmt_fields(|fields| fields.inner)
-        .map_event_format(|format| {
-            config = Some(format.config);
-            format.inner
-        });
-    let Some(config) = config else {
-        unreachable!("`map_event_format` calls its closure")
-    };
-    option(bare)
-        .map_fmt_fields(ContextFields::wrapping(config.clone()))
-        .map_event_format(ContextFormat::wrapping(config, L2::JSON))
-}
-
-/// Options that keep the type, each one line.
-macro_rules! same_type_options {
-    ($rebuild:ident: $($method:ident($arg:ident: $ty:ty)),* $(,)?) => {$(
-        fn $method(self, $arg: $ty) -> Self {
-            $rebuild(self, |inner| inner.$method($arg))
-        }
-    )*};
-}
-
-/// The builder's and the layer's options beneath the context fields, for each format.
-macro_rules! options_for_styles {
-    ($($style:ty),*) => {$(
-        impl<N, T, F, W> sealed::Options for Builder<N, $style, T, F, W>
-        where
-            N: for<'w> FormatFields<'w> + 'static,
-            T: FormatTime + 'static,
-            W: for<'w> MakeWriter<'w> + 'static,
-        {
-            type WithTimer<T2> = Builder<N, $style, T2, F, W>;
-            type WithoutTime = Builder<N, $style, (), F, W>;
-            type Compact = Builder<N, Compact, T, F, W>;
-            type Json = Builder<JsonFields, Json, T, F, W>;
-
-            fn with_timer<T2: FormatTime + 'static>(self, timer: T2) -> Self::WithTimer<T2> {
-                rebuild_builder(self, |inner| inner.with_timer(timer))
-            }
-
-            fn without_time(self) -> Self::WithoutTime {
-                rebuild_builder(self, |inner| inner.without_time())
-            }
-
-            fn compact(self) -> Self::Compact {
-                rebuild_builder(self, |inner| inner.compact())
-            }
-
-            fn json(self) -> Self::Json {
-                rebuild_builder(self, |inner| inner.json())
-            }
-
-            same_type_options!(rebuild_builder:
-                with_span_events(kind: FmtSpan),
-                with_ansi(ansi: bool),
-                with_ansi_sanitization(ansi_sanitization: bool),
-                log_internal_errors(log_internal_errors: bool),
-                with_target(display_target: bool),
-                with_file(display_filename: bool),
-                with_line_number(display_line_number: bool),
-                with_level(display_level: bool),
-                with_thread_names(display_thread_names: bool),
-                with_thread_ids(display_thread_ids: bool),
-            );
-        }
-
-        impl<S, N, T, W> sealed::Options for Layer<S, N, $style, T, W>
-        where
-            S: Subscriber + for<'a> LookupSpan<'a>,
-            N: for<'w> FormatFields<'w> + 'static,
-            T: FormatTime + 'static,
-            W: for<'w> MakeWriter<'w> + 'static,
-        {
-            type WithTimer<T2> = Layer<S, N, $style, T2, W>;
-            type WithoutTime = Layer<S, N, $style, (), W>;
-            type Compact = Layer<S, N, Compact, T, W>;
-            type Json = Layer<S, JsonFields, Json, T, W>;
-
-            fn with_timer<T2: FormatTime + 'static>(self, timer: T2) -> Self::WithTimer<T2> {
-                rebuild_layer(self, |inner| inner.with_timer(timer))
-            }
-
-            fn without_time(self) -> Self::WithoutTime {
-                rebuild_layer(self, |inner| inner.without_time())
-            }
-
-            fn compact(self) -> Self::Compact {
-                rebuild_layer(self, |inner| inner.compact())
-            }
-
-            fn json(self) -> Self::Json {
-                rebuild_layer(self, |inner| inner.json())
-            }
-
-            // The layer has these for any format.
-            fn with_ansi(self, ansi: bool) -> Self {
-                FmtLayer::with_ansi(self, ansi)
-            }
-
-            fn with_ansi_sanitization(self, ansi_sanitization: bool) -> Self {
-                FmtLayer::with_ansi_sanitization(self, ansi_sanitization)
-            }
-
-            fn log_internal_errors(self, log_internal_errors: bool) -> Self {
-                FmtLayer::log_internal_errors(self, log_internal_errors)
-            }
-
-            same_type_options!(rebuild_layer:
-                with_span_events(kind: FmtSpan),
-                with_target(display_target: bool),
-                with_file(display_filename: bool),
-                with_line_number(display_line_number: bool),
-                with_level(display_level: bool),
-                with_thread_names(display_thread_names: bool),
-                with_thread_ids(display_thread_ids: bool),
-            );
-        }
-    )*};
-}
-
-options_for_styles!(Full, Compact, Json);
-
-/// The JSON format's options beneath the context fields.
-macro_rules! json_options {
-    ($($method:ident($arg:ident)),*) => {$(
-        fn $method(self, $arg: bool) -> Self {
-            self.map_event_format(|format| ContextFormat {
-                inner: format.inner.$method($arg),
-                ..format
-            })
-        }
-    )*};
-}
-
-impl<N, T, F, W> sealed::JsonOptions for Builder<N, Json, T, F, W>
-where
-    N: for<'w> FormatFields<'w> + 'static,
-    T: FormatTime + 'static,
-    W: for<'w> MakeWriter<'w> + 'static,
-{
-    json_options!(
-        flatten_event(flatten_event),
-        with_current_span(display_current_span),
-        with_span_list(display_span_list)
-    );
-}
-
-impl<S, N, T, W> sealed::JsonOptions for Layer<S, N, Json, T, W>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'w> FormatFields<'w> + 'static,
-    T: FormatTime + 'static,
-    W: for<'w> MakeWriter<'w> + 'static,
-{
-    json_options!(
-        flatten_event(flatten_event),
-        with_current_span(display_current_span),
-        with_span_list(display_span_list)
-    );
-}
+// The one-call set-up that mirrored the builder's options, deprecated and made of the types above.
+#[path = "tracing/deprecated.rs"]
+mod deprecated;
+#[allow(deprecated)]
+pub use deprecated::FmtContextExt;
 
 /// Spans as an opt-in on any future: the context *and* the current span travel with it.
 ///
@@ -1351,7 +879,8 @@ pub trait SpanContextExt: Sized {
     where
         Self: std::future::Future,
     {
-        crate::propagate::task_with_span(self)
+        let future = ::tracing::Instrument::instrument(self, ::tracing::Span::current());
+        crate::ContextExt::with_current_context(future)
     }
 }
 
@@ -1373,7 +902,7 @@ pub fn wrap_with_current_span<F, R>(f: F) -> impl FnOnce() -> R
 where
     F: FnOnce() -> R,
 {
-    crate::propagate::job(f)
+    crate::capture::job(f)
 }
 
 /// Records the current context's variables into `span`'s fields of the same names (printed with
@@ -1397,5 +926,45 @@ pub fn record_in_span(span: &::tracing::Span) {
         if entry.has_debug() && span.has_field(entry.name()) {
             span.record(entry.name(), ::tracing::field::display(entry.display()));
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ambient seam (`crate::ambient`): the current span travels beside the context into every
+// spawn. It never crosses the wire: a transport extracts nothing of it, and injects nothing.
+
+impl crate::ambient::Ambient for ::tracing::Span {
+    type Guard<'a> = ::tracing::span::Entered<'a>;
+    type Entered = ::tracing::span::EnteredSpan;
+    type Scoped<F> = ::tracing::instrument::Instrumented<F>;
+    type Remote = ();
+
+    #[inline]
+    fn current() -> ::tracing::Span {
+        ::tracing::Span::current()
+    }
+
+    #[inline]
+    fn enter(&self) -> ::tracing::span::Entered<'_> {
+        ::tracing::Span::enter(self)
+    }
+
+    #[inline]
+    fn entered(self) -> ::tracing::span::EnteredSpan {
+        ::tracing::Span::entered(self)
+    }
+
+    #[inline]
+    fn scope<F>(self, future: F) -> ::tracing::instrument::Instrumented<F> {
+        ::tracing::Instrument::instrument(future, self)
+    }
+
+    #[inline]
+    fn extract<C: crate::propagation::Extractor + ?Sized>(
+        _: crate::propagation::Trust,
+        _: &dyn Fn(&Context) -> crate::propagation::Baggage,
+        _: &mut Context,
+        _: &C,
+    ) {
     }
 }

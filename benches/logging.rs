@@ -8,7 +8,7 @@ mod shared;
 
 use std::hint::black_box;
 
-use contextvars::tracing::FmtContextExt;
+use contextvars::tracing::{ContextFields, ContextFormat};
 use contextvars::{Context, ContextVar};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use tracing::{info, info_span, Dispatch, Instrument};
@@ -27,7 +27,8 @@ static FIELDS: [ContextVar<u64>; 8] = [
 fn format_event(c: &mut Criterion) {
     let ours = Dispatch::new(
         tracing_subscriber::fmt()
-            .with_context_fields()
+            .map_fmt_fields(ContextFields::new)
+            .map_event_format(ContextFormat::new)
             .with_writer(std::io::sink)
             .finish(),
     );

@@ -16,7 +16,7 @@ use axum::routing::post;
 use axum::Router;
 use contextvars::tokio::spawn_with_context;
 use contextvars::tower::ContextLayer;
-use contextvars::tracing::FmtContextExt;
+use contextvars::tracing::{ContextFields, ContextFormat};
 use tracing::info;
 
 async fn send_notification(user_id: &str) {
@@ -41,10 +41,11 @@ async fn main() {
     let color = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     tracing_subscriber::fmt()
-        .with_context_fields() // every line prints request_id=...
         .with_ansi(color)
         .with_target(false)
         .without_time()
+        .map_fmt_fields(ContextFields::new)
+        .map_event_format(ContextFormat::new) // every line prints request_id=...
         .init();
 
     let app = Router::new()

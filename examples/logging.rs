@@ -7,7 +7,7 @@
 use std::io::IsTerminal;
 
 use contextvars::tokio::{spawn_blocking_with_context, spawn_with_context};
-use contextvars::tracing::FmtContextExt;
+use contextvars::tracing::{ContextFields, ContextFormat};
 use contextvars::{preserve_context, ContextVar};
 use tracing::{info, info_span, Instrument};
 
@@ -33,10 +33,11 @@ async fn main() {
     let color = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     tracing_subscriber::fmt()
-        .with_context_fields() // the one line of set-up
         .with_ansi(color)
         .with_target(false)
         .without_time()
+        .map_fmt_fields(ContextFields::new) // the set-up: these two lines,
+        .map_event_format(ContextFormat::new) // after the format's options
         .init();
 
     let request = async {

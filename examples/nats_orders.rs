@@ -25,7 +25,7 @@ use contextvars::propagation::{Propagation, Trust};
 use contextvars::reqwest::ContextMiddleware;
 use contextvars::tokio::spawn_with_context;
 use contextvars::tower::ContextLayer;
-use contextvars::tracing::FmtContextExt;
+use contextvars::tracing::{ContextFields, ContextFormat};
 use contextvars::ContextVar;
 use futures::StreamExt;
 use nats_server::NatsServer;
@@ -95,10 +95,11 @@ async fn main() -> ExitCode {
     let color = std::io::stdout().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     tracing_subscriber::fmt()
-        .with_context_fields() // every line prints request_id=... tenant=...
         .with_ansi(color)
         .with_target(false)
         .without_time()
+        .map_fmt_fields(ContextFields::new)
+        .map_event_format(ContextFormat::new) // every line prints request_id=... tenant=...
         .init();
 
     // Kept until the end of `main`: dropping it stops the server.

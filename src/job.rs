@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::thread;
 
-use crate::propagate::Captured;
+use crate::capture::Captured;
 use crate::{state, Context};
 
 /// The panic payload a [`JobHandle`] reports when its job was dropped without running.

@@ -86,63 +86,139 @@
 //!   the fix). On a thread you own, outside any runtime's task, the thread's own top level
 //!   accepts values.
 //!
-//! With `RUSTFLAGS="--cfg tokio_unstable"`, a tokio runtime built with
-//! `contextvars::tokio::RuntimeBuilderExt::propagate_context` gives every plain `tokio::spawn`
-//! its spawner's context; see the `contextvars::tokio` module (feature `tokio`).
-//!
 //! # Never forget a spawn
 //!
 //! A task, pool job or thread started with the runtime's own `spawn` runs in the worker's
 //! context, normally empty, not in the caller's: one spawn written without its `_with_context`
-//! helper and that work loses the request id. Clippy can report every such call in your code. The
-//! README's section "Never forget a spawn" has the whole `clippy.toml` to copy (in the
-//! repository: `tests/fixtures/clippy-recipe/clippy.toml`, on which CI checks that clippy
-//! reports each entry). An excerpt:
+//! helper and that work loses the request id. Nothing fails; the log lines just stop carrying it.
+//! On tokio, with `RUSTFLAGS="--cfg tokio_unstable"`, a runtime built with
+//! `contextvars::tokio::RuntimeBuilderExt::propagate_context` gives every plain `tokio::spawn` its
+//! spawner's context (see the `contextvars::tokio` module, feature `tokio`). With any runtime and
+//! stable Rust, clippy can report each such call in your code.
+//!
+//! This `clippy.toml` forbids, through `disallowed-methods`, every raw spawn path that an adapter of
+//! this crate covers (tokio, async-std, smol, rayon, std threads), each with a `reason` naming the
+//! helper to call instead, and, through `await-holding-invalid-types`, a [`ContextGuard`] held
+//! across `.await`. Put it next to your `Cargo.toml` (or at your workspace root), merging its two
+//! lists into any you already have; in the repository it is
+//! `tests/fixtures/clippy-recipe/clippy.toml`.
 //!
 //! ```toml
+//! # contextvars: never forget a spawn. Every raw spawn below starts its work in the worker's
+//! # (empty) context instead of the caller's; clippy points each one at the helper that keeps it.
+//! # Paths of crates you do not depend on are skipped silently, so the whole file can be copied.
 //! disallowed-methods = [
+//!     # tokio (feature `tokio`)
 //!     { path = "tokio::task::spawn", reason = "loses the caller's context: use contextvars::tokio::spawn_with_context" },
+//!     { path = "tokio::task::spawn_local", reason = "loses the caller's context: use contextvars::tokio::spawn_local_with_context" },
+//!     { path = "tokio::task::spawn_blocking", reason = "loses the caller's context: use contextvars::tokio::spawn_blocking_with_context" },
+//!     { path = "tokio::runtime::Runtime::spawn", reason = "loses the caller's context: use contextvars::tokio::RuntimeExt::spawn_with_context" },
+//!     { path = "tokio::runtime::Runtime::spawn_blocking", reason = "loses the caller's context: use contextvars::tokio::RuntimeExt::spawn_blocking_with_context" },
+//!     { path = "tokio::runtime::Handle::spawn", reason = "loses the caller's context: use contextvars::tokio::RuntimeExt::spawn_with_context" },
+//!     { path = "tokio::runtime::Handle::spawn_blocking", reason = "loses the caller's context: use contextvars::tokio::RuntimeExt::spawn_blocking_with_context" },
+//!     { path = "tokio::task::JoinSet::spawn", reason = "loses the caller's context: use contextvars::tokio::JoinSetExt::spawn_with_context" },
+//!     { path = "tokio::task::JoinSet::spawn_blocking", reason = "loses the caller's context: use contextvars::tokio::JoinSetExt::spawn_blocking_with_context" },
+//!     { path = "tokio::task::JoinSet::spawn_local", reason = "loses the caller's context: use contextvars::tokio::JoinSetExt::spawn_local_with_context" },
+//!     # async-std (feature `async-std`)
+//!     { path = "async_std::task::spawn", reason = "loses the caller's context: use contextvars::async_std::spawn_with_context" },
+//!     { path = "async_std::task::spawn_local", reason = "loses the caller's context: use contextvars::async_std::spawn_local_with_context" },
+//!     { path = "async_std::task::spawn_blocking", reason = "loses the caller's context: use contextvars::async_std::spawn_blocking_with_context" },
+//!     { path = "async_std::task::Builder::spawn", reason = "loses the caller's context: use contextvars::async_std::BuilderExt::spawn_with_context" },
+//!     { path = "async_std::task::Builder::local", reason = "loses the caller's context: use contextvars::async_std::BuilderExt::local_with_context" },
+//!     # smol (feature `smol`)
+//!     { path = "smol::spawn", reason = "loses the caller's context: use contextvars::smol::spawn_with_context" },
+//!     { path = "smol::unblock", reason = "loses the caller's context: use contextvars::smol::unblock_with_context" },
+//!     { path = "smol::Executor::spawn", reason = "loses the caller's context: use contextvars::smol::ExecutorExt::spawn_with_context" },
+//!     { path = "smol::LocalExecutor::spawn", reason = "loses the caller's context: use contextvars::smol::LocalExecutorExt::spawn_local_with_context" },
+//!     # rayon (feature `rayon`)
+//!     { path = "rayon::spawn", reason = "loses the caller's context: use contextvars::rayon::spawn_with_context, or run_in_global_pool_with_context for a result" },
+//!     { path = "rayon::spawn_fifo", reason = "loses the caller's context: use contextvars::rayon::spawn_fifo_with_context" },
+//!     { path = "rayon::join", reason = "loses the caller's context: use contextvars::rayon::join_with_context" },
+//!     { path = "rayon::scope", reason = "loses the caller's context: use contextvars::rayon::scope_with_context" },
+//!     { path = "rayon::scope_fifo", reason = "loses the caller's context: use contextvars::rayon::scope_fifo_with_context" },
+//!     { path = "rayon::Scope::spawn", reason = "loses the caller's context: use contextvars::rayon::ScopeExt::spawn_with_context" },
+//!     { path = "rayon::ScopeFifo::spawn_fifo", reason = "loses the caller's context: use contextvars::rayon::ScopeFifoExt::spawn_fifo_with_context" },
+//!     { path = "rayon::ThreadPool::install", reason = "loses the caller's context: use contextvars::rayon::ThreadPoolExt::install_with_context" },
+//!     { path = "rayon::ThreadPool::spawn", reason = "loses the caller's context: use contextvars::rayon::ThreadPoolExt::spawn_with_context, or run_in_pool_with_context for a result" },
+//!     { path = "rayon::ThreadPool::spawn_fifo", reason = "loses the caller's context: use contextvars::rayon::ThreadPoolExt::spawn_fifo_with_context" },
+//!     { path = "rayon::ThreadPool::join", reason = "loses the caller's context: use contextvars::rayon::ThreadPoolExt::join_with_context" },
+//!     { path = "rayon::ThreadPool::scope", reason = "loses the caller's context: use contextvars::rayon::ThreadPoolExt::scope_with_context" },
+//!     { path = "rayon::ThreadPool::scope_fifo", reason = "loses the caller's context: use contextvars::rayon::ThreadPoolExt::scope_fifo_with_context" },
+//!     # std threads (no feature needed)
 //!     { path = "std::thread::spawn", reason = "loses the caller's context: use contextvars::thread::spawn_with_context, or run_in_pool_with_context for a result" },
-//!     # ... one entry for every raw spawn of tokio, async-std, smol, rayon and std threads
+//!     { path = "std::thread::Builder::spawn", reason = "loses the caller's context: use contextvars::thread::BuilderExt::spawn_with_context" },
+//!     { path = "std::thread::Builder::spawn_scoped", reason = "loses the caller's context: use contextvars::thread::BuilderExt::spawn_scoped_with_context" },
+//!     { path = "std::thread::Scope::spawn", reason = "loses the caller's context: use contextvars::thread::ScopeExt::spawn_with_context" },
 //! ]
 //! await-holding-invalid-types = [
 //!     { path = "contextvars::ContextGuard", reason = "an attached context must not live across .await: give the future its context with .with_context(..) (contextvars::ContextExt)" },
 //! ]
 //! ```
 //!
-//! Clippy then warns at each raw call with the reason as a note, for example
-//! `use of a disallowed method tokio::task::spawn` (also when the call is spelled
-//! `tokio::spawn`), `note: loses the caller's context: use contextvars::tokio::spawn_with_context`.
-//! It sees only your own crates: spawns inside your dependencies are not reported.
+//! `cargo clippy` then reports each raw call, with its `reason` as a note. A call through a
+//! re-export is reported under the path the recipe names:
+//!
+//! ```text
+//! warning: use of a disallowed method `tokio::task::spawn`
+//!   --> src/orders.rs:42:5
+//!    |
+//! 42 |     tokio::spawn(send_receipt(order));
+//!    |     ^^^^^^^^^^^^
+//!    |
+//!    = note: loses the caller's context: use contextvars::tokio::spawn_with_context
+//! ```
+//!
+//! - **One file for every project.** Clippy skips, silently, the entries of crates that are not in
+//!   your dependency graph, so the file works as is whichever runtimes you use. An entry of a crate
+//!   you *do* depend on that names nothing reachable is reported on `clippy.toml` itself by clippy
+//!   1.95 ("does not refer to a reachable function"); older releases may ignore it silently, which
+//!   is why CI proves every entry (below). async-std's `spawn_local` and `spawn_blocking` exist only
+//!   with its `unstable` feature, which this crate's `async-std` feature turns on; without it, drop
+//!   those two lines.
+//! - **Make it fail the build**: `disallowed_methods = "deny"` and
+//!   `await_holding_invalid_type = "deny"` under `[lints.clippy]` in your `Cargo.toml`, or `-D` for
+//!   each in the CI's `cargo clippy` command.
+//! - **A raw spawn you mean** (a task that should start with no context, or a future you already
+//!   wrapped with `.with_current_context()`): put `#[expect(clippy::disallowed_methods)]` on that
+//!   statement or function.
+//! - **What it cannot see.** Clippy lints your own crates only: a `tokio::spawn` inside hyper, tower
+//!   or sqlx is not reported. Nor are the spawn paths no adapter here covers, which the recipe leaves
+//!   out since it has no helper to name: tokio's `LocalSet::spawn_local` and `JoinSet::spawn_on`
+//!   (and `spawn_local_on`, `spawn_blocking_on`), smol's `Executor::spawn_many`, rayon's
+//!   `broadcast` and `spawn_broadcast`, and the `futures` and `async-task` spawners (use
+//!   `ContextSpawner` and `contextvars::async_task`). Give those a future wrapped with
+//!   [`.with_current_context()`](ContextExt::with_current_context) or a closure wrapped with
+//!   [`Context::current().wrap(..)`](Context::wrap).
+//!
+//! The recipe is proven, not just shown: in the repository, `tests/fixtures/clippy-recipe` is a
+//! small crate whose `src/lib.rs` calls every raw path once, each on a line marked with the path
+//! clippy must report there, next to the helper that replaces it, which must not be reported. CI
+//! runs `cargo clippy` on it (`cargo test --test clippy_recipe -- --ignored`) and fails unless the
+//! reported (line, path) pairs are exactly the marked ones, each with its `reason`, and nothing
+//! else is reported. `cargo test --test clippy_recipe` also checks that the block above is that
+//! file, byte for byte.
 //!
 //! # Feature flags
+//!
+//! Each integration is a module behind a feature named after the crate it supports; the module's
+//! docs say what it propagates and what bypasses it.
 //!
 //! - `macros` (default): [`#[preserve_context]`](macro@preserve_context) for `async fn`s.
 //! - `tokio`, `async-std`, `smol`, `futures`, `async-task`: spawn with context on those runtimes
 //!   and executors (modules of the same names, `async_std` and `async_task` with underscores).
-//! - `rayon`: rayon pools, entry points and parallel iterators with context
-//!   (`run_in_pool_with_context`, `join_with_context`, `par_iter().with_current_context()`).
+//! - `rayon`: rayon pools, entry points and parallel iterators with context.
 //! - `tower`: a fresh context for every request on tower servers (axum, hyper, tonic), with its
 //!   request id and W3C baggage, and a client layer that carries them to the next service.
-//! - `reqwest`: a `reqwest-middleware` middleware that sends the current context's request id
-//!   and baggage.
-//! - `async-nats`: NATS publish and request with the current context in the message headers,
-//!   and subscriptions whose messages are each handled in the context they brought.
+//! - `actix-web`: the same for actix-web (without `tower`), and spawns on actix's own paths.
+//! - `reqwest`: a `reqwest-middleware` middleware that sends the request id and baggage.
+//! - `async-nats`: NATS messages that carry the context, each handled in the context it brought.
+//! - `tracing`: context fields on every log line, and spans that travel with every spawn.
+//! - `log`: context fields on every record of any `log::Log` logger.
+//! - `opentelemetry`: OpenTelemetry's `Context` carried into every spawn, and W3C Trace Context on
+//!   every transport, within the same trust boundaries.
 //!
-//! The request id and W3C Baggage rules themselves need no feature: [`propagation`] reads and
-//! writes them over any carrier of string headers, and the three integrations above use it.
-//! - `tracing`: context fields on every log line, and spans that travel with the context into
-//!   every spawn of every adapter.
-//! - `log`: a wrapper around any [`log`](https://docs.rs/log) logger that adds the context's
-//!   fields to every record as key-values (env_logger, log4rs, fern, JSON loggers).
-//! - `actix-web`: a middleware giving every actix-web request a fresh context with its request
-//!   id and W3C baggage (the rules of the `tower` feature, which it does not need), and
-//!   `spawn_with_context` / `block_with_context` for `actix_web::rt::spawn` and `web::block`.
-//! - `opentelemetry`: OpenTelemetry's current `Context` (span, baggage, values) carried into
-//!   every spawn of every adapter beside the context; on every carrier of the propagation
-//!   (`tower`, `actix-web`, `reqwest`, `async-nats`), W3C Trace Context (`traceparent`,
-//!   `tracestate`) on the wire and OTel baggage in agreement with the registered variables,
-//!   within the same trust boundaries.
+//! Without any feature: [`thread`] (std threads) and [`propagation`], the request id and W3C
+//! Baggage rules over any carrier of string headers, which the transports above use.
 //!
 //! # Minimum supported Rust version
 //!
@@ -155,6 +231,8 @@
 #![doc(test(attr(deny(warnings))))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod ambient;
+mod capture;
 mod context;
 mod debug_value;
 #[cfg(any(feature = "tracing", feature = "log"))]
@@ -163,7 +241,6 @@ mod future;
 mod integrations;
 mod job;
 mod map;
-mod propagate;
 pub mod propagation;
 #[allow(unsafe_code)]
 mod raw;
@@ -208,6 +285,11 @@ pub mod tracing;
 #[path = "../adapters/log.rs"]
 pub mod log;
 
+/// `http::HeaderMap` as a carrier, and what the tower and reqwest clients share.
+#[cfg(any(feature = "tower", feature = "reqwest"))]
+#[path = "../adapters/http.rs"]
+mod http;
+
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 #[path = "../adapters/tower.rs"]
@@ -239,20 +321,9 @@ pub mod async_nats;
 pub mod opentelemetry;
 
 /// The README's Rust code blocks, compiled and run as doc tests so that they cannot drift from
-/// the API. They use the `tokio`, `tower`, `tracing`, `log`, `actix-web`, `reqwest`,
-/// `async-nats` and `opentelemetry` adapters, so they are tested when those features are on
-/// (`cargo test --all-features`, as CI runs it).
-#[cfg(all(
-    doctest,
-    feature = "tokio",
-    feature = "tower",
-    feature = "tracing",
-    feature = "log",
-    feature = "actix-web",
-    feature = "reqwest",
-    feature = "async-nats",
-    feature = "opentelemetry"
-))]
+/// the API. They use the `tokio` and `tracing` adapters, so they are tested when those features
+/// are on (`cargo test --all-features`, as CI runs it).
+#[cfg(all(doctest, feature = "tokio", feature = "tracing"))]
 #[doc(test(attr(allow(unused_variables))))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
@@ -331,7 +402,7 @@ pub mod __private {
     pub fn preserve<F: std::future::Future>(
         future: F,
     ) -> impl std::future::Future<Output = F::Output> {
-        crate::propagate::task(future)
+        crate::capture::task(future)
     }
 
     /// Lets an `impl Trait` return type capture a lifetime without outliving it.

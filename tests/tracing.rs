@@ -4,7 +4,7 @@
 use std::io;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use contextvars::tracing::{ContextFieldsConfig, FmtContextExt};
+use contextvars::tracing::{ContextFields, ContextFieldsConfig, ContextFormat};
 use contextvars::{Context, ContextVar};
 use tracing::{info, info_span, Instrument};
 use tracing_subscriber::fmt::MakeWriter;
@@ -52,7 +52,8 @@ fn text_subscriber(
 ) -> impl tracing::Subscriber + Send + Sync + 'static {
     tracing_subscriber::fmt()
         .with_ansi(false)
-        .with_context_fields_config(config)
+        .map_fmt_fields(ContextFields::new)
+        .map_event_format(|format| ContextFormat::new(format).with_config(config))
         .with_writer(captured.clone())
         .finish()
 }
@@ -175,7 +176,7 @@ fn json_lines_parse_and_hold_the_context_fields() {
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .json()
-        .with_context_fields()
+        .map_event_format(ContextFormat::new)
         .with_writer(captured.clone())
         .finish();
     tracing::subscriber::with_default(subscriber, || {
@@ -217,7 +218,7 @@ fn a_panicking_value_and_a_huge_value_do_not_break_other_fields() {
         if json {
             let subscriber = tracing_subscriber::fmt()
                 .json()
-                .with_context_fields_config(config)
+                .map_event_format(|format| ContextFormat::new(format).with_config(config))
                 .with_writer(captured.clone())
                 .finish();
             tracing::subscriber::with_default(subscriber, || ctx.run(|| info!("survives")));
@@ -365,7 +366,9 @@ fn with_dispatch(dispatch: impl Into<tracing::Dispatch>, f: impl FnOnce()) {
 }
 
 #[test]
+#[allow(deprecated)]
 fn with_context_fields_works_anywhere_in_the_builder_chain() {
+    use contextvars::tracing::FmtContextExt;
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_context_fields()
@@ -405,7 +408,9 @@ fn with_context_fields_works_anywhere_in_the_builder_chain() {
 }
 
 #[test]
+#[allow(deprecated)]
 fn with_context_fields_works_anywhere_on_a_layer_and_a_second_call_replaces_the_config() {
+    use contextvars::tracing::FmtContextExt;
     use tracing_subscriber::layer::SubscriberExt;
     let captured = Captured::default();
     let layer = tracing_subscriber::fmt::layer()
@@ -426,12 +431,18 @@ fn with_context_fields_works_anywhere_on_a_layer_and_a_second_call_replaces_the_
 /// A text subscriber in the `Full` or the `Compact` format, writing into `captured`.
 fn text_format(captured: &Captured, compact: bool) -> tracing::Dispatch {
     let builder = tracing_subscriber::fmt()
-        .with_context_fields()
         .with_ansi(false)
         .with_writer(captured.clone());
     match compact {
-        false => tracing::Dispatch::new(builder.finish()),
-        true => tracing::Dispatch::new(builder.compact().finish()),
+        false => builder
+            .map_fmt_fields(ContextFields::new)
+            .map_event_format(ContextFormat::new)
+            .into(),
+        true => builder
+            .compact()
+            .map_fmt_fields(ContextFields::new)
+            .map_event_format(ContextFormat::new)
+            .into(),
     }
 }
 
@@ -485,7 +496,7 @@ fn an_events_own_field_wins_over_a_context_variable_of_the_same_name_in_json() {
         let subscriber = tracing_subscriber::fmt()
             .json()
             .flatten_event(flatten)
-            .with_context_fields()
+            .map_event_format(ContextFormat::new)
             .with_writer(captured.clone());
         with_dispatch(subscriber, log_shared_names);
         let lines: Vec<serde_json::Value> = captured
@@ -516,10 +527,12 @@ fn an_events_own_field_wins_over_a_context_variable_of_the_same_name_in_json() {
 fn an_event_field_called_context_wins_over_the_context_object_only_where_they_meet() {
     for flatten in [false, true] {
         let captured = Captured::default();
+        // Over `ContextFields` too: it changes nothing in JSON.
         let subscriber = tracing_subscriber::fmt()
-            .with_context_fields()
             .json()
             .flatten_event(flatten)
+            .map_fmt_fields(ContextFields::new)
+            .map_event_format(ContextFormat::new)
             .with_writer(captured.clone());
         with_dispatch(subscriber, || {
             REQUEST_ID.scope("ctx-id".into(), || info!(context = "mine", "own context"));
@@ -570,4 +583,201 @@ fn every_example_with_a_fmt_subscriber_colors_a_terminal_only() {
         checked >= 2,
         "the logging and axum_orders examples at least"
     );
+}
+
+/// Events in a span with a field, inside a context holding `request_id = "req-1"` and
+/// `user_id = 7`.
+fn log_in_a_span() {
+    REQUEST_ID.scope("req-1".into(), || {
+        USER_ID.scope(7, || {
+            info_span!("handler", route = "/orders").in_scope(|| info!(n = 1, "handling"));
+        });
+    });
+}
+
+#[test]
+fn full_text_lines_through_the_builders_own_options() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .map_fmt_fields(ContextFields::new)
+        .map_event_format(ContextFormat::new)
+        .with_writer(captured.clone());
+    with_dispatch(subscriber, log_in_a_span);
+    assert_eq!(
+        captured.lines(),
+        [r#" INFO handler{route="/orders"}: handling n=1 request_id=req-1 user_id=7"#]
+    );
+}
+
+#[test]
+fn compact_text_lines_on_a_layer_put_the_context_after_the_events_own_fields() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let captured = Captured::default();
+    let layer = tracing_subscriber::fmt::layer()
+        .compact()
+        .with_ansi(false)
+        .without_time()
+        .with_level(false)
+        .map_fmt_fields(ContextFields::new)
+        .map_event_format(|format| {
+            ContextFormat::new(format).with_config(ContextFieldsConfig::new().only([USER_ID.key()]))
+        })
+        .with_writer(captured.clone());
+    with_dispatch(tracing_subscriber::registry().with(layer), log_in_a_span);
+    // The span's own field comes after the event's fields and the context's.
+    assert_eq!(
+        captured.lines(),
+        [r#"handler: tracing: handling n=1 user_id=7 route="/orders""#]
+    );
+}
+
+#[test]
+fn colored_text_lines_keep_their_colors_and_style_the_context_fields_like_the_events() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(true)
+        .without_time()
+        .with_target(false)
+        .with_level(false)
+        .map_fmt_fields(ContextFields::new)
+        .map_event_format(ContextFormat::new)
+        .with_writer(captured.clone());
+    with_dispatch(subscriber, || {
+        REQUEST_ID.scope("req-1".into(), || info!(n = 1, "colored"));
+    });
+    let italic = |name: &str| format!("\x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m");
+    assert_eq!(
+        captured.lines(),
+        [format!(
+            "colored {}1 {}req-1",
+            italic("n"),
+            italic("request_id")
+        )]
+    );
+}
+
+#[test]
+fn json_lines_through_the_builders_own_options_need_only_the_event_format() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .without_time()
+        .with_target(false)
+        .with_current_span(false)
+        .with_span_list(false)
+        .map_event_format(ContextFormat::new)
+        .with_writer(captured.clone());
+    with_dispatch(subscriber, log_in_a_span);
+    assert_eq!(
+        captured.lines(),
+        [concat!(
+            r#"{"level":"INFO","fields":{"message":"handling","n":1},"#,
+            r#""context":{"request_id":"req-1","user_id":7}}"#
+        )]
+    );
+}
+
+#[test]
+fn json_span_fields_recorded_later_stay_one_object_over_context_fields() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let captured = Captured::default();
+    let layer = tracing_subscriber::fmt::layer()
+        .json()
+        .without_time()
+        .with_target(false)
+        .with_span_list(false)
+        .map_fmt_fields(ContextFields::new)
+        .map_event_format(ContextFormat::new)
+        .with_writer(captured.clone());
+    with_dispatch(tracing_subscriber::registry().with(layer), || {
+        REQUEST_ID.scope("req-5".into(), || {
+            let span = info_span!(
+                "handler",
+                route = "/orders",
+                request_id = tracing::field::Empty
+            );
+            contextvars::tracing::record_in_span(&span);
+            span.in_scope(|| info!("recorded"));
+        });
+    });
+    assert_eq!(
+        captured.lines(),
+        [concat!(
+            r#"{"level":"INFO","fields":{"message":"recorded"},"#,
+            r#""span":{"request_id":"req-5","route":"/orders","name":"handler"},"#,
+            r#""context":{"request_id":"req-5"}}"#
+        )]
+    );
+}
+
+#[test]
+fn the_deprecated_set_up_prints_what_the_new_types_print() {
+    #![allow(deprecated)]
+    use contextvars::tracing::FmtContextExt;
+    let config = || ContextFieldsConfig::new().debug_values();
+    let log = || {
+        log_in_a_span();
+        log_shared_names();
+        info!("outside");
+    };
+    let run = |dispatch: tracing::Dispatch, captured: &Captured| {
+        with_dispatch(dispatch, log);
+        captured.lines()
+    };
+    let (old, new) = (Captured::default(), Captured::default());
+    let builder = |captured: &Captured| {
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .without_time()
+            .with_writer(captured.clone())
+    };
+    let old_lines = run(
+        builder(&old).with_context_fields_config(config()).into(),
+        &old,
+    );
+    let new_lines = run(
+        builder(&new)
+            .map_fmt_fields(ContextFields::new)
+            .map_event_format(|format| ContextFormat::new(format).with_config(config()))
+            .into(),
+        &new,
+    );
+    assert_eq!(old_lines.len(), 5);
+    assert_eq!(old_lines, new_lines);
+
+    let (old, new) = (Captured::default(), Captured::default());
+    let old_lines = run(builder(&old).with_context_fields().compact().into(), &old);
+    let new_lines = run(
+        builder(&new)
+            .compact()
+            .map_fmt_fields(ContextFields::new)
+            .map_event_format(ContextFormat::new)
+            .into(),
+        &new,
+    );
+    assert_eq!(old_lines.len(), 5);
+    assert_eq!(old_lines, new_lines);
+
+    let (old, new) = (Captured::default(), Captured::default());
+    let old_lines = run(
+        builder(&old)
+            .with_context_fields()
+            .json()
+            .flatten_event(true)
+            .into(),
+        &old,
+    );
+    let new_lines = run(
+        builder(&new)
+            .json()
+            .flatten_event(true)
+            .map_event_format(ContextFormat::new)
+            .into(),
+        &new,
+    );
+    assert_eq!(old_lines.len(), 5);
+    assert_eq!(old_lines, new_lines);
 }

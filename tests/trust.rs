@@ -16,7 +16,7 @@ use common::http::{body_text, client, get_request, runtime, serve};
 use contextvars::propagation::{Baggage, Propagation, Trust, CALLER_REQUEST_ID, REQUEST_ID};
 use contextvars::tokio::spawn_with_context;
 use contextvars::tower::{ClientContextLayer, ContextLayer};
-use contextvars::tracing::FmtContextExt;
+use contextvars::tracing::ContextFormat;
 use contextvars::ContextVar;
 use futures::StreamExt;
 use proptest::prelude::*;
@@ -61,7 +61,7 @@ fn logs() -> &'static Buffer {
         let buffer = Buffer::default();
         let subscriber = tracing_subscriber::fmt()
             .json()
-            .with_context_fields()
+            .map_event_format(ContextFormat::new)
             .with_writer(buffer.clone())
             .finish();
         tracing::subscriber::set_global_default(subscriber).unwrap();

@@ -239,21 +239,7 @@ impl Baggage {
         self.members.is_empty()
     }
 
-    /// The `baggage` header value, or `None` when there is nothing to send (feature `tower`).
-    ///
-    /// ```
-    /// let baggage = contextvars::propagation::Baggage::parse("a=1");
-    /// assert_eq!(baggage.to_header_value().unwrap(), "a=1");
-    /// ```
-    #[cfg(feature = "tower")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-    pub fn to_header_value(&self) -> Option<::http::HeaderValue> {
-        let text = self.write().finish()?;
-        // Only visible ASCII was written: this cannot fail.
-        ::http::HeaderValue::from_str(&text).ok()
-    }
-
-    pub(super) fn write(&self) -> Writer {
+    pub(crate) fn write(&self) -> Writer {
         let mut out = Writer::default();
         for m in &self.members {
             out.member(&m.key, &m.value, m.encoded.as_deref(), &m.properties);
@@ -539,7 +525,7 @@ fn percent_encode_into(out: &mut String, value: &str) {
 
 /// Builds a `baggage` header value within the limits, skipping keys already written.
 #[derive(Default)]
-pub(super) struct Writer {
+pub(crate) struct Writer {
     text: String,
     members: usize,
     keys: Vec<Box<str>>,
@@ -585,7 +571,7 @@ impl Writer {
     }
 
     /// The header value, `None` when nothing was written.
-    pub(super) fn finish(self) -> Option<String> {
+    pub(crate) fn finish(self) -> Option<String> {
         (!self.text.is_empty()).then_some(self.text)
     }
 }

@@ -121,47 +121,6 @@ impl<S: BuildHasher> Injector for HashMap<String, String, S> {
     }
 }
 
-#[cfg(any(feature = "tower", feature = "reqwest"))]
-mod http_headers {
-    use ::http::header::{HeaderMap, HeaderName, HeaderValue};
-
-    use super::{Extractor, Injector};
-
-    /// HTTP header names are lowercase in a `HeaderMap`, and its lookups lowercase the key.
-    impl Extractor for HeaderMap {
-        fn get(&self, key: &str) -> Option<&str> {
-            HeaderMap::get(self, key).and_then(|value| value.to_str().ok())
-        }
-
-        fn get_all(&self, key: &str) -> Vec<&str> {
-            HeaderMap::get_all(self, key)
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .collect()
-        }
-
-        fn keys(&self) -> Vec<&str> {
-            HeaderMap::keys(self).map(HeaderName::as_str).collect()
-        }
-    }
-
-    impl Injector for HeaderMap {
-        fn set(&mut self, key: &str, value: String) {
-            // The propagation writes tokens and header text only: neither can fail.
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(key.as_bytes()),
-                HeaderValue::from_str(&value),
-            ) {
-                self.insert(name, value);
-            }
-        }
-
-        fn existing(&self, key: &str) -> Vec<&str> {
-            Extractor::get_all(self, key)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,9 +31,10 @@
 //!
 //! - **With the `opentelemetry` feature**, W3C Trace Context too: [`Propagation::inject`] writes
 //!   the current OpenTelemetry context's `traceparent`/`tracestate` (through the global
-//!   propagator when one is set) and merges its baggage into `baggage`; the server and consumer
-//!   integrations extract them into the request's OpenTelemetry context. See
-//!   `contextvars::opentelemetry`.
+//!   propagator when one is set) and merges its baggage into `baggage`;
+//!   [`Propagation::extract_with`] (and so the server and consumer integrations) extracts them
+//!   into the request's OpenTelemetry context, which [`Extracted::run`] and
+//!   [`Extracted::scope`] make current beside the context. See `contextvars::opentelemetry`.
 //!
 //! All of this is for [trusted](Trust::Trusted) callers and destinations. From and to anyone
 //! else (the default), much less crosses: see [Security](#security).
@@ -109,7 +110,10 @@
 //! not carried on), never a spoofed tenant or an internal value sent to a stranger. Internal
 //! services say so: [`PropagationBuilder::inbound`] and [`PropagationBuilder::outbound`] for
 //! the whole propagation, or per request where one server or client serves both sides (the
-//! tower layer's `trust_callers_if`, the clients' `trusted_hosts`).
+//! tower layer's `trust_callers_if`, the clients' `trusted_hosts`). A client of a third-party
+//! API keeps the default outbound setting: the API sees the request id and the public variables
+//! only, so mark a variable [public](PropagationBuilder::public) only if you would show it to
+//! them.
 //!
 //! An edge service (reachable from outside) keeps the defaults and lets through only what a
 //! stranger may choose:
@@ -181,15 +185,21 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context as TaskContext, Poll};
 
-use crate::{Context, ContextVar};
+use pin_project_lite::pin_project;
+
+use crate::ambient::{self, Ambient as _, BaggageChange};
+use crate::{integrations, Context, ContextExt, ContextVar, WithContext};
 
 mod baggage;
 mod carrier;
-pub(crate) mod trust;
+mod trust;
 
 pub use self::baggage::{Baggage, BaggageMember};
 pub use self::carrier::{Extractor, Injector};
@@ -364,8 +374,13 @@ impl Default for Propagation {
     }
 }
 
-/// What [`Propagation::extract_with`] read from a carrier: the context, and the request id with
-/// where it came from, for transports that echo it or write it back into the message.
+/// What [`Propagation::extract_with`] read from a carrier: the context, what travels beside it
+/// (with the `opentelemetry` feature, the request's OpenTelemetry context), and the request id
+/// with where it came from, for transports that echo it or write it back into the message.
+///
+/// It is the whole of what a request or message brings: handle it inside it with
+/// [`run`](Extracted::run) (a closure) and [`scope`](Extracted::scope) (a future), as every
+/// server and consumer integration of this crate does.
 ///
 /// # Examples
 ///
@@ -378,7 +393,7 @@ impl Default for Propagation {
 /// assert_eq!(extracted.request_id(), Some("new-1"));
 /// assert!(!extracted.received);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Extracted {
     /// The fresh context: the request id (when there is one) and the baggage.
@@ -390,9 +405,70 @@ pub struct Extracted {
     pub trust: Trust,
     request_id_var: &'static ContextVar<String>,
     caller_request_id_var: Option<&'static ContextVar<String>>,
+    /// What travels beside the context, as the carrier brought it (`()` without such a feature).
+    pub(crate) remote: ambient::Remote,
+}
+
+impl fmt::Debug for Extracted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Extracted")
+            .field("context", &self.context)
+            .field("received", &self.received)
+            .field("trust", &self.trust)
+            .field("request_id_var", &self.request_id_var)
+            .field("caller_request_id_var", &self.caller_request_id_var)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Extracted {
+    /// Runs `f` inside what the carrier brought: the context (as [`Context::run`]) and, with the
+    /// `opentelemetry` feature, the request's OpenTelemetry context. The context and the OTel
+    /// context are left as they were when `f` returns.
+    ///
+    /// ```
+    /// use contextvars::propagation::{Propagation, Trust, REQUEST_ID};
+    /// use std::collections::HashMap;
+    ///
+    /// let headers = HashMap::from([("x-request-id".to_string(), "req-1".to_string())]);
+    /// let internal = Propagation::builder().inbound(Trust::Trusted).build();
+    /// let extracted = internal.extract_with(&headers, || None);
+    /// assert_eq!(extracted.run(|| REQUEST_ID.get()).as_deref(), Some("req-1"));
+    /// assert_eq!(REQUEST_ID.get(), None);
+    /// ```
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.context.run(|| {
+            let _entered = self.remote.enter();
+            f()
+        })
+    }
+
+    /// Runs `future` inside what the carrier brought: the context around every poll and the
+    /// drop (as [`ContextExt::with_context`]) and, with the `opentelemetry` feature, the
+    /// request's OpenTelemetry context inside it. To call a handler inside it too, call it in
+    /// [`run`](Extracted::run):
+    ///
+    /// ```
+    /// use contextvars::propagation::{Propagation, Trust, REQUEST_ID};
+    /// use std::collections::HashMap;
+    ///
+    /// async fn handler(payload: &str) -> String {
+    ///     format!("{payload} for {}", REQUEST_ID.get().unwrap_or_default())
+    /// }
+    ///
+    /// let headers = HashMap::from([("x-request-id".to_string(), "req-1".to_string())]);
+    /// let internal = Propagation::builder().inbound(Trust::Trusted).build();
+    /// let extracted = internal.extract_with(&headers, || None);
+    /// let future = extracted.run(|| handler("order 42"));
+    /// let handled = extracted.scope(future); // sent to any executor: it keeps its context
+    /// assert_eq!(futures::executor::block_on(handled), "order 42 for req-1");
+    /// ```
+    pub fn scope<F: Future>(self, future: F) -> ExtractedFuture<F> {
+        ExtractedFuture {
+            inner: self.remote.scope(future).with_context(self.context),
+        }
+    }
+
     /// The request id set into the context: the one received if it was valid (and trusted),
     /// else the generated one if the generator gave a valid one, else `None`. Read from
     /// [`context`](Extracted::context): nothing is copied.
@@ -428,6 +504,44 @@ impl Extracted {
     pub fn caller_request_id(&self) -> Option<&str> {
         let var = self.caller_request_id_var?;
         self.context.get_ref(var).map(String::as_str)
+    }
+}
+
+pin_project! {
+    /// The future of [`Extracted::scope`]: a future polled and dropped inside what a carrier
+    /// brought (the context, and with the `opentelemetry` feature the OpenTelemetry context).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use contextvars::propagation::{ExtractedFuture, Propagation, REQUEST_ID};
+    /// use std::collections::HashMap;
+    ///
+    /// let extracted = Propagation::default().extract_with(&HashMap::new(), || Some("gen-1".into()));
+    /// let future: ExtractedFuture<_> = extracted.scope(async { REQUEST_ID.get() });
+    /// assert_eq!(futures::executor::block_on(future).as_deref(), Some("gen-1"));
+    /// ```
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct ExtractedFuture<F> {
+        #[pin]
+        inner: WithContext<ambient::RemoteScoped<F>>,
+    }
+}
+
+impl<F: Future> Future for ExtractedFuture<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+impl<F: fmt::Debug> fmt::Debug for ExtractedFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExtractedFuture")
+            .field("inner", &self.inner)
+            .finish()
     }
 }
 
@@ -567,13 +681,19 @@ impl Propagation {
     /// assert_eq!(generated.get(&REQUEST_ID).unwrap().len(), 32);
     /// ```
     pub fn extract<C: Extractor + ?Sized>(&self, carrier: &C) -> Context {
-        self.extract_with(carrier, || Some(unique_request_id()))
-            .context
+        self.read(carrier, || Some(unique_request_id())).0
     }
 
     /// [`extract`](Propagation::extract) with your own request id generator: `make_id` is called
     /// only when the carrier's id is missing or invalid; `None`, or an id that is empty or not
     /// visible ASCII, leaves the context without a request id. `|| None` never generates.
+    ///
+    /// It also reads what travels beside the context, so that the [`Extracted`] is the whole of
+    /// what the carrier brought, to handle the request in with [`Extracted::run`] and
+    /// [`Extracted::scope`]: with the `opentelemetry` feature, the request's OpenTelemetry
+    /// context (a trusted caller's trace context, and the baggage accepted; see
+    /// `contextvars::opentelemetry`), whose baggage members the context remembers (an opaque
+    /// variable) to tell, on the way out, those changed through OpenTelemetry's API.
     ///
     /// ```
     /// use contextvars::propagation::{Propagation, REQUEST_ID};
@@ -588,6 +708,29 @@ impl Propagation {
         carrier: &C,
         make_id: impl FnOnce() -> Option<String>,
     ) -> Extracted {
+        let (mut context, received) = self.read(carrier, make_id);
+        // What travels beside the context (with `opentelemetry`, the OTel context), read by the
+        // same trust.
+        let accepted_baggage = |context: &Context| self.accepted_baggage(context);
+        let remote =
+            integrations::Ambient::extract(self.inbound, &accepted_baggage, &mut context, carrier);
+        let config = &*self.config;
+        Extracted {
+            context,
+            received,
+            trust: self.inbound,
+            request_id_var: config.request_id_var,
+            caller_request_id_var: config.caller_request_id_var,
+            remote,
+        }
+    }
+
+    /// This crate's context from `carrier`, and whether its request id was the one received.
+    fn read<C: Extractor + ?Sized>(
+        &self,
+        carrier: &C,
+        make_id: impl FnOnce() -> Option<String>,
+    ) -> (Context, bool) {
         let config = &*self.config;
         let trusted = self.inbound.is_trusted();
         let mut ctx = Context::new();
@@ -662,13 +805,7 @@ impl Propagation {
         if !as_received.is_empty() {
             ctx = ctx.with_value(&REGISTERED_AS_RECEIVED, as_received);
         }
-        Extracted {
-            context: ctx,
-            received,
-            trust: self.inbound,
-            request_id_var: config.request_id_var,
-            caller_request_id_var: config.caller_request_id_var,
-        }
+        (ctx, received)
     }
 
     /// Writes the current context into outgoing headers: the request id header, and `baggage`
@@ -719,17 +856,14 @@ impl Propagation {
             }
         }
         let mut out = self.baggage_writer(ctx);
-        // With the `opentelemetry` feature: the current OTel context's trace context, and the
-        // members of its baggage set through OTel's API that may go to this destination.
-        #[cfg(feature = "opentelemetry")]
-        crate::opentelemetry::inject_trace_context(carrier);
-        #[cfg(feature = "opentelemetry")]
-        let otel_changes = crate::opentelemetry::baggage_changes(self, ctx);
-        #[cfg(feature = "opentelemetry")]
-        let nothing_from_otel = otel_changes.is_empty();
-        #[cfg(not(feature = "opentelemetry"))]
-        let nothing_from_otel = true;
-        if out.is_empty() && nothing_from_otel {
+        // What travels beside the context (with the `opentelemetry` feature, the current OTel
+        // context): its own fields (the trace context), and the members of its baggage that
+        // changed and may go to this destination.
+        integrations::Ambient::inject(carrier);
+        let mut changes = Vec::new();
+        let may_send = |key: &str| is_token(key) && self.may_send(key);
+        integrations::Ambient::baggage_changes(ctx, &may_send, &mut changes);
+        if out.is_empty() && changes.is_empty() {
             return;
         }
         // Members the caller put there themselves are kept after ours.
@@ -737,10 +871,9 @@ impl Propagation {
             out.member(m.key, &m.value, m.escaped(), m.properties())
         });
         let value = out.finish();
-        #[cfg(feature = "opentelemetry")]
-        let value = match nothing_from_otel {
+        let value = match changes.is_empty() {
             true => value,
-            false => crate::opentelemetry::merge_baggage(ctx, value, otel_changes),
+            false => merge_changes(value, changes),
         };
         if let Some(value) = value {
             carrier.set(BAGGAGE, value);
@@ -778,11 +911,7 @@ impl Propagation {
     /// variables that are set, then the forwarded members. Right after
     /// [`extract`](Propagation::extract), exactly what was accepted from the carrier, by its
     /// trust.
-    #[cfg(all(
-        feature = "opentelemetry",
-        any(feature = "tower", feature = "actix-web", feature = "async-nats")
-    ))]
-    pub(crate) fn accepted_baggage(&self, ctx: &Context) -> Baggage {
+    fn accepted_baggage(&self, ctx: &Context) -> Baggage {
         let written = self
             .with_outbound(Trust::Trusted)
             .baggage_writer(ctx)
@@ -792,11 +921,25 @@ impl Propagation {
 
     /// Whether a baggage member `key` may be written for this propagation's destination: any
     /// key to a trusted one, only registered public keys to an untrusted one.
-    #[cfg(feature = "opentelemetry")]
-    pub(crate) fn may_send(&self, key: &str) -> bool {
+    fn may_send(&self, key: &str) -> bool {
         self.outbound.is_trusted()
             || (self.config.registered.iter()).any(|r| r.public && &*r.key == key)
     }
+}
+
+/// Merges `changes` (members changed beside the context, see [`BaggageChange`]) into the
+/// outgoing `baggage` value this crate wrote: a change replaces the member (in place) or adds it
+/// (at the end), unless this crate's side changed that key too, where its value wins.
+fn merge_changes(written: Option<String>, changes: Vec<BaggageChange<'_>>) -> Option<String> {
+    let mut out = Baggage::parse(written.as_deref().unwrap_or_default());
+    for change in changes {
+        // This crate's side left the key as it came (or never had it): the change goes.
+        if out.get(&change.key) == change.received {
+            out.insert(&change.key, change.value);
+        }
+    }
+    let text = out.to_string();
+    (!text.is_empty()).then_some(text)
 }
 
 /// Configures a [`Propagation`]; see [`Propagation::builder`].
