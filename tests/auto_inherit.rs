@@ -3,13 +3,17 @@
 //! step of its own.
 #![cfg(all(feature = "tokio", tokio_unstable))]
 
-#[path = "common/stress.rs"]
-mod stress;
+mod common;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use common::report::ReportOnDrop;
+use common::scenarios;
+use common::stress::{BoxFuture, Runtime};
+use common::tokio_task::join;
 use contextvars::tokio::{RuntimeBuilderExt, TaskHooks};
 use contextvars::{Context, ContextVar};
 
@@ -109,58 +113,63 @@ fn plain_tasks_set_in_their_own_frame_and_the_worker_stays_clean() {
     });
 }
 
-/// Plain spawns on an inheriting runtime drive the shared stress scenario: `spawn_with_context`
-/// is a plain `tokio::spawn`, and a "plain" task is spawned from the empty context.
+/// Plain spawns on an inheriting runtime drive the shared scenarios: `spawn_with_context` is a
+/// plain `tokio::spawn`, and a "plain" task is spawned from the empty context.
 #[derive(Clone)]
-struct Inheriting;
+struct Inheriting(Arc<tokio::runtime::Runtime>);
 
-impl stress::Runtime for Inheriting {
-    fn spawn_with_context(&self, task: stress::BoxFuture) -> stress::BoxFuture {
-        let handle = tokio::spawn(task);
-        Box::pin(async move { handle.await.unwrap() })
+impl Runtime for Inheriting {
+    fn block_on<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> T {
+        self.0.block_on(future)
     }
 
-    fn spawn_plain(&self, task: stress::BoxFuture) -> stress::BoxFuture {
-        let handle = Context::new().run(|| tokio::spawn(task));
-        Box::pin(async move { handle.await.unwrap() })
+    fn spawn_with_context<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(join(tokio::spawn(task)))
     }
 
-    fn sleep(&self, duration: Duration) -> stress::BoxFuture {
+    fn spawn_plain<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(join(Context::new().run(|| tokio::spawn(task))))
+    }
+
+    fn spawn_and_cancel(
+        &self,
+        task: impl Future<Output = ()> + Send + 'static,
+        started: impl Future<Output = ()> + Send + 'static,
+    ) -> BoxFuture {
+        let task = tokio::spawn(task);
+        Box::pin(async move {
+            started.await;
+            task.abort();
+            assert!(task.await.unwrap_err().is_cancelled());
+        })
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture {
         Box::pin(tokio::time::sleep(duration))
     }
 
-    fn yield_now(&self) -> stress::BoxFuture {
+    fn yield_now(&self) -> BoxFuture {
         Box::pin(tokio::task::yield_now())
     }
 }
 
 #[test]
 fn stress_ten_thousand_request_trees_of_plain_spawns_on_four_workers() {
-    multi_thread(4).block_on(stress::run(Inheriting, 10_000));
+    scenarios::stress(Inheriting(Arc::new(multi_thread(4))), 10_000);
 }
 
 #[test]
 fn a_panicking_task_leaves_the_worker_clean() {
-    current_thread().block_on(async {
-        let panicked = REQUEST_ID.scope("req-panic".into(), || {
-            tokio::spawn(async {
-                REQUEST_ID.set("set-before-panic".into());
-                panic!("task panics");
-            })
-        });
-        assert!(panicked.await.unwrap_err().is_panic());
-        assert_eq!(tokio::spawn(async { id() }).await.unwrap(), None);
-        assert_eq!(id(), None);
-    });
-}
-
-/// Reports what it sees when dropped.
-struct ReportOnDrop(mpsc::Sender<Option<String>>);
-
-impl Drop for ReportOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.send(id());
-    }
+    // One worker: the later task runs on the very thread that panicked.
+    scenarios::a_panicking_task_reaches_the_caller_and_leaves_the_worker_clean(Inheriting(
+        Arc::new(current_thread()),
+    ));
 }
 
 #[test]
@@ -179,7 +188,7 @@ fn an_aborted_task_is_dropped_in_its_context_and_forgotten() {
         let (started, wait_started) = tokio::sync::oneshot::channel();
         let task = REQUEST_ID.scope("req-abort".into(), || {
             tokio::spawn(async move {
-                let _report = ReportOnDrop(tx);
+                let _report = ReportOnDrop::new(tx, id);
                 started.send(()).unwrap();
                 std::future::pending::<()>().await;
             })
@@ -461,7 +470,7 @@ fn a_task_dropped_at_shutdown_is_dropped_seeing_its_context() {
     let (started, wait_started) = std::sync::mpsc::channel();
     REQUEST_ID.scope("req-shutdown-drop".into(), || {
         runtime.spawn(async move {
-            let _report = ReportOnDrop(tx);
+            let _report = ReportOnDrop::new(tx, id);
             started.send(()).unwrap();
             std::future::pending::<()>().await;
         })

@@ -12,12 +12,12 @@ use std::time::Duration;
 use common::report::ReportOnDrop;
 use common::scenarios;
 use common::stress::{BoxFuture, Blocking, Runtime};
+use common::tokio_task::join;
 use contextvars::tokio::{
     spawn_blocking_with_context, spawn_local_with_context, spawn_with_context, JoinSetExt,
     RuntimeExt,
 };
 use contextvars::ContextVar;
-use tokio::task::JoinHandle;
 
 static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
 
@@ -56,17 +56,6 @@ impl Tokio {
             .build()
             .unwrap();
         Tokio(Arc::new(runtime))
-    }
-}
-
-/// A task's output, or its panic resumed with the task's payload.
-async fn join<T>(handle: JoinHandle<T>) -> T {
-    match handle.await {
-        Ok(output) => output,
-        Err(error) => match error.try_into_panic() {
-            Ok(payload) => std::panic::resume_unwind(payload),
-            Err(error) => panic!("the task failed: {error}"),
-        },
     }
 }
 

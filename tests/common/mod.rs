@@ -14,6 +14,8 @@ pub(crate) mod propagation;
 pub(crate) mod report;
 pub(crate) mod scenarios;
 pub(crate) mod stress;
+#[cfg(any(feature = "tokio", feature = "actix-web"))]
+pub(crate) mod tokio_task;
 
 use std::future::Future;
 use std::pin::Pin;
