@@ -15,6 +15,12 @@ impl Buffer {
     pub(crate) fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
+
+    /// Everything written so far, line by line (a fmt subscriber writes each event with one
+    /// `write`).
+    pub(crate) fn lines(&self) -> Vec<String> {
+        self.text().lines().map(str::to_string).collect()
+    }
 }
 
 impl io::Write for Buffer {

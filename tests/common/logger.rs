@@ -80,15 +80,20 @@ impl Capture {
         self.0.records.lock().unwrap().clone()
     }
 
-    /// The key-values of the only record whose message is `message`.
-    pub(crate) fn kvs_of(&self, message: &str) -> Vec<(String, String)> {
-        let seen: Vec<Seen> = self
+    /// The only record whose message is `message`.
+    pub(crate) fn only(&self, message: &str) -> Seen {
+        let mut seen: Vec<Seen> = self
             .seen()
             .into_iter()
             .filter(|s| s.message == message)
             .collect();
         assert_eq!(seen.len(), 1, "one record {message:?}, saw {seen:?}");
-        seen[0].kvs.clone()
+        seen.remove(0)
+    }
+
+    /// The key-values of the only record whose message is `message`.
+    pub(crate) fn kvs_of(&self, message: &str) -> Vec<(String, String)> {
+        self.only(message).kvs
     }
 
     /// Waits until at least `count` records are kept, at most `timeout`, and returns them all.
