@@ -1,11 +1,13 @@
 //! The actix-web middleware and spawn helpers on a real `HttpServer` over loopback: ids under
 //! load in the handler, a spawned task and a blocking job (as `log` records), the bad-input
-//! rows shared with the tower layer, isolation between requests, and where `set` is refused.
+//! rows shared with the tower layer, isolation between requests, and where `set` is refused;
+//! then the shared runtime scenarios on an actix system.
 #![cfg(all(feature = "actix-web", feature = "log"))]
 
 mod common;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::mpsc as std_mpsc;
@@ -19,6 +21,9 @@ use axum::http;
 use common::bad_input::{self, Config, Generator};
 use common::http::{client, runtime, HttpClient};
 use common::logger::Capture;
+use common::scenarios;
+use common::stress::{BoxFuture, Blocking, Runtime};
+use common::tokio_task::join;
 use contextvars::actix_web::{block_with_context, spawn_with_context, ContextMiddleware};
 use contextvars::log::ContextLogger;
 use contextvars::propagation::{Propagation, Trust, CALLER_REQUEST_ID, REQUEST_ID};
@@ -618,4 +623,126 @@ fn strangers_get_a_fresh_id_and_only_the_gateways_requests_are_believed() {
         assert_eq!(body, r#"Some("gw-1") None Some("acme")"#);
         server.stop().await;
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shared scenarios (`tests/common/scenarios.rs`) on an actix system.
+
+/// A fresh actix system per `block_on`, on a current-thread tokio runtime with one blocking
+/// thread: its one worker is the `block_on` thread, so a later task (or job) runs on the very
+/// thread of the earlier one.
+#[derive(Clone)]
+struct Actix;
+
+impl Runtime for Actix {
+    fn block_on<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> T {
+        actix_web::rt::System::with_tokio_rt(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .max_blocking_threads(1)
+                .enable_all()
+                .build()
+                .unwrap()
+        })
+        .block_on(future)
+    }
+
+    fn spawn_with_context<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(join(spawn_with_context(task)))
+    }
+
+    fn spawn_plain<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(join(actix_web::rt::spawn(task)))
+    }
+
+    fn spawn_and_cancel(
+        &self,
+        task: impl Future<Output = ()> + Send + 'static,
+        started: impl Future<Output = ()> + Send + 'static,
+    ) -> BoxFuture {
+        let task = spawn_with_context(task);
+        Box::pin(async move {
+            started.await;
+            task.abort();
+            assert!(task.await.unwrap_err().is_cancelled());
+        })
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture {
+        Box::pin(actix_web::rt::time::sleep(duration))
+    }
+
+    fn yield_now(&self) -> BoxFuture {
+        Box::pin(actix_web::rt::task::yield_now())
+    }
+}
+
+/// `web::block`'s error carries no panic payload: a panicking job fails its awaiter with a panic
+/// of its own (so the shared scenario that checks the payload is not run on actix).
+impl Blocking for Actix {
+    fn spawn_blocking_with_context<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> BoxFuture<T> {
+        let job = block_with_context(job);
+        Box::pin(async move { job.await.expect("the blocking job panicked") })
+    }
+
+    fn spawn_blocking_plain<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> BoxFuture<T> {
+        let job = web::block(job);
+        Box::pin(async move { job.await.expect("the blocking job panicked") })
+    }
+}
+
+#[test]
+fn a_spawned_task_keeps_the_callers_context_and_a_plain_one_has_none() {
+    scenarios::a_spawned_task_keeps_the_callers_context_and_a_plain_one_has_none(Actix);
+}
+
+#[test]
+fn a_blocking_job_keeps_the_callers_context_and_a_plain_one_has_none() {
+    scenarios::a_blocking_job_keeps_the_callers_context_and_a_plain_one_has_none(Actix);
+}
+
+#[test]
+fn isolation_both_ways() {
+    scenarios::isolation_both_ways(Actix);
+}
+
+#[test]
+fn a_value_set_in_a_task_stays_in_it() {
+    scenarios::a_value_set_in_a_task_stays_in_it(Actix);
+}
+
+#[test]
+fn what_a_value_destructor_sets_never_reaches_the_worker() {
+    scenarios::what_a_value_destructor_sets_never_reaches_the_worker(Actix);
+}
+
+#[test]
+fn what_a_value_destructor_sets_never_reaches_the_blocking_thread() {
+    scenarios::what_a_value_destructor_sets_never_reaches_the_blocking_thread(Actix);
+}
+
+#[test]
+fn an_aborted_task_is_dropped_inside_its_context() {
+    scenarios::a_cancelled_task_is_dropped_inside_its_context(Actix);
+}
+
+#[test]
+fn a_panicking_task_reaches_the_caller_and_leaves_the_worker_clean() {
+    scenarios::a_panicking_task_reaches_the_caller_and_leaves_the_worker_clean(Actix);
+}
+
+#[test]
+fn stress_a_thousand_request_trees() {
+    scenarios::stress(Actix, 1_000);
 }
