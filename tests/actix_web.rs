@@ -22,7 +22,7 @@ use common::bad_input::{self, Config, Generator};
 use common::http::{client, runtime, HttpClient};
 use common::logger::Capture;
 use common::scenarios;
-use common::stress::{BoxFuture, Blocking, Runtime};
+use common::stress::{Blocking, BoxFuture, Runtime};
 use common::tokio_task::join;
 use contextvars::actix_web::{block_with_context, spawn_with_context, ContextMiddleware};
 use contextvars::log::ContextLogger;

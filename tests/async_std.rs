@@ -10,7 +10,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use common::scenarios;
-use common::stress::{BoxFuture, Blocking, Runtime};
+use common::stress::{Blocking, BoxFuture, Runtime};
 use contextvars::async_std::{
     spawn_blocking_with_context, spawn_local_with_context, spawn_with_context, BuilderExt,
 };

@@ -103,9 +103,7 @@ impl Runtime for AsyncTask {
 
 #[test]
 fn a_spawned_task_keeps_the_callers_context_and_a_plain_one_has_none() {
-    scenarios::a_spawned_task_keeps_the_callers_context_and_a_plain_one_has_none(AsyncTask::new(
-        2,
-    ));
+    scenarios::a_spawned_task_keeps_the_callers_context_and_a_plain_one_has_none(AsyncTask::new(2));
 }
 
 #[test]

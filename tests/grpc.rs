@@ -36,7 +36,6 @@ use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 use tower::{service_fn, Layer, Service, ServiceExt};
 
-
 // ---------------------------------------------------------------------------------------------
 // Messages and the hand-written service.
 

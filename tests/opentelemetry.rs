@@ -309,17 +309,16 @@ fn outgoing_baggage(
     baggage: &str,
     f: impl Fn() -> Option<OtelContext> + Send + Sync + Clone + 'static,
 ) -> Option<String> {
-    let service =
-        ContextLayer::new(standard()).layer(tower::service_fn(move |_: Request<()>| {
-            let f = f.clone();
-            async move {
-                let cx = f();
-                let _guard = cx.map(OtelContext::attach);
-                let mut headers = HeaderMap::new();
-                inject_headers_with(&standard(), &mut headers);
-                Ok::<_, Infallible>(axum::http::Response::new(headers))
-            }
-        }));
+    let service = ContextLayer::new(standard()).layer(tower::service_fn(move |_: Request<()>| {
+        let f = f.clone();
+        async move {
+            let cx = f();
+            let _guard = cx.map(OtelContext::attach);
+            let mut headers = HeaderMap::new();
+            inject_headers_with(&standard(), &mut headers);
+            Ok::<_, Infallible>(axum::http::Response::new(headers))
+        }
+    }));
     let request = Request::builder()
         .header("baggage", baggage)
         .body(())
@@ -397,14 +396,13 @@ fn outside_a_request_both_apis_reach_the_headers() {
 
 #[test]
 fn a_bad_traceparent_starts_no_remote_parent_and_fails_nothing() {
-    let service =
-        ContextLayer::new(standard()).layer(tower::service_fn(|_: Request<()>| async {
-            let cx = OtelContext::current();
-            Ok::<_, Infallible>(axum::http::Response::new((
-                cx.span().span_context().is_valid(),
-                REQUEST_ID.get(),
-            )))
-        }));
+    let service = ContextLayer::new(standard()).layer(tower::service_fn(|_: Request<()>| async {
+        let cx = OtelContext::current();
+        Ok::<_, Infallible>(axum::http::Response::new((
+            cx.span().span_context().is_valid(),
+            REQUEST_ID.get(),
+        )))
+    }));
     for bad in [
         "garbage",
         "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
@@ -428,12 +426,11 @@ fn a_bad_traceparent_starts_no_remote_parent_and_fails_nothing() {
 fn each_request_starts_from_a_fresh_otel_context() {
     #[derive(Debug)]
     struct Leak;
-    let service =
-        ContextLayer::new(standard()).layer(tower::service_fn(|_: Request<()>| async {
-            Ok::<_, Infallible>(axum::http::Response::new(
-                OtelContext::current().get::<Leak>().is_some(),
-            ))
-        }));
+    let service = ContextLayer::new(standard()).layer(tower::service_fn(|_: Request<()>| async {
+        Ok::<_, Infallible>(axum::http::Response::new(
+            OtelContext::current().get::<Leak>().is_some(),
+        ))
+    }));
     // The caller's OTel context (a connection task's, a worker's) is not the request's.
     let _guard = OtelContext::current_with_value(Leak).attach();
     let response = futures::executor::block_on(service.oneshot(Request::new(()))).unwrap();

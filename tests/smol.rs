@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::report::ReportOnDrop;
 use common::scenarios;
-use common::stress::{BoxFuture, Blocking, Runtime};
+use common::stress::{Blocking, BoxFuture, Runtime};
 use contextvars::smol::{spawn_with_context, unblock_with_context, ExecutorExt, LocalExecutorExt};
 use contextvars::{Context, ContextVar};
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::report::ReportOnDrop;
 use common::scenarios;
-use common::stress::{BoxFuture, Blocking, Runtime};
+use common::stress::{Blocking, BoxFuture, Runtime};
 use common::tokio_task::join;
 use contextvars::tokio::{
     spawn_blocking_with_context, spawn_local_with_context, spawn_with_context, JoinSetExt,

@@ -451,12 +451,11 @@ fn inject_writes_registered_forwarded_and_existing_members() {
 /// What the layer forwards: `inject_headers_with` called in the handler of a request that
 /// brought `lines` as its `baggage` headers.
 fn forwarded_by_the_layer(lines: &[&str]) -> Option<String> {
-    let service =
-        ContextLayer::new(standard()).layer(tower::service_fn(|_: Request<()>| async {
-            let mut headers = HeaderMap::new();
-            inject_headers_with(&standard(), &mut headers);
-            Ok::<_, Infallible>(axum::http::Response::new(headers))
-        }));
+    let service = ContextLayer::new(standard()).layer(tower::service_fn(|_: Request<()>| async {
+        let mut headers = HeaderMap::new();
+        inject_headers_with(&standard(), &mut headers);
+        Ok::<_, Infallible>(axum::http::Response::new(headers))
+    }));
     let mut request = Request::builder();
     for line in lines {
         request = request.header("baggage", *line);
@@ -503,12 +502,11 @@ fn what_we_inject_opentelemetry_extracts() {
 
     let mut headers = HeaderMap::new();
     let forwarded = "extra=x%3Dy;prop=1";
-    let service =
-        ContextLayer::new(standard()).layer(tower::service_fn(|_: Request<()>| async {
-            let mut headers = HeaderMap::new();
-            inject_headers_with(&standard(), &mut headers);
-            Ok::<_, Infallible>(axum::http::Response::new(headers))
-        }));
+    let service = ContextLayer::new(standard()).layer(tower::service_fn(|_: Request<()>| async {
+        let mut headers = HeaderMap::new();
+        inject_headers_with(&standard(), &mut headers);
+        Ok::<_, Infallible>(axum::http::Response::new(headers))
+    }));
     let request = Request::builder()
         .header(
             "baggage",
@@ -546,14 +544,13 @@ fn what_opentelemetry_injects_we_extract() {
     let mut carrier: HashMap<String, String> = HashMap::new();
     BaggagePropagator::new().inject_context(&cx, &mut carrier);
 
-    let service =
-        ContextLayer::new(standard()).layer(tower::service_fn(|_: Request<()>| async {
-            Ok::<_, Infallible>(axum::http::Response::new((
-                TENANT.get(),
-                USER_ID.get(),
-                Baggage::forwarded(),
-            )))
-        }));
+    let service = ContextLayer::new(standard()).layer(tower::service_fn(|_: Request<()>| async {
+        Ok::<_, Infallible>(axum::http::Response::new((
+            TENANT.get(),
+            USER_ID.get(),
+            Baggage::forwarded(),
+        )))
+    }));
     let mut request = Request::builder();
     for (name, value) in &carrier {
         request = request.header(name.as_str(), value.as_str());

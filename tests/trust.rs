@@ -145,7 +145,9 @@ fn an_edge_under_load_never_believes_logs_or_forwards_what_strangers_sent() {
                 async move {
                     let spoofed_id = format!("spoof-{i}");
                     let baggage = format!("tenant=victim-{i},evil=x{i},locale=fr-{i}");
-                    let request = get_request(edge_addr, "/",
+                    let request = get_request(
+                        edge_addr,
+                        "/",
                         &[("x-request-id", &spoofed_id), ("baggage", &baggage)],
                     );
                     let response = strangers.request(request).await.unwrap();

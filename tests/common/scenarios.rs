@@ -12,7 +12,7 @@ use futures::channel::oneshot;
 use futures::FutureExt;
 
 use super::report::ReportOnDrop;
-use super::stress::{self, BoxFuture, Blocking, Runtime};
+use super::stress::{self, Blocking, BoxFuture, Runtime};
 
 static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
 static LEVEL: ContextVar<u32> = ContextVar::new("level");
@@ -30,9 +30,7 @@ async fn what_a_plain_task_sees() -> (Option<String>, usize) {
 
 /// A task spawned with the helper sees the caller's value after a pause; one spawned plainly
 /// from the same scope sees nothing.
-pub(crate) fn a_spawned_task_keeps_the_callers_context_and_a_plain_one_has_none<R: Runtime>(
-    rt: R,
-) {
+pub(crate) fn a_spawned_task_keeps_the_callers_context_and_a_plain_one_has_none<R: Runtime>(rt: R) {
     rt.clone().block_on(async move {
         let (with_helper, plain) = REQUEST_ID.scope("req-123".into(), || {
             (
@@ -129,15 +127,16 @@ pub(crate) fn a_cancelled_task_is_dropped_inside_its_context<R: Runtime>(rt: R) 
             )
         });
         cancelled.await;
-        assert_eq!(reports.recv().unwrap(), (Some("req-cancel".into()), Some(1)));
+        assert_eq!(
+            reports.recv().unwrap(),
+            (Some("req-cancel".into()), Some(1))
+        );
     });
 }
 
 /// A task that panics after a `set`: the caller gets the panic with its payload, and the next
 /// plain task on the worker, and the caller, see an empty context.
-pub(crate) fn a_panicking_task_reaches_the_caller_and_leaves_the_worker_clean<R: Runtime>(
-    rt: R,
-) {
+pub(crate) fn a_panicking_task_reaches_the_caller_and_leaves_the_worker_clean<R: Runtime>(rt: R) {
     rt.clone().block_on(async move {
         let task = REQUEST_ID.scope("doomed".into(), || {
             rt.spawn_with_context(async {
