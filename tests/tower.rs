@@ -6,10 +6,9 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
@@ -20,10 +19,6 @@ use contextvars::tower::{
 };
 use contextvars::{Context, ContextVar};
 use futures::StreamExt;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::{mpsc, watch};
 use tower::{Layer, ServiceExt};
 use tower_http::request_id::{MakeRequestId, RequestId};
@@ -371,7 +366,7 @@ fn the_bad_input_rows_give_what_the_docs_say() {
                 .map(|(name, value)| (*name, value.as_slice()))
                 .collect();
             let request = request_with(&headers);
-            let layer = ContextLayer::new(row.config.standard());
+            let layer = ContextLayer::new(row.config.propagation());
             let (echoed, body) = match row.config.generator() {
                 Generator::Default => seen(layer, request).await,
                 Generator::Nothing => seen(layer.make_request_id(NoIds), request).await,
