@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::report::ReportOnDrop;
 use common::scenarios;
 use common::stress::{BoxFuture, Runtime};
-use common::tokio_task::join;
+use common::tokio_task::{abort_after, join};
 use contextvars::tokio::{RuntimeBuilderExt, TaskHooks};
 use contextvars::{Context, ContextVar};
 
@@ -142,12 +142,7 @@ impl Runtime for Inheriting {
         task: impl Future<Output = ()> + Send + 'static,
         started: impl Future<Output = ()> + Send + 'static,
     ) -> BoxFuture {
-        let task = tokio::spawn(task);
-        Box::pin(async move {
-            started.await;
-            task.abort();
-            assert!(task.await.unwrap_err().is_cancelled());
-        })
+        abort_after(tokio::spawn(task), started)
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture {
@@ -366,15 +361,12 @@ fn many_tasks_woken_during_their_own_poll_keep_their_context_across_workers() {
 #[cfg(feature = "tower")]
 #[test]
 fn an_axum_handler_using_only_plain_spawns_keeps_every_request_apart() {
-    use axum::body::Bytes;
-    use axum::http::{HeaderMap, Request, StatusCode};
+    use axum::http::{HeaderMap, StatusCode};
     use axum::routing::get;
     use axum::Router;
+    use common::http::{body_text, client, get_request, serve};
     use contextvars::tower::{ContextLayer, Propagation, Trust, REQUEST_ID as LAYER_ID};
     use futures::StreamExt;
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
     use tokio::sync::{mpsc, watch};
 
     const REQUESTS: usize = 2_000;
@@ -409,34 +401,18 @@ fn an_axum_handler_using_only_plain_spawns_keeps_every_request_apart() {
             .layer(ContextLayer::new(
                 Propagation::builder().inbound(Trust::Trusted).build(),
             ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap()
-        });
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(IN_FLIGHT)
-            .build_http::<Empty<Bytes>>();
+        let (addr, stop) = serve(app).await;
+        let client = client(IN_FLIGHT);
 
         let bodies: Vec<(String, String)> = futures::stream::iter(0..REQUESTS)
             .map(|i| {
                 let client = client.clone();
                 async move {
                     let id = format!("auto-{i:05}");
-                    let request = Request::get(format!("http://{addr}/work"))
-                        .header("x-request-id", &id)
-                        .body(Empty::new())
-                        .unwrap();
+                    let request = get_request(addr, "/work", &[("x-request-id", &id)]);
                     let response = client.request(request).await.unwrap();
                     assert_eq!(response.status(), StatusCode::OK);
-                    let body = response.into_body().collect().await.unwrap().to_bytes();
-                    (id, String::from_utf8(body.to_vec()).unwrap())
+                    (id, body_text(response.into_body()).await)
                 }
             })
             .buffer_unordered(IN_FLIGHT)
@@ -458,8 +434,7 @@ fn an_axum_handler_using_only_plain_spawns_keeps_every_request_apart() {
         }
         assert!(mismatches.is_empty(), "mismatches: {mismatches:?}");
         drop(client);
-        stop.send(()).unwrap();
-        server.await.unwrap();
+        stop.and_wait().await;
     });
 }
 
