@@ -23,7 +23,7 @@ use common::http::{client, runtime, HttpClient};
 use common::logger::Capture;
 use common::scenarios;
 use common::stress::{Blocking, BoxFuture, Runtime};
-use common::tokio_task::join;
+use common::tokio_task::{abort_after, join};
 use contextvars::actix_web::{block_with_context, spawn_with_context, ContextMiddleware};
 use contextvars::log::ContextLogger;
 use contextvars::propagation::{Propagation, Trust, CALLER_REQUEST_ID, REQUEST_ID};
@@ -665,12 +665,7 @@ impl Runtime for Actix {
         task: impl Future<Output = ()> + Send + 'static,
         started: impl Future<Output = ()> + Send + 'static,
     ) -> BoxFuture {
-        let task = spawn_with_context(task);
-        Box::pin(async move {
-            started.await;
-            task.abort();
-            assert!(task.await.unwrap_err().is_cancelled());
-        })
+        abort_after(spawn_with_context(task), started)
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture {

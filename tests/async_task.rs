@@ -6,7 +6,6 @@ mod common;
 
 use std::future::Future;
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
 
 use async_task::Runnable;
 use common::scenarios;
@@ -21,7 +20,7 @@ static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
 
 /// A hand-written executor: worker threads running the runnables of one queue, which a task's
 /// schedule function feeds (a task that wakes itself is scheduled again through it). No timer
-/// (a sleep is a sleeping thread's wake), no blocking pool, and a panicking task would take its
+/// (the trait's default sleep and yield), no blocking pool, and a panicking task would take its
 /// worker down: async-task leaves panics to the executor.
 #[derive(Clone)]
 struct AsyncTask {
@@ -84,20 +83,8 @@ impl Runtime for AsyncTask {
         task: impl Future<Output = ()> + Send + 'static,
         started: impl Future<Output = ()> + Send + 'static,
     ) -> BoxFuture {
-        let (runnable, task) = spawn_with_context(task, self.schedule());
-        runnable.schedule();
-        Box::pin(async move {
-            started.await;
-            drop(task); // cancels: the worker drops the future
-        })
-    }
-
-    fn sleep(&self, duration: Duration) -> BoxFuture {
-        stress::thread_sleep(duration)
-    }
-
-    fn yield_now(&self) -> BoxFuture {
-        Box::pin(common::Yield(1))
+        // Dropping the task cancels it: the worker drops the future.
+        stress::drop_after(self.spawn_with_context(task), started)
     }
 }
 

@@ -7,7 +7,6 @@ mod common;
 
 use std::future::Future;
 use std::sync::mpsc;
-use std::time::Duration;
 
 use common::scenarios;
 use common::stress::{self, BoxFuture, Runtime};
@@ -23,7 +22,7 @@ static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
 
 /// A `futures` thread pool: bare for plain spawns, wrapped in a [`ContextSpawner`] for spawns
 /// with context; tasks awaited through their remote handles (which resume a task's panic, and
-/// cancel the task when dropped). No timer (a sleep is a sleeping thread's wake), no blocking
+/// cancel the task when dropped). No timer (the trait's default sleep and yield), no blocking
 /// pool.
 #[derive(Clone)]
 struct Futures {
@@ -65,19 +64,8 @@ impl Runtime for Futures {
         task: impl Future<Output = ()> + Send + 'static,
         started: impl Future<Output = ()> + Send + 'static,
     ) -> BoxFuture {
-        let handle = self.wrapped.spawn_with_handle(task).unwrap();
-        Box::pin(async move {
-            started.await;
-            drop(handle); // cancels: the pool drops the future
-        })
-    }
-
-    fn sleep(&self, duration: Duration) -> BoxFuture {
-        stress::thread_sleep(duration)
-    }
-
-    fn yield_now(&self) -> BoxFuture {
-        Box::pin(common::Yield(1))
+        // Dropping the handle cancels the task: the pool drops the future.
+        stress::drop_after(self.spawn_with_context(task), started)
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::report::ReportOnDrop;
 use common::scenarios;
 use common::stress::{Blocking, BoxFuture, Runtime};
-use common::tokio_task::join;
+use common::tokio_task::{abort_after, join};
 use contextvars::tokio::{
     spawn_blocking_with_context, spawn_local_with_context, spawn_with_context, JoinSetExt,
     RuntimeExt,
@@ -83,12 +83,7 @@ impl Runtime for Tokio {
         task: impl Future<Output = ()> + Send + 'static,
         started: impl Future<Output = ()> + Send + 'static,
     ) -> BoxFuture {
-        let task = spawn_with_context(task);
-        Box::pin(async move {
-            started.await;
-            task.abort();
-            assert!(task.await.unwrap_err().is_cancelled());
-        })
+        abort_after(spawn_with_context(task), started)
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture {

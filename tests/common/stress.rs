@@ -41,8 +41,16 @@ pub(crate) trait Runtime: Clone + Send + Sync + 'static {
         task: impl Future<Output = ()> + Send + 'static,
         started: impl Future<Output = ()> + Send + 'static,
     ) -> BoxFuture;
-    fn sleep(&self, duration: Duration) -> BoxFuture;
-    fn yield_now(&self) -> BoxFuture;
+    /// Sleeps; by default a sleeping thread wakes the task, for executors without a timer. A
+    /// runtime with a timer uses its own.
+    fn sleep(&self, duration: Duration) -> BoxFuture {
+        thread_sleep(duration)
+    }
+    /// Yields once; by default the task wakes itself and returns `Pending` once, which any
+    /// executor handles. A runtime with a yield of its own uses it.
+    fn yield_now(&self) -> BoxFuture {
+        Box::pin(super::Yield(1))
+    }
 }
 
 /// A runtime with a pool for blocking jobs.
@@ -59,8 +67,20 @@ pub(crate) trait Blocking: Runtime {
     ) -> BoxFuture<T>;
 }
 
+/// [`Runtime::spawn_and_cancel`] for executors whose handle cancels its task when dropped
+/// (async-task's `Task`, futures' `RemoteHandle`): waits for `started`, then drops `task`.
+pub(crate) fn drop_after(
+    task: BoxFuture,
+    started: impl Future<Output = ()> + Send + 'static,
+) -> BoxFuture {
+    Box::pin(async move {
+        started.await;
+        drop(task);
+    })
+}
+
 /// A sleep for executors without a timer: a thread that sleeps, then wakes the task.
-pub(crate) fn thread_sleep(duration: Duration) -> BoxFuture {
+fn thread_sleep(duration: Duration) -> BoxFuture {
     let (wake, woken) = futures::channel::oneshot::channel::<()>();
     std::thread::spawn(move || {
         std::thread::sleep(duration);

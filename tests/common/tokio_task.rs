@@ -1,6 +1,10 @@
 //! Awaiting a tokio task (or an actix one: actix runs on tokio) as the shared scenarios want it.
 
+use std::future::Future;
+
 use tokio::task::JoinHandle;
+
+use super::stress::BoxFuture;
 
 /// A task's output, or its panic resumed with the task's payload.
 pub(crate) async fn join<T>(handle: JoinHandle<T>) -> T {
@@ -11,4 +15,17 @@ pub(crate) async fn join<T>(handle: JoinHandle<T>) -> T {
             Err(error) => panic!("the task failed: {error}"),
         },
     }
+}
+
+/// [`Runtime::spawn_and_cancel`](super::stress::Runtime::spawn_and_cancel) for a tokio task:
+/// waits for `started`, aborts `task` and asserts it ended cancelled, not completed.
+pub(crate) fn abort_after(
+    task: JoinHandle<()>,
+    started: impl Future<Output = ()> + Send + 'static,
+) -> BoxFuture {
+    Box::pin(async move {
+        started.await;
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+    })
 }
