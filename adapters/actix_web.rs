@@ -591,10 +591,17 @@ where
     ::actix_web::web::block(crate::capture::job(f))
 }
 
-/// Whether this thread runs a task or a blocking job of a tokio runtime, which is what actix's
-/// workers and `web::block` run on: a `set` there outside any frame is refused. (With the
-/// `tokio` feature, the tokio adapter's check covers it.)
-#[cfg(not(feature = "tokio"))]
-pub(crate) fn in_unit_of_work() -> bool {
-    ::tokio::task::try_id().is_some()
+/// actix's units of work, for the executor seam (`crate::executor`): a task or a blocking job of
+/// a tokio runtime, which is what actix's workers and `web::block` run on, so that a `set` there
+/// outside any frame is refused with or without the `tokio` feature.
+pub(crate) struct Actix;
+
+impl crate::executor::Executor for Actix {
+    fn name(&self) -> &'static str {
+        "actix-web"
+    }
+
+    fn in_unit_of_work(&self) -> bool {
+        ::tokio::task::try_id().is_some()
+    }
 }

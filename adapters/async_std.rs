@@ -189,8 +189,18 @@ impl BuilderExt for Builder {
     }
 }
 
-/// Whether this thread is running an async-std task (including the future given to
-/// `block_on`, which async-std runs as a task: local tasks run beside it on the same thread).
-pub(crate) fn in_unit_of_work() -> bool {
-    ::async_std::task::try_current().is_some()
+/// async-std's units of work, for the executor seam (`crate::executor`): a task (including the
+/// future given to `block_on`, which async-std runs as a task: local tasks run beside it on the
+/// same thread). Its `spawn_blocking` jobs run on the `blocking` crate's threads, recognised by
+/// `adapters/blocking.rs`.
+pub(crate) struct AsyncStd;
+
+impl crate::executor::Executor for AsyncStd {
+    fn name(&self) -> &'static str {
+        "async-std"
+    }
+
+    fn in_unit_of_work(&self) -> bool {
+        ::async_std::task::try_current().is_some()
+    }
 }

@@ -1057,7 +1057,20 @@ impl<I: ExactSizeIterator> ExactSizeIterator for ContextIter<I> {
     }
 }
 
-/// Whether this thread is a rayon worker: everything it runs is some job of its pool.
-pub(crate) fn in_unit_of_work() -> bool {
-    ::rayon::current_thread_index().is_some()
+/// rayon's units of work, for the executor seam (`crate::executor`): a worker thread runs
+/// nothing but jobs of its pool, and may run others while it waits for one.
+pub(crate) struct Rayon;
+
+impl crate::executor::Executor for Rayon {
+    fn name(&self) -> &'static str {
+        "rayon"
+    }
+
+    fn in_unit_of_work(&self) -> bool {
+        ::rayon::current_thread_index().is_some()
+    }
+
+    fn run_one_while_waiting(&self) -> Option<bool> {
+        ::rayon::yield_now().map(|ran| matches!(ran, ::rayon::Yield::Executed))
+    }
 }

@@ -185,3 +185,21 @@ impl<'a> ExecutorExt<'a> for LocalExecutor<'a> {
         self.spawn(crate::capture::task(future))
     }
 }
+
+/// smol's units of work, for the executor seam (`crate::executor`): a task of smol's global
+/// executor. smol gives a running task no identity a library can read, but its global executor
+/// runs on threads of its own, named `smol-N`, and nothing else runs there. Its `unblock` jobs run
+/// on the `blocking` crate's threads, recognised by `adapters/blocking.rs`.
+pub(crate) struct Smol;
+
+impl crate::executor::Executor for Smol {
+    fn name(&self) -> &'static str {
+        "smol"
+    }
+
+    fn in_unit_of_work(&self) -> bool {
+        std::thread::current()
+            .name()
+            .is_some_and(|name| name.starts_with("smol-"))
+    }
+}

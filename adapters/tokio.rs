@@ -439,10 +439,18 @@ impl<T: 'static> JoinSetExt<T> for JoinSet<T> {
     }
 }
 
-/// Whether this thread is running a tokio task or blocking job (but not the future given to
-/// `block_on`, which tokio does not count as a task).
-pub(crate) fn in_unit_of_work() -> bool {
-    ::tokio::task::try_id().is_some()
+/// tokio's units of work, for the executor seam (`crate::executor`): a task or a blocking job
+/// (but not the future given to `block_on`, which tokio does not count as a task).
+pub(crate) struct Tokio;
+
+impl crate::executor::Executor for Tokio {
+    fn name(&self) -> &'static str {
+        "tokio"
+    }
+
+    fn in_unit_of_work(&self) -> bool {
+        ::tokio::task::try_id().is_some()
+    }
 }
 
 #[cfg(tokio_unstable)]
@@ -453,7 +461,7 @@ pub use self::inherit::{RuntimeBuilderExt, TaskHooks};
 pub use self::inherit::__is_tracked;
 
 #[cfg(tokio_unstable)]
-pub(crate) use self::inherit::{context_of_task_outside_poll, dropping_a_task_outside_its_poll};
+pub(crate) use self::inherit::TaskDrops;
 
 /// Automatic inheritance: runtime task hooks that give every task the spawner's context.
 #[cfg(tokio_unstable)]
@@ -607,9 +615,28 @@ mod inherit {
     /// Whether some runtime propagates contexts: until then, nothing looks at the registry.
     static IN_USE: AtomicBool = AtomicBool::new(false);
 
+    /// Tasks dropped outside their polls (at runtime shutdown), for the executor seam (see
+    /// `crate::integrations::TaskDrops`).
+    pub(crate) struct TaskDrops;
+
+    impl crate::executor::TaskDrops for TaskDrops {
+        const IN_USE: bool = true;
+        const EXECUTOR: &'static str = "tokio";
+
+        #[inline]
+        fn context_of_task_outside_poll() -> Option<Context> {
+            context_of_task_outside_poll()
+        }
+
+        #[inline]
+        fn dropping_a_task_outside_its_poll() -> bool {
+            dropping_a_task_outside_its_poll()
+        }
+    }
+
     /// The context of the tokio task running on this thread outside any poll hook (its future
     /// being dropped at runtime shutdown), if it is tracked.
-    pub(crate) fn context_of_task_outside_poll() -> Option<Context> {
+    fn context_of_task_outside_poll() -> Option<Context> {
         if !IN_USE.load(Ordering::Relaxed) {
             return None;
         }
@@ -619,7 +646,7 @@ mod inherit {
 
     /// Whether tokio is dropping a tracked task's future outside its polls (at shutdown): its
     /// context is not installed, so whatever frame is current belongs to someone else.
-    pub(crate) fn dropping_a_task_outside_its_poll() -> bool {
+    fn dropping_a_task_outside_its_poll() -> bool {
         if !IN_USE.load(Ordering::Relaxed) {
             return false;
         }

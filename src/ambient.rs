@@ -19,7 +19,9 @@
 //! `A`'s wrapper around `B`'s, so `B` is the innermost and wins where both set the same thing.
 
 use crate::integrations;
-use crate::propagation::{Baggage, Extractor, Injector, Trust};
+use crate::propagation::baggage::Baggage;
+use crate::propagation::carrier::{Extractor, Injector};
+use crate::propagation::trust::Trust;
 use crate::Context;
 
 /// Something current that travels beside the context: captured where work is handed on, made

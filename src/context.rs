@@ -375,8 +375,8 @@ impl Context {
     #[must_use = "the context is detached again as soon as the guard is dropped"]
     #[track_caller]
     pub fn attach(self) -> ContextGuard {
-        if !state::set_is_confined() {
-            panic!("contextvars: {}", crate::AccessError::outside_any_frame());
+        if let Err(refusal) = state::set_is_confined() {
+            panic!("contextvars: {}", crate::AccessError::refused(refusal));
         }
         ContextGuard {
             // Refused only at thread exit, once the thread's storage is gone: then a guard that
@@ -403,9 +403,7 @@ impl Context {
     /// drop(guard);
     /// ```
     pub fn try_attach(self) -> Result<ContextGuard, crate::AccessError> {
-        if !state::set_is_confined() {
-            return Err(crate::AccessError::outside_any_frame());
-        }
+        state::set_is_confined().map_err(crate::AccessError::refused)?;
         self.attach_unchecked().map_err(crate::AccessError::refused)
     }
 

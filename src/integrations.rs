@@ -3,8 +3,34 @@
 //! them only through the seams listed here, each defined in core code and implemented by the
 //! adapters in their own files.
 
+use crate::executor::Executor;
+
 // ---------------------------------------------------------------------------------------------
 // Runtimes and pools: how each recognises its own units of work (the executor seam).
+
+/// The executors compiled in, asked in this order whether the thread runs a unit of work of
+/// theirs (before those registered at run time); see `crate::executor`.
+pub(crate) static EXECUTORS: &[&dyn Executor] = &[
+    #[cfg(feature = "tokio")]
+    &crate::tokio::Tokio,
+    #[cfg(feature = "actix-web")]
+    &crate::actix_web::Actix,
+    #[cfg(feature = "async-std")]
+    &crate::async_std::AsyncStd,
+    #[cfg(feature = "smol")]
+    &crate::smol::Smol,
+    #[cfg(any(feature = "async-std", feature = "smol"))]
+    &crate::blocking::Blocking,
+    #[cfg(feature = "rayon")]
+    &crate::rayon::Rayon,
+];
+
+/// The runtime whose tasks may be dropped outside their polls with a context of their own (tokio
+/// with automatic inheritance); `()` without one. Asked on the hot paths, so chosen statically.
+#[cfg(all(feature = "tokio", tokio_unstable))]
+pub(crate) type TaskDrops = crate::tokio::TaskDrops;
+#[cfg(not(all(feature = "tokio", tokio_unstable)))]
+pub(crate) type TaskDrops = ();
 
 // ---------------------------------------------------------------------------------------------
 // What travels with the context beside it (the tracing span, the OpenTelemetry context):
@@ -25,18 +51,3 @@ type Otel = ();
 type Span = ::tracing::Span;
 #[cfg(not(feature = "tracing"))]
 type Span = ();
-
-// What a spawn hands its executor, checked by the compiler: with neither feature, exactly the
-// bare `WithContext` (nothing added to every task); with both, the OTel context around the span.
-// And what a transport runs a request's future in: without `opentelemetry` the bare future (a
-// span never crosses the wire, so `tracing` adds nothing there).
-#[cfg(not(feature = "opentelemetry"))]
-const _: fn(crate::ambient::RemoteScoped<()>) = |_: ()| {};
-#[cfg(not(any(feature = "tracing", feature = "opentelemetry")))]
-const _: fn(crate::capture::Task<()>) -> crate::WithContext<()> = |task| task;
-#[cfg(all(feature = "tracing", feature = "opentelemetry"))]
-const _: fn(
-    crate::capture::Task<()>,
-) -> crate::WithContext<
-    crate::opentelemetry::WithOtelContext<::tracing::instrument::Instrumented<()>>,
-> = |task| task;

@@ -17,7 +17,8 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use std::thread;
 
 use crate::capture::Captured;
-use crate::{state, Context};
+use crate::executor::{self, Executor};
+use crate::{integrations, state, Context};
 
 /// The panic payload a [`JobHandle`] reports when its job was dropped without running.
 const DROPPED: &str = "contextvars: the job was dropped before it ran (its pool shut down)";
@@ -203,8 +204,7 @@ impl<T> JobHandle<T> {
     /// ```
     #[track_caller]
     pub fn join(self) -> thread::Result<T> {
-        #[cfg(feature = "rayon")]
-        self.help_rayon_until_finished();
+        self.help_until_finished();
         let mut state = self.shared.lock();
         loop {
             match &mut *state {
@@ -225,30 +225,41 @@ impl<T> JobHandle<T> {
         }
     }
 
-    /// On a rayon worker, blocking could starve the very pool that must run the job (a
-    /// one-thread pool, or every worker joining): keep running the pool's jobs instead, and
-    /// sleep briefly only when the pool has nothing to run.
-    #[cfg(feature = "rayon")]
-    fn help_rayon_until_finished(&self) {
-        if ::rayon::current_thread_index().is_none() {
+    /// On a worker of a pool that can run its other work meanwhile (rayon's; see
+    /// [`Executor::run_one_while_waiting`]), blocking could starve the very pool that must run
+    /// the job (a one-thread pool, or every worker joining): keep running the pool's work
+    /// instead, and sleep briefly only when the pool has nothing to run.
+    fn help_until_finished(&self) {
+        if self.is_finished() {
             return;
         }
+        // Each unit of work run meanwhile gets a frame of its own with the empty context: it
+        // must see neither the joiner's context nor what an earlier one set.
+        let help = |executor: &dyn Executor| {
+            state::run_in(Context::new(), || executor.run_one_while_waiting())
+        };
+        let registered = executor::registered();
+        let executors = integrations::EXECUTORS
+            .iter()
+            .chain(registered.iter().flat_map(|list| list.iter()));
+        let Some((executor, mut ran)) = executors
+            .into_iter()
+            .find_map(|executor| Some((*executor, help(*executor)?)))
+        else {
+            return;
+        };
         while !self.is_finished() {
-            // Each job run meanwhile gets a frame of its own with the empty context: it must
-            // see neither the joiner's context nor what an earlier one set.
-            if let Some(::rayon::Yield::Executed) =
-                state::run_in(Context::new(), ::rayon::yield_now)
-            {
-                continue;
+            if !ran {
+                let mut state = self.shared.lock();
+                if let State::Running { joining, .. } = &mut *state {
+                    *joining = true;
+                    let _ = self
+                        .shared
+                        .finished
+                        .wait_timeout(state, std::time::Duration::from_millis(1));
+                }
             }
-            let mut state = self.shared.lock();
-            if let State::Running { joining, .. } = &mut *state {
-                *joining = true;
-                let _ = self
-                    .shared
-                    .finished
-                    .wait_timeout(state, std::time::Duration::from_millis(1));
-            }
+            ran = help(executor).unwrap_or(false);
         }
     }
 

@@ -235,6 +235,7 @@ mod ambient;
 mod capture;
 mod context;
 mod debug_value;
+pub mod executor;
 #[cfg(any(feature = "tracing", feature = "log"))]
 mod fields;
 mod future;
@@ -285,6 +286,11 @@ pub mod tracing;
 #[path = "../adapters/log.rs"]
 pub mod log;
 
+/// The `blocking` crate's threads (async-std's `spawn_blocking`, smol's `unblock`).
+#[cfg(any(feature = "async-std", feature = "smol"))]
+#[path = "../adapters/blocking.rs"]
+mod blocking;
+
 /// `http::HeaderMap` as a carrier, and what the tower and reqwest clients share.
 #[cfg(any(feature = "tower", feature = "reqwest"))]
 #[path = "../adapters/http.rs"]
@@ -319,6 +325,21 @@ pub mod async_nats;
 #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 #[path = "../adapters/opentelemetry.rs"]
 pub mod opentelemetry;
+
+// What a spawn hands its executor, checked by the compiler: with neither feature, exactly the
+// bare `WithContext` (nothing added to every task); with both, the OTel context around the span.
+// And what a transport runs a request's future in: without `opentelemetry` the bare future (a
+// span never crosses the wire, so `tracing` adds nothing there).
+#[cfg(not(feature = "opentelemetry"))]
+const _: fn(crate::ambient::RemoteScoped<()>) = |_: ()| {};
+#[cfg(not(any(feature = "tracing", feature = "opentelemetry")))]
+const _: fn(crate::capture::Task<()>) -> crate::WithContext<()> = |task| task;
+#[cfg(all(feature = "tracing", feature = "opentelemetry"))]
+const _: fn(
+    crate::capture::Task<()>,
+) -> crate::WithContext<
+    crate::opentelemetry::WithOtelContext<::tracing::instrument::Instrumented<()>>,
+> = |task| task;
 
 /// The README's Rust code blocks, compiled and run as doc tests so that they cannot drift from
 /// the API. They use the `tokio` and `tracing` adapters, so they are tested when those features

@@ -35,9 +35,10 @@ use std::cell::{Cell, RefCell};
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 
+use crate::executor::{self, Executor, TaskDrops};
 use crate::map::Root;
 use crate::raw::count::Counted;
-use crate::{raw, Context};
+use crate::{integrations, raw, Context};
 
 struct GuardSlot {
     id: u64,
@@ -116,7 +117,10 @@ pub(crate) enum Refusal {
     Destroyed,
     /// No frame of this crate is active and the thread is running a runtime's or pool's unit of
     /// work: a value set here would stay on the worker thread for the next, unrelated one.
-    NoFrame,
+    NoFrame {
+        /// The runtime or pool that recognised the thread (its [`Executor::name`]).
+        executor: &'static str,
+    },
     /// The current context kept changing while a `set` built the new one (code run by the
     /// build, the global allocator, changed it every time), or is being read by the crate
     /// itself (which runs no code of the user's meanwhile, so this is not expected).
@@ -128,7 +132,6 @@ pub(crate) enum Refusal {
 /// `f` must not run user code (the state is borrowed meanwhile): clone what it needs out.
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
-    #[cfg(all(feature = "tokio", tokio_unstable))]
     if let Some(context) = dropped_task_context() {
         return Some(f(&context));
     }
@@ -139,7 +142,6 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Context) -> R) -> Option<R> {
 /// thread's storage is gone.
 #[inline]
 pub(crate) fn capture() -> Context {
-    #[cfg(all(feature = "tokio", tokio_unstable))]
     if let Some(context) = dropped_task_context() {
         return context;
     }
@@ -147,34 +149,45 @@ pub(crate) fn capture() -> Context {
 }
 
 /// A task of a runtime with automatic inheritance, dropped at shutdown outside any poll: no
-/// hook installed its context, but tokio tells which task is being dropped.
-#[cfg(all(feature = "tokio", tokio_unstable))]
-#[inline]
+/// hook installed its context, but the runtime tells which task is being dropped. Nothing (and
+/// no code) without such a runtime compiled in (see `integrations::TaskDrops`).
+#[inline(always)]
 fn dropped_task_context() -> Option<Context> {
-    if DEPTH.try_with(Cell::get).unwrap_or(0) != 0 {
+    if !<integrations::TaskDrops as TaskDrops>::IN_USE || !at_top_level() {
         return None;
     }
-    crate::tokio::context_of_task_outside_poll()
+    <integrations::TaskDrops as TaskDrops>::context_of_task_outside_poll()
+}
+
+/// Whether a value may be read in place from the thread's current context: always, but on a
+/// thread's top level where a runtime may be dropping a task outside its poll (whose context is
+/// then found by [`capture`], the slow path).
+#[inline(always)]
+pub(crate) fn may_read_in_place() -> bool {
+    !<integrations::TaskDrops as TaskDrops>::IN_USE || !at_top_level()
 }
 
 /// Whether no frame of this crate is active on this thread.
-#[cfg(all(feature = "tokio", tokio_unstable))]
 #[inline]
-pub(crate) fn at_top_level() -> bool {
+fn at_top_level() -> bool {
     DEPTH.try_with(Cell::get).unwrap_or(0) == 0
 }
 
-/// Whether a value set now is confined to a frame: a frame of this crate is active, a guard is
-/// attached at the thread's top level, or the thread is not running some runtime's unit of work
-/// (so it is the thread's own top level, which belongs to whoever owns the thread).
-pub(crate) fn set_is_confined() -> bool {
-    #[cfg(all(feature = "tokio", tokio_unstable))]
-    if crate::tokio::dropping_a_task_outside_its_poll() {
+/// Whether a value set now is confined to a frame (`Ok`): a frame of this crate is active, a
+/// guard is attached at the thread's top level, or the thread is not running some runtime's unit
+/// of work (so it is the thread's own top level, which belongs to whoever owns the thread).
+/// Otherwise the refusal, naming the executor whose unit of work the value would outlive.
+pub(crate) fn set_is_confined() -> Result<(), Refusal> {
+    if <integrations::TaskDrops as TaskDrops>::IN_USE
+        && <integrations::TaskDrops as TaskDrops>::dropping_a_task_outside_its_poll()
+    {
         // Whatever frame is around, it is not this task's.
-        return false;
+        return Err(Refusal::NoFrame {
+            executor: <integrations::TaskDrops as TaskDrops>::EXECUTOR,
+        });
     }
     if DEPTH.try_with(Cell::get).unwrap_or(0) > 0 {
-        return true;
+        return Ok(());
     }
     let guarded = GUARDS
         .try_with(|guards| {
@@ -184,7 +197,10 @@ pub(crate) fn set_is_confined() -> bool {
                 .map_or(true, |guards| !guards.is_empty())
         })
         .unwrap_or(false);
-    guarded || !in_unit_of_work()
+    match executor_of_unit_of_work() {
+        Some(executor) if !guarded => Err(Refusal::NoFrame { executor }),
+        _ => Ok(()),
+    }
 }
 
 /// Replaces the current context by `f(current, failed)` (no change when `f` returns `None`);
@@ -199,8 +215,8 @@ pub(crate) fn update_current(
     if !raw::is_alive() {
         return Err(Refusal::Destroyed);
     }
-    if confine && !set_is_confined() {
-        return Err(Refusal::NoFrame);
+    if confine {
+        set_is_confined()?;
     }
     match raw::update_current(f) {
         // The old context drops here, after the change.
@@ -382,14 +398,14 @@ impl Drop for Frame<'_> {
     }
 }
 
-#[cfg(all(feature = "tokio", tokio_unstable))]
 thread_local! {
     /// Frames opened and closed by separate calls (a runtime's before- and after-poll hooks):
     /// the tag of each (its task) and the outer context it saved.
     static HOOKED: RefCell<Vec<(u64, Context)>> = const { RefCell::new(Vec::new()) };
 }
 
-#[cfg(all(feature = "tokio", tokio_unstable))]
+// Used by runtimes with poll hooks (`integrations::TaskDrops`), when one is compiled in.
+#[allow(dead_code)]
 /// Opens a frame with `context` current, to be closed by [`close_frame`] on this thread; frames
 /// opened so must nest with every other frame (a runtime's poll hooks do: a poll runs inside
 /// whatever frames are around it and ends before they do).
@@ -409,7 +425,8 @@ pub(crate) fn open_frame(tag: u64, mut context: Context) {
     }
 }
 
-#[cfg(all(feature = "tokio", tokio_unstable))]
+// Used by runtimes with poll hooks (`integrations::TaskDrops`), when one is compiled in.
+#[allow(dead_code)]
 /// The tag of the innermost frame opened by [`open_frame`] on this thread, if any.
 pub(crate) fn innermost_hook_tag() -> Option<u64> {
     HOOKED
@@ -418,7 +435,8 @@ pub(crate) fn innermost_hook_tag() -> Option<u64> {
         .flatten()
 }
 
-#[cfg(all(feature = "tokio", tokio_unstable))]
+// Used by runtimes with poll hooks (`integrations::TaskDrops`), when one is compiled in.
+#[allow(dead_code)]
 /// Closes the frame opened last by [`open_frame`] on this thread, if it was opened with `tag`, and
 /// returns its context (with what was set in it); `None` when it was not.
 pub(crate) fn close_frame(tag: u64) -> Option<Context> {
@@ -575,44 +593,17 @@ pub(crate) fn detach(id: u64) {
     drop(displaced);
 }
 
-/// Whether this thread is running a unit of work of a runtime or pool this crate knows (a task,
-/// a blocking job, a pool job) outside any frame of this crate. Where a runtime offers no way
-/// to tell, its adapter's docs say so.
-fn in_unit_of_work() -> bool {
-    #[cfg(feature = "tokio")]
-    if crate::tokio::in_unit_of_work() {
-        return true;
+/// The executor (see `crate::executor`) whose unit of work (a task, a blocking job, a pool job)
+/// this thread is running, outside any frame of this crate: those compiled in first, then those
+/// registered. Where a runtime offers no way to tell, its adapter's docs say so.
+fn executor_of_unit_of_work() -> Option<&'static str> {
+    let found = |executor: &&&dyn Executor| executor.in_unit_of_work();
+    if let Some(executor) = integrations::EXECUTORS.iter().find(found) {
+        return Some(executor.name());
     }
-    // actix-web runs on tokio: this covers its workers and `web::block` without the `tokio`
-    // feature.
-    #[cfg(all(feature = "actix-web", not(feature = "tokio")))]
-    if crate::actix_web::in_unit_of_work() {
-        return true;
-    }
-    #[cfg(feature = "async-std")]
-    if crate::async_std::in_unit_of_work() {
-        return true;
-    }
-    #[cfg(feature = "rayon")]
-    if crate::rayon::in_unit_of_work() {
-        return true;
-    }
-    #[cfg(any(feature = "async-std", feature = "smol"))]
-    if on_a_named_pool_thread() {
-        return true;
-    }
-    false
-}
-
-/// async-std's `spawn_blocking` and smol's `unblock` run jobs on the threads of the `blocking`
-/// crate, and smol's global executor runs tasks on threads of its own: neither gives a running
-/// job or task an identity a library can read, but they name their threads (`blocking-N`,
-/// `smol-N`), and nothing but their jobs and tasks runs there.
-#[cfg(any(feature = "async-std", feature = "smol"))]
-fn on_a_named_pool_thread() -> bool {
-    let thread = std::thread::current();
-    let Some(name) = thread.name() else {
-        return false;
-    };
-    name.starts_with("blocking-") || (cfg!(feature = "smol") && name.starts_with("smol-"))
+    let registered = executor::registered()?;
+    registered
+        .iter()
+        .find(found)
+        .map(|executor| executor.name())
 }

@@ -229,11 +229,7 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
         T: Clone,
     {
         // A task dropped outside its poll at shutdown reads its own context (the slow path).
-        #[cfg(all(feature = "tokio", tokio_unstable))]
-        let fast = !state::at_top_level();
-        #[cfg(not(all(feature = "tokio", tokio_unstable)))]
-        let fast = true;
-        if fast {
+        if state::may_read_in_place() {
             // Values of the standard library's types whose `Clone` runs no code (not even the
             // allocator), cloned in place.
             if let Ok(value) = raw::get_in_place(self) {
@@ -503,10 +499,6 @@ pub struct AccessError {
 }
 
 impl AccessError {
-    pub(crate) fn outside_any_frame() -> AccessError {
-        AccessError::refused(state::Refusal::NoFrame)
-    }
-
     pub(crate) fn refused(kind: state::Refusal) -> AccessError {
         AccessError { kind }
     }
@@ -523,7 +515,7 @@ impl AccessError {
     /// assert!(STEP.try_set(1).is_ok());
     /// ```
     pub fn is_outside_any_frame(&self) -> bool {
-        self.kind == state::Refusal::NoFrame
+        matches!(self.kind, state::Refusal::NoFrame { .. })
     }
 }
 
@@ -546,9 +538,10 @@ impl fmt::Display for AccessError {
                  run by the build, such as a global allocator calling back into contextvars, \
                  changed it on every attempt)",
             ),
-            state::Refusal::NoFrame => f.write_str(
+            state::Refusal::NoFrame { executor } => write!(
+                f,
                 "a context variable was set outside any context of this crate, in a task or job \
-                 of a runtime or pool: the value would stay on the worker thread and reach the \
+                 of {executor}: the value would stay on the worker thread and reach the \
                  next, unrelated task. Run the work in a context: spawn it with a \
                  `spawn_with_context` helper, wrap its future with `.with_context(..)` / \
                  `.with_current_context()` or its body with `Context::run` / `ContextVar::scope`, \

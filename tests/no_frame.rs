@@ -6,12 +6,18 @@ use contextvars::{Context, ContextVar};
 
 static RID: ContextVar<String> = ContextVar::new("rid");
 
-/// What a stray `set` must produce: an error naming the fix.
+/// How errors name the `blocking` crate's threads.
 #[allow(dead_code)]
-fn assert_refused(result: Result<(), contextvars::AccessError>) {
+const BLOCKING: &str = "the blocking pool (async-std's spawn_blocking, smol's unblock)";
+
+/// What a stray `set` must produce: an error naming the executor that runs the thread, and the
+/// fix.
+#[allow(dead_code)]
+fn assert_refused(result: Result<(), contextvars::AccessError>, executor: &str) {
     let error = result.expect_err("a set outside any frame on a worker is refused");
     assert!(error.is_outside_any_frame());
     let message = error.to_string();
+    assert!(message.contains(&format!(" of {executor}: ")), "{message}");
     assert!(message.contains("spawn_with_context"), "{message}");
     assert!(message.contains("Context::run"), "{message}");
 }
@@ -44,7 +50,7 @@ mod tokio_paths {
             let refused = tokio::spawn(async { RID.try_set("leak".into()) })
                 .await
                 .unwrap();
-            assert_refused(refused);
+            assert_refused(refused, "tokio");
             let panicked = tokio::spawn(async { RID.set("leak".into()) })
                 .await
                 .unwrap_err();
@@ -62,7 +68,7 @@ mod tokio_paths {
             let refused = tokio::task::spawn_blocking(|| RID.try_set("leak".into()))
                 .await
                 .unwrap();
-            assert_refused(refused);
+            assert_refused(refused, "tokio");
             // One blocking thread: the next job runs on the same one.
             let seen = tokio::task::spawn_blocking(|| RID.get()).await.unwrap();
             assert_eq!(seen, None);
@@ -109,7 +115,7 @@ mod async_std_paths {
     fn a_plain_task_cannot_set_into_the_worker() {
         async_std::task::block_on(async {
             let refused = async_std::task::spawn(async { RID.try_set("leak".into()) }).await;
-            assert_refused(refused);
+            assert_refused(refused, "async-std");
             assert_eq!(async_std::task::spawn(async { RID.get() }).await, None);
         });
     }
@@ -118,16 +124,17 @@ mod async_std_paths {
     fn a_plain_blocking_job_cannot_set_into_the_blocking_thread() {
         async_std::task::block_on(async {
             let refused = async_std::task::spawn_blocking(|| RID.try_set("leak".into())).await;
-            assert_refused(refused);
+            assert_refused(refused, BLOCKING);
         });
     }
 
     #[test]
     fn the_block_on_future_is_a_task_and_needs_a_frame_too() {
         // async-std runs local tasks beside the `block_on` future on the same thread.
-        assert_refused(async_std::task::block_on(async {
-            RID.try_set("leak".into())
-        }));
+        assert_refused(
+            async_std::task::block_on(async { RID.try_set("leak".into()) }),
+            "async-std",
+        );
         let framed = async_std::task::block_on(contextvars::ContextExt::with_context(
             async {
                 RID.set("framed".into());
@@ -143,7 +150,7 @@ mod async_std_paths {
 #[test]
 fn a_plain_unblock_job_cannot_set_into_the_blocking_thread() {
     let refused = smol::block_on(smol::unblock(|| RID.try_set("leak".into())));
-    assert_refused(refused);
+    assert_refused(refused, BLOCKING);
 }
 
 #[cfg(feature = "rayon")]
@@ -160,17 +167,20 @@ mod rayon_paths {
     #[test]
     fn a_plain_job_cannot_set_into_the_worker() {
         let pool = one_thread_pool();
-        assert_refused(pool.install(|| RID.try_set("leak".into())));
+        assert_refused(pool.install(|| RID.try_set("leak".into())), "rayon");
         let (tx, rx) = std::sync::mpsc::channel();
         pool.spawn(move || tx.send(RID.try_set("leak".into())).unwrap());
-        assert_refused(rx.recv().unwrap());
+        assert_refused(rx.recv().unwrap(), "rayon");
         assert_eq!(pool.install(|| RID.get()), None);
     }
 
     #[test]
     fn a_plain_job_cannot_attach_but_a_guard_inside_run_is_confined() {
         let pool = one_thread_pool();
-        assert_refused(pool.install(|| Context::new().try_attach().map(drop)));
+        assert_refused(
+            pool.install(|| Context::new().try_attach().map(drop)),
+            "rayon",
+        );
         pool.install(|| {
             Context::new().run(|| {
                 let guard = Context::new().attach();
@@ -207,7 +217,7 @@ mod rayon_paths {
 #[test]
 fn a_plain_task_on_smol_global_executor_cannot_set_into_its_thread() {
     let refused = smol::block_on(smol::spawn(async { RID.try_set("leak".into()) }));
-    assert_refused(refused);
+    assert_refused(refused, "smol");
 }
 
 #[cfg(feature = "tokio")]
@@ -225,7 +235,7 @@ fn a_plain_task_cannot_attach_a_guard_that_could_outlive_it() {
         })
         .await
         .unwrap();
-        assert_refused(refused);
+        assert_refused(refused, "tokio");
         let panicked = tokio::spawn(async {
             std::mem::forget(Context::new().with_value(&RID, "req-A".into()).attach());
         })
@@ -238,6 +248,7 @@ fn a_plain_task_cannot_attach_a_guard_that_could_outlive_it() {
             tokio::spawn(async { RID.try_set("x".into()) })
                 .await
                 .unwrap(),
+            "tokio",
         );
         // Inside a frame, guards are fine: they end with it.
         let framed = tokio::spawn(async {

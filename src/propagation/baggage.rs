@@ -4,8 +4,35 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::carrier::Extractor;
-use super::{is_token, FORWARDED, MAX_BAGGAGE_BYTES, MAX_BAGGAGE_MEMBERS};
+use super::carrier::{is_token, Extractor};
+use crate::ContextVar;
+
+/// The baggage members received and not registered, kept to be forwarded. Opaque: logging
+/// integrations do not print it.
+pub(crate) static FORWARDED: ContextVar<Baggage> = ContextVar::opaque("baggage");
+
+/// The W3C Baggage limit on list-members, applied when reading and when writing.
+///
+/// ```
+/// use contextvars::propagation::{Baggage, MAX_BAGGAGE_MEMBERS};
+///
+/// let header: Vec<String> = (0..100).map(|i| format!("k{i}=v")).collect();
+/// assert_eq!(Baggage::parse(&header.join(",")).len(), MAX_BAGGAGE_MEMBERS);
+/// ```
+pub const MAX_BAGGAGE_MEMBERS: usize = 64;
+
+/// The W3C Baggage limit on the header's size in bytes, applied when reading and when writing.
+///
+/// ```
+/// use contextvars::propagation::{Baggage, MAX_BAGGAGE_BYTES};
+///
+/// let big = format!("a=1,b={},c=3", "x".repeat(MAX_BAGGAGE_BYTES));
+/// let baggage = Baggage::parse(&big);
+/// assert_eq!(baggage.get("a"), Some("1"));
+/// assert_eq!(baggage.get("b"), None); // ends past the limit, like everything after it
+/// assert_eq!(baggage.get("c"), None);
+/// ```
+pub const MAX_BAGGAGE_BYTES: usize = 8192;
 
 /// The carrier key (header name) of W3C Baggage.
 pub(crate) const BAGGAGE: &str = "baggage";

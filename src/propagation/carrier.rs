@@ -5,6 +5,13 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
+/// An HTTP token (RFC 9110 `tchar`s), non-empty: the syntax of header names and baggage keys.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// A carrier a context is read from: the incoming side. The shape of OpenTelemetry's
 /// `Extractor`.
 ///

@@ -197,15 +197,16 @@ use pin_project_lite::pin_project;
 use crate::ambient::{self, Ambient as _, BaggageChange};
 use crate::{integrations, Context, ContextExt, ContextVar, WithContext};
 
-mod baggage;
-mod carrier;
-mod trust;
+pub(crate) mod baggage;
+pub(crate) mod carrier;
+pub(crate) mod trust;
 
-pub use self::baggage::{Baggage, BaggageMember};
+pub use self::baggage::{Baggage, BaggageMember, MAX_BAGGAGE_BYTES, MAX_BAGGAGE_MEMBERS};
+pub(crate) use self::carrier::is_token;
 pub use self::carrier::{Extractor, Injector};
 pub use self::trust::{Trust, TrustedHosts};
 
-use self::baggage::{parse_lines, Writer, BAGGAGE};
+use self::baggage::{parse_lines, Writer, BAGGAGE, FORWARDED};
 
 /// The request id of the current request or message, set by [`Propagation::extract`] (and so by
 /// every server and consumer integration) unless another variable was chosen with
@@ -241,10 +242,6 @@ pub static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id").with_d
 pub static CALLER_REQUEST_ID: ContextVar<String> =
     ContextVar::new("caller_request_id").with_display();
 
-/// The baggage members received and not registered, kept to be forwarded. Opaque: logging
-/// integrations do not print it.
-static FORWARDED: ContextVar<Baggage> = ContextVar::opaque("baggage");
-
 /// The registered members received with escapes that encoding their value would not give back,
 /// as received: a variable whose value still formats to the decoded value is sent on with the
 /// same escapes, so it takes no more room than it did on the way in. Opaque, and only set when
@@ -264,29 +261,6 @@ pub const DEFAULT_REQUEST_ID_HEADER: &str = "x-request-id";
 /// assert_eq!(contextvars::propagation::DEFAULT_MAX_REQUEST_ID_LEN, 128);
 /// ```
 pub const DEFAULT_MAX_REQUEST_ID_LEN: usize = 128;
-
-/// The W3C Baggage limit on list-members, applied when reading and when writing.
-///
-/// ```
-/// use contextvars::propagation::{Baggage, MAX_BAGGAGE_MEMBERS};
-///
-/// let header: Vec<String> = (0..100).map(|i| format!("k{i}=v")).collect();
-/// assert_eq!(Baggage::parse(&header.join(",")).len(), MAX_BAGGAGE_MEMBERS);
-/// ```
-pub const MAX_BAGGAGE_MEMBERS: usize = 64;
-
-/// The W3C Baggage limit on the header's size in bytes, applied when reading and when writing.
-///
-/// ```
-/// use contextvars::propagation::{Baggage, MAX_BAGGAGE_BYTES};
-///
-/// let big = format!("a=1,b={},c=3", "x".repeat(MAX_BAGGAGE_BYTES));
-/// let baggage = Baggage::parse(&big);
-/// assert_eq!(baggage.get("a"), Some("1"));
-/// assert_eq!(baggage.get("b"), None); // ends past the limit, like everything after it
-/// assert_eq!(baggage.get("c"), None);
-/// ```
-pub const MAX_BAGGAGE_BYTES: usize = 8192;
 
 // ---------------------------------------------------------------------------------------------
 // Propagation: what travels, shared by both sides.
@@ -1324,13 +1298,6 @@ fn is_header_text(value: &str) -> bool {
         && value
             .bytes()
             .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7F))
-}
-
-/// An HTTP token (RFC 9110 `tchar`s), non-empty: the syntax of header names and baggage keys.
-pub(crate) fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]
