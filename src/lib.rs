@@ -83,8 +83,9 @@
 //! - a `set` (or `attach`) with no frame of the crate around it, in a runtime's task or a
 //!   pool's job, would stay on the worker thread for the next, unrelated task: it is refused
 //!   ([`ContextVar::set`] panics, [`ContextVar::try_set`] returns an [`AccessError`] naming
-//!   the fix). On a thread you own, outside any runtime's task, the thread's own top level
-//!   accepts values.
+//!   the runtime and the fix). On a thread you own, outside any runtime's task, the thread's own
+//!   top level accepts values. A runtime or pool of your own gets the same protection through
+//!   [`executor`].
 //!
 //! # Never forget a spawn
 //!

@@ -1,35 +1,36 @@
 //! The actix-web middleware and spawn helpers on a real `HttpServer` over loopback: ids under
 //! load in the handler, a spawned task and a blocking job (as `log` records), the bad-input
-//! rows shared with the tower layer, isolation between requests, and where `set` is refused.
+//! rows shared with the tower layer, isolation between requests, and where `set` is refused;
+//! then the shared runtime scenarios on an actix system.
 #![cfg(all(feature = "actix-web", feature = "log"))]
 
-#[path = "common/bad_input.rs"]
-mod bad_input;
+mod common;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use axum::body::Bytes;
 use axum::http;
+use common::bad_input::{self, Config, Generator};
+use common::http::{client, runtime, HttpClient};
+use common::logger::Capture;
+use common::scenarios;
+use common::stress::{Blocking, BoxFuture, Runtime};
+use common::tokio_task::{abort_after, join};
 use contextvars::actix_web::{block_with_context, spawn_with_context, ContextMiddleware};
 use contextvars::log::ContextLogger;
 use contextvars::propagation::{Propagation, Trust, CALLER_REQUEST_ID, REQUEST_ID};
 use contextvars::{ContextExt, ContextVar};
 use futures::StreamExt;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use log::kv::{self, Key, Value, VisitSource};
 use tokio::sync::watch;
-
-use bad_input::{Config, Generator};
 
 /// The middleware for a service whose callers are trusted (these tests check the trusted
 /// behaviour; the untrusted one is checked at the end and in `tests/trust.rs`).
@@ -105,22 +106,6 @@ macro_rules! serve {
     };
 }
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
-
-fn client(max_idle: usize) -> HttpClient {
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(max_idle)
-        .build_http()
-}
-
-fn client_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Sends a request with these headers (values as raw bytes); returns the response's
 /// `x-request-id` (or `echo_header`) and the body.
 async fn send(
@@ -153,49 +138,15 @@ async fn send(
 // ---------------------------------------------------------------------------------------------
 // Load: 2,000 requests at 64 in flight; every log record carries exactly its own request's id.
 
-/// One `log` record of the load test: its message and its `request_id` key-value.
-type Logged = (String, Option<String>);
-
-/// Where the records of target `actix_load` go; the global logger is installed once.
-static LOAD_RECORDS: Mutex<Option<std_mpsc::Sender<Logged>>> = Mutex::new(None);
-
-struct CaptureLoad;
-
-impl log::Log for CaptureLoad {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.target() == "actix_load"
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        if !self.enabled(record.metadata()) {
-            return;
-        }
-        struct RequestId(Option<String>);
-        impl<'kvs> VisitSource<'kvs> for RequestId {
-            fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), kv::Error> {
-                if key.as_str() == "request_id" {
-                    assert!(self.0.is_none(), "one request_id per record");
-                    self.0 = Some(value.to_string());
-                }
-                Ok(())
-            }
-        }
-        let mut id = RequestId(None);
-        record.key_values().visit(&mut id).unwrap();
-        if let Some(sender) = &*LOAD_RECORDS.lock().unwrap() {
-            sender.send((record.args().to_string(), id.0)).unwrap();
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-fn capture_load_records() -> std_mpsc::Receiver<Logged> {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| ContextLogger::new(CaptureLoad).install().unwrap());
-    let (sender, receiver) = std_mpsc::channel();
-    *LOAD_RECORDS.lock().unwrap() = Some(sender);
-    receiver
+/// The process's logger, installed on first use: a `ContextLogger` around a capture of the
+/// records of target `actix_load`.
+fn load_records() -> &'static Capture {
+    static LOAD_RECORDS: OnceLock<Capture> = OnceLock::new();
+    LOAD_RECORDS.get_or_init(|| {
+        let capture = Capture::only_target("actix_load");
+        ContextLogger::new(capture.clone()).install().unwrap();
+        capture
+    })
 }
 
 async fn load_handler(request: HttpRequest, released: web::Data<watch::Receiver<bool>>) -> String {
@@ -228,7 +179,7 @@ async fn load_handler(request: HttpRequest, released: web::Data<watch::Receiver<
 fn two_thousand_requests_at_64_in_flight_log_their_own_id_everywhere() {
     const REQUESTS: usize = 2_000;
     const IN_FLIGHT: usize = 64;
-    let records = capture_load_records();
+    let records = load_records();
     let (release, released) = watch::channel(false);
     let released = web::Data::new(released);
     let server = serve!(2, move || {
@@ -238,7 +189,7 @@ fn two_thousand_requests_at_64_in_flight_log_their_own_id_everywhere() {
             .wrap(internal())
     });
 
-    client_runtime().block_on(async {
+    runtime(2).block_on(async {
         let client = client(IN_FLIGHT);
         let addr = server.addr;
         let responses: Vec<(String, Option<Vec<u8>>, String)> = futures::stream::iter(0..REQUESTS)
@@ -269,18 +220,15 @@ fn two_thousand_requests_at_64_in_flight_log_their_own_id_everywhere() {
 
         // Every response is in; only now may the spawned tasks log.
         release.send(true).unwrap();
-        let expected = REQUESTS * 3;
-        let deadline = Instant::now() + Duration::from_secs(60);
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut mismatches = Vec::new();
-        for _ in 0..expected {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (message, id) = records.recv_timeout(left).expect("every record arrives");
-            let (_, sent) = message.split_once(' ').unwrap();
+        for record in records.wait_for(REQUESTS * 3, Duration::from_secs(60)) {
+            let id = record.value_of("request_id");
+            let (_, sent) = record.message.split_once(' ').unwrap();
             if id.as_deref() != Some(sent) {
-                mismatches.push((message.clone(), id));
+                mismatches.push((record.message.clone(), id));
             }
-            *seen.entry(message).or_default() += 1;
+            *seen.entry(record.message).or_default() += 1;
         }
         assert!(mismatches.is_empty(), "mismatches: {mismatches:?}");
         for i in 0..REQUESTS {
@@ -291,7 +239,6 @@ fn two_thousand_requests_at_64_in_flight_log_their_own_id_everywhere() {
         }
         server.stop().await;
     });
-    *LOAD_RECORDS.lock().unwrap() = None;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,7 +267,7 @@ fn the_bad_input_rows_of_the_tower_layer_give_the_same_results() {
         }
         app
     });
-    client_runtime().block_on(async {
+    runtime(2).block_on(async {
         let client = client(1);
         let rows = bad_input::rows();
         assert!(rows.len() >= 25);
@@ -373,7 +320,7 @@ fn the_request_carries_the_id_the_context_has() {
                 }),
             ))
     });
-    client_runtime().block_on(async {
+    runtime(2).block_on(async {
         let client = client(1);
         let get = |path: &'static str, headers: &'static [(&'static str, &'static [u8])]| {
             let client = client.clone();
@@ -440,7 +387,7 @@ fn what_a_request_sets_stays_in_it_and_the_next_request_on_the_connection_starts
             )
             .wrap(internal())
     });
-    client_runtime().block_on(async {
+    runtime(2).block_on(async {
         // One idle connection at most, one worker: the requests share the connection's task.
         let client = client(1);
         for _ in 0..3 {
@@ -494,7 +441,7 @@ fn a_set_outside_every_frame_on_an_actix_worker_is_refused_as_on_tokio() {
                 web::get().to(|| async { format!("{:?}", LEAK.get()) }),
             )
     });
-    client_runtime().block_on(async {
+    runtime(2).block_on(async {
         let client = client(1);
         let (_, body) = send(&client, server.addr, http::Method::GET, "/with/", &[], "x").await;
         assert_eq!(
@@ -535,7 +482,7 @@ fn a_streaming_body_sees_the_context_only_when_wrapped() {
             )
             .wrap(internal())
     });
-    client_runtime().block_on(async {
+    runtime(2).block_on(async {
         let client = client(1);
         let (_, body) = send(
             &client,
@@ -579,7 +526,7 @@ fn the_id_is_echoed_in_the_configured_header_unless_the_handler_set_it() {
                 }),
             ))
     });
-    client_runtime().block_on(async {
+    runtime(2).block_on(async {
         let client = client(1);
         let (echoed, body) = send(
             &client,
@@ -641,7 +588,7 @@ fn strangers_get_a_fresh_id_and_only_the_gateways_requests_are_believed() {
                     .trust_callers_if(|request| request.headers().contains_key("x-from-gateway")),
             )
     });
-    client_runtime().block_on(async {
+    runtime(2).block_on(async {
         let client = client(1);
         let spoofed: &[(&str, &[u8])] =
             &[("x-request-id", b"spoof-1"), ("baggage", b"tenant=victim")];
@@ -676,4 +623,121 @@ fn strangers_get_a_fresh_id_and_only_the_gateways_requests_are_believed() {
         assert_eq!(body, r#"Some("gw-1") None Some("acme")"#);
         server.stop().await;
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shared scenarios (`tests/common/scenarios.rs`) on an actix system.
+
+/// A fresh actix system per `block_on`, on a current-thread tokio runtime with one blocking
+/// thread: its one worker is the `block_on` thread, so a later task (or job) runs on the very
+/// thread of the earlier one.
+#[derive(Clone)]
+struct Actix;
+
+impl Runtime for Actix {
+    fn block_on<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> T {
+        actix_web::rt::System::with_tokio_rt(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .max_blocking_threads(1)
+                .enable_all()
+                .build()
+                .unwrap()
+        })
+        .block_on(future)
+    }
+
+    fn spawn_with_context<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(join(spawn_with_context(task)))
+    }
+
+    fn spawn_plain<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(join(actix_web::rt::spawn(task)))
+    }
+
+    fn spawn_and_cancel(
+        &self,
+        task: impl Future<Output = ()> + Send + 'static,
+        started: impl Future<Output = ()> + Send + 'static,
+    ) -> BoxFuture {
+        abort_after(spawn_with_context(task), started)
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture {
+        Box::pin(actix_web::rt::time::sleep(duration))
+    }
+
+    fn yield_now(&self) -> BoxFuture {
+        Box::pin(actix_web::rt::task::yield_now())
+    }
+}
+
+/// `web::block`'s error carries no panic payload: a panicking job fails its awaiter with a panic
+/// of its own (so the shared scenario that checks the payload is not run on actix).
+impl Blocking for Actix {
+    fn spawn_blocking_with_context<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> BoxFuture<T> {
+        let job = block_with_context(job);
+        Box::pin(async move { job.await.expect("the blocking job panicked") })
+    }
+
+    fn spawn_blocking_plain<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> BoxFuture<T> {
+        let job = web::block(job);
+        Box::pin(async move { job.await.expect("the blocking job panicked") })
+    }
+}
+
+#[test]
+fn a_spawned_task_keeps_the_callers_context_and_a_plain_one_has_none() {
+    scenarios::a_spawned_task_keeps_the_callers_context_and_a_plain_one_has_none(Actix);
+}
+
+#[test]
+fn a_blocking_job_keeps_the_callers_context_and_a_plain_one_has_none() {
+    scenarios::a_blocking_job_keeps_the_callers_context_and_a_plain_one_has_none(Actix);
+}
+
+#[test]
+fn isolation_both_ways() {
+    scenarios::isolation_both_ways(Actix);
+}
+
+#[test]
+fn a_value_set_in_a_task_stays_in_it() {
+    scenarios::a_value_set_in_a_task_stays_in_it(Actix);
+}
+
+#[test]
+fn what_a_value_destructor_sets_never_reaches_the_worker() {
+    scenarios::what_a_value_destructor_sets_never_reaches_the_worker(Actix);
+}
+
+#[test]
+fn what_a_value_destructor_sets_never_reaches_the_blocking_thread() {
+    scenarios::what_a_value_destructor_sets_never_reaches_the_blocking_thread(Actix);
+}
+
+#[test]
+fn an_aborted_task_is_dropped_inside_its_context() {
+    scenarios::a_cancelled_task_is_dropped_inside_its_context(Actix);
+}
+
+#[test]
+fn a_panicking_task_reaches_the_caller_and_leaves_the_worker_clean() {
+    scenarios::a_panicking_task_reaches_the_caller_and_leaves_the_worker_clean(Actix);
+}
+
+#[test]
+fn stress_a_thousand_request_trees() {
+    scenarios::stress(Actix, 1_000);
 }

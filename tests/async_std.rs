@@ -1,13 +1,16 @@
-//! The guide's scenarios, stress, panics and cancellation on async-std.
+//! The guide's scenarios, stress, panics and cancellation on async-std: the shared scenarios
+//! (`tests/common/scenarios.rs`) through [`AsyncStd`], then what only async-std has (local and
+//! named tasks).
 #![cfg(feature = "async-std")]
 
-#[path = "common/stress.rs"]
-mod stress;
+mod common;
 
-use std::sync::mpsc;
+use std::future::Future;
 use std::sync::Once;
 use std::time::Duration;
 
+use common::scenarios;
+use common::stress::{Blocking, BoxFuture, Runtime};
 use contextvars::async_std::{
     spawn_blocking_with_context, spawn_local_with_context, spawn_with_context, BuilderExt,
 };
@@ -27,31 +30,128 @@ async fn background_work() -> Option<String> {
     REQUEST_ID.get()
 }
 
-#[test]
-fn a_background_task_sees_the_request_id_and_a_plain_one_does_not() {
-    four_workers();
-    async_std::task::block_on(async {
-        let (with_helper, without) = REQUEST_ID.scope("req-123".into(), || {
-            (
-                spawn_with_context(background_work()),
-                async_std::task::spawn(background_work()),
-            )
-        });
-        assert_eq!(with_helper.await.as_deref(), Some("req-123"));
-        assert_eq!(without.await, None);
-    });
+// ---------------------------------------------------------------------------------------------
+// The shared scenarios.
+
+/// async-std's global executor (four workers) and blocking pool.
+#[derive(Clone)]
+struct AsyncStd;
+
+impl Runtime for AsyncStd {
+    fn block_on<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> T {
+        four_workers();
+        // async-std runs the future given to `block_on` as a task: it needs a frame to set in.
+        async_std::task::block_on(future.with_context(Context::new()))
+    }
+
+    fn spawn_with_context<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(spawn_with_context(task))
+    }
+
+    fn spawn_plain<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(async_std::task::spawn(task))
+    }
+
+    fn spawn_and_cancel(
+        &self,
+        task: impl Future<Output = ()> + Send + 'static,
+        started: impl Future<Output = ()> + Send + 'static,
+    ) -> BoxFuture {
+        let task = spawn_with_context(task);
+        Box::pin(async move {
+            started.await;
+            assert_eq!(task.cancel().await, None);
+        })
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture {
+        Box::pin(async_std::task::sleep(duration))
+    }
+
+    fn yield_now(&self) -> BoxFuture {
+        Box::pin(async_std::task::yield_now())
+    }
+}
+
+impl Blocking for AsyncStd {
+    fn spawn_blocking_with_context<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(spawn_blocking_with_context(job))
+    }
+
+    fn spawn_blocking_plain<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(async_std::task::spawn_blocking(job))
+    }
 }
 
 #[test]
-fn blocking_work_local_tasks_and_named_tasks() {
+fn a_spawned_task_keeps_the_callers_context_and_a_plain_one_has_none() {
+    scenarios::a_spawned_task_keeps_the_callers_context_and_a_plain_one_has_none(AsyncStd);
+}
+
+#[test]
+fn a_blocking_job_keeps_the_callers_context_and_a_plain_one_has_none() {
+    scenarios::a_blocking_job_keeps_the_callers_context_and_a_plain_one_has_none(AsyncStd);
+}
+
+#[test]
+fn isolation_both_ways() {
+    scenarios::isolation_both_ways(AsyncStd);
+}
+
+#[test]
+fn a_value_set_in_a_task_stays_in_it() {
+    scenarios::a_value_set_in_a_task_stays_in_it(AsyncStd);
+}
+
+#[test]
+fn what_a_value_destructor_sets_never_reaches_the_worker() {
+    scenarios::what_a_value_destructor_sets_never_reaches_the_worker(AsyncStd);
+}
+
+#[test]
+fn what_a_value_destructor_sets_never_reaches_the_blocking_thread() {
+    scenarios::what_a_value_destructor_sets_never_reaches_the_blocking_thread(AsyncStd);
+}
+
+#[test]
+fn a_cancelled_task_is_dropped_inside_its_context() {
+    scenarios::a_cancelled_task_is_dropped_inside_its_context(AsyncStd);
+}
+
+#[test]
+fn a_panicking_task_reaches_the_caller_and_leaves_the_worker_clean() {
+    scenarios::a_panicking_task_reaches_the_caller_and_leaves_the_worker_clean(AsyncStd);
+}
+
+#[test]
+fn a_panicking_blocking_job_reaches_the_caller_and_leaves_the_thread_clean() {
+    scenarios::a_panicking_blocking_job_reaches_the_caller_and_leaves_the_thread_clean(AsyncStd);
+}
+
+#[test]
+fn stress_ten_thousand_request_trees() {
+    scenarios::stress(AsyncStd, 10_000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Only on async-std.
+
+#[test]
+fn local_tasks_and_named_tasks() {
     four_workers();
     async_std::task::block_on(async {
-        let item = String::from("item-123");
-        let job = REQUEST_ID.scope("req-456".into(), || {
-            spawn_blocking_with_context(move || (item, 1, REQUEST_ID.get()))
-        });
-        assert_eq!(job.await, ("item-123".into(), 1, Some("req-456".into())));
-
         let rc = std::rc::Rc::new(());
         let local = REQUEST_ID.scope("local".into(), || {
             spawn_local_with_context(async move {
@@ -74,102 +174,4 @@ fn blocking_work_local_tasks_and_named_tasks() {
         assert_eq!(name.as_deref(), Some("process-order-123"));
         assert_eq!(seen.as_deref(), Some("named"));
     });
-}
-
-#[test]
-fn isolation_both_ways() {
-    four_workers();
-    async_std::task::block_on(
-        async {
-            let (release, released) = async_std::channel::bounded::<()>(1);
-            let child = Context::new().run(|| {
-                REQUEST_ID.set("parent-value".into());
-                spawn_with_context(async move {
-                    released.recv().await.unwrap();
-                    let inherited = REQUEST_ID.get();
-                    REQUEST_ID.set("child-override".into());
-                    (inherited, REQUEST_ID.get())
-                })
-            });
-            REQUEST_ID.set("parent-later".into());
-            release.send(()).await.unwrap();
-            let (inherited, overridden) = child.await;
-            assert_eq!(inherited.as_deref(), Some("parent-value"));
-            assert_eq!(overridden.as_deref(), Some("child-override"));
-            assert_eq!(REQUEST_ID.get().as_deref(), Some("parent-later"));
-        }
-        // async-std runs the future given to `block_on` as a task: it needs a frame to set in.
-        .with_context(Context::new()),
-    );
-}
-
-#[derive(Clone)]
-struct AsyncStd;
-
-impl stress::Runtime for AsyncStd {
-    fn spawn_with_context(&self, task: stress::BoxFuture) -> stress::BoxFuture {
-        Box::pin(spawn_with_context(task))
-    }
-
-    fn spawn_plain(&self, task: stress::BoxFuture) -> stress::BoxFuture {
-        Box::pin(async_std::task::spawn(task))
-    }
-
-    fn sleep(&self, duration: Duration) -> stress::BoxFuture {
-        Box::pin(async_std::task::sleep(duration))
-    }
-
-    fn yield_now(&self) -> stress::BoxFuture {
-        Box::pin(async_std::task::yield_now())
-    }
-}
-
-#[test]
-fn stress_ten_thousand_request_trees() {
-    four_workers();
-    async_std::task::block_on(stress::run(AsyncStd, 10_000));
-}
-
-struct ReportOnDrop(mpsc::Sender<Option<String>>);
-
-impl Drop for ReportOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.send(REQUEST_ID.get());
-    }
-}
-
-#[test]
-fn a_cancelled_task_drops_its_values_inside_its_context() {
-    four_workers();
-    async_std::task::block_on(async {
-        let (tx, rx) = mpsc::channel();
-        let (started_tx, started) = async_std::channel::bounded(1);
-        let task = REQUEST_ID.scope("req-cancel".into(), || {
-            spawn_with_context(async move {
-                let _report = ReportOnDrop(tx);
-                started_tx.send(()).await.unwrap();
-                std::future::pending::<()>().await;
-            })
-        });
-        started.recv().await.unwrap();
-        assert_eq!(task.cancel().await, None);
-        assert_eq!(rx.recv().unwrap().as_deref(), Some("req-cancel"));
-    });
-}
-
-#[test]
-fn a_panicking_blocking_job_reaches_the_caller() {
-    four_workers();
-    // async-std re-raises a task's panic in the awaiting task: catch it there.
-    let result = std::panic::catch_unwind(|| {
-        async_std::task::block_on(async {
-            let job = REQUEST_ID.scope("doomed".into(), || {
-                spawn_blocking_with_context(|| -> () { panic!("job failed") })
-            });
-            job.await
-        })
-    });
-    assert!(result.is_err());
-    let later = async_std::task::block_on(async_std::task::spawn_blocking(|| REQUEST_ID.get()));
-    assert_eq!(later, None);
 }

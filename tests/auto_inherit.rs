@@ -3,13 +3,17 @@
 //! step of its own.
 #![cfg(all(feature = "tokio", tokio_unstable))]
 
-#[path = "common/stress.rs"]
-mod stress;
+mod common;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use common::report::ReportOnDrop;
+use common::scenarios;
+use common::stress::{BoxFuture, Runtime};
+use common::tokio_task::{abort_after, join};
 use contextvars::tokio::{RuntimeBuilderExt, TaskHooks};
 use contextvars::{Context, ContextVar};
 
@@ -109,58 +113,58 @@ fn plain_tasks_set_in_their_own_frame_and_the_worker_stays_clean() {
     });
 }
 
-/// Plain spawns on an inheriting runtime drive the shared stress scenario: `spawn_with_context`
-/// is a plain `tokio::spawn`, and a "plain" task is spawned from the empty context.
+/// Plain spawns on an inheriting runtime drive the shared scenarios: `spawn_with_context` is a
+/// plain `tokio::spawn`, and a "plain" task is spawned from the empty context.
 #[derive(Clone)]
-struct Inheriting;
+struct Inheriting(Arc<tokio::runtime::Runtime>);
 
-impl stress::Runtime for Inheriting {
-    fn spawn_with_context(&self, task: stress::BoxFuture) -> stress::BoxFuture {
-        let handle = tokio::spawn(task);
-        Box::pin(async move { handle.await.unwrap() })
+impl Runtime for Inheriting {
+    fn block_on<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> T {
+        self.0.block_on(future)
     }
 
-    fn spawn_plain(&self, task: stress::BoxFuture) -> stress::BoxFuture {
-        let handle = Context::new().run(|| tokio::spawn(task));
-        Box::pin(async move { handle.await.unwrap() })
+    fn spawn_with_context<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(join(tokio::spawn(task)))
     }
 
-    fn sleep(&self, duration: Duration) -> stress::BoxFuture {
+    fn spawn_plain<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(join(Context::new().run(|| tokio::spawn(task))))
+    }
+
+    fn spawn_and_cancel(
+        &self,
+        task: impl Future<Output = ()> + Send + 'static,
+        started: impl Future<Output = ()> + Send + 'static,
+    ) -> BoxFuture {
+        abort_after(tokio::spawn(task), started)
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture {
         Box::pin(tokio::time::sleep(duration))
     }
 
-    fn yield_now(&self) -> stress::BoxFuture {
+    fn yield_now(&self) -> BoxFuture {
         Box::pin(tokio::task::yield_now())
     }
 }
 
 #[test]
 fn stress_ten_thousand_request_trees_of_plain_spawns_on_four_workers() {
-    multi_thread(4).block_on(stress::run(Inheriting, 10_000));
+    scenarios::stress(Inheriting(Arc::new(multi_thread(4))), 10_000);
 }
 
 #[test]
 fn a_panicking_task_leaves_the_worker_clean() {
-    current_thread().block_on(async {
-        let panicked = REQUEST_ID.scope("req-panic".into(), || {
-            tokio::spawn(async {
-                REQUEST_ID.set("set-before-panic".into());
-                panic!("task panics");
-            })
-        });
-        assert!(panicked.await.unwrap_err().is_panic());
-        assert_eq!(tokio::spawn(async { id() }).await.unwrap(), None);
-        assert_eq!(id(), None);
-    });
-}
-
-/// Reports what it sees when dropped.
-struct ReportOnDrop(mpsc::Sender<Option<String>>);
-
-impl Drop for ReportOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.send(id());
-    }
+    // One worker: the later task runs on the very thread that panicked.
+    scenarios::a_panicking_task_reaches_the_caller_and_leaves_the_worker_clean(Inheriting(
+        Arc::new(current_thread()),
+    ));
 }
 
 #[test]
@@ -179,7 +183,7 @@ fn an_aborted_task_is_dropped_in_its_context_and_forgotten() {
         let (started, wait_started) = tokio::sync::oneshot::channel();
         let task = REQUEST_ID.scope("req-abort".into(), || {
             tokio::spawn(async move {
-                let _report = ReportOnDrop(tx);
+                let _report = ReportOnDrop::new(tx, id);
                 started.send(()).unwrap();
                 std::future::pending::<()>().await;
             })
@@ -357,15 +361,12 @@ fn many_tasks_woken_during_their_own_poll_keep_their_context_across_workers() {
 #[cfg(feature = "tower")]
 #[test]
 fn an_axum_handler_using_only_plain_spawns_keeps_every_request_apart() {
-    use axum::body::Bytes;
-    use axum::http::{HeaderMap, Request, StatusCode};
+    use axum::http::{HeaderMap, StatusCode};
     use axum::routing::get;
     use axum::Router;
+    use common::http::{body_text, client, get_request, serve};
     use contextvars::tower::{ContextLayer, Propagation, Trust, REQUEST_ID as LAYER_ID};
     use futures::StreamExt;
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
     use tokio::sync::{mpsc, watch};
 
     const REQUESTS: usize = 2_000;
@@ -400,34 +401,18 @@ fn an_axum_handler_using_only_plain_spawns_keeps_every_request_apart() {
             .layer(ContextLayer::new(
                 Propagation::builder().inbound(Trust::Trusted).build(),
             ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap()
-        });
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(IN_FLIGHT)
-            .build_http::<Empty<Bytes>>();
+        let (addr, stop) = serve(app).await;
+        let client = client(IN_FLIGHT);
 
         let bodies: Vec<(String, String)> = futures::stream::iter(0..REQUESTS)
             .map(|i| {
                 let client = client.clone();
                 async move {
                     let id = format!("auto-{i:05}");
-                    let request = Request::get(format!("http://{addr}/work"))
-                        .header("x-request-id", &id)
-                        .body(Empty::new())
-                        .unwrap();
+                    let request = get_request(addr, "/work", &[("x-request-id", &id)]);
                     let response = client.request(request).await.unwrap();
                     assert_eq!(response.status(), StatusCode::OK);
-                    let body = response.into_body().collect().await.unwrap().to_bytes();
-                    (id, String::from_utf8(body.to_vec()).unwrap())
+                    (id, body_text(response.into_body()).await)
                 }
             })
             .buffer_unordered(IN_FLIGHT)
@@ -449,8 +434,7 @@ fn an_axum_handler_using_only_plain_spawns_keeps_every_request_apart() {
         }
         assert!(mismatches.is_empty(), "mismatches: {mismatches:?}");
         drop(client);
-        stop.send(()).unwrap();
-        server.await.unwrap();
+        stop.and_wait().await;
     });
 }
 
@@ -461,7 +445,7 @@ fn a_task_dropped_at_shutdown_is_dropped_seeing_its_context() {
     let (started, wait_started) = std::sync::mpsc::channel();
     REQUEST_ID.scope("req-shutdown-drop".into(), || {
         runtime.spawn(async move {
-            let _report = ReportOnDrop(tx);
+            let _report = ReportOnDrop::new(tx, id);
             started.send(()).unwrap();
             std::future::pending::<()>().await;
         })

@@ -8,25 +8,17 @@ use std::sync::Arc;
 
 use contextvars::{Context, ContextExt, ContextVar};
 
+use common::report::ReportOnDrop;
 use common::{DropCounter, Yield};
 
 static ID: ContextVar<u32> = ContextVar::new("id");
-
-/// Reports the context it sees when dropped.
-struct ReportOnDrop(mpsc::Sender<Option<u32>>);
-
-impl Drop for ReportOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.send(ID.get());
-    }
-}
 
 #[test]
 fn the_inner_future_is_dropped_inside_the_context() {
     let (tx, rx) = mpsc::channel();
     let mut task = Box::pin(
         async move {
-            let _report = ReportOnDrop(tx);
+            let _report = ReportOnDrop::new(tx, || ID.get());
             ID.set(2); // what the task set is what its destructors see
             Yield(1).await;
             unreachable!("dropped before completion");
@@ -42,7 +34,7 @@ fn the_inner_future_is_dropped_inside_the_context() {
 #[test]
 fn a_never_polled_future_is_also_dropped_inside_the_context() {
     let (tx, rx) = mpsc::channel();
-    let report = ReportOnDrop(tx);
+    let report = ReportOnDrop::new(tx, || ID.get());
     let task = async move {
         let _report = report;
     }

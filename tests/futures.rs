@@ -1,8 +1,15 @@
-//! Any `futures` spawner, wrapped or extended, propagates the caller's context.
+//! Any `futures` spawner, wrapped or extended, propagates the caller's context: the shared
+//! scenarios (`tests/common/scenarios.rs`) on a wrapped thread pool ([`Futures`]), then the
+//! extension methods and local spawners.
 #![cfg(feature = "futures")]
 
+mod common;
+
+use std::future::Future;
 use std::sync::mpsc;
 
+use common::scenarios;
+use common::stress::{self, BoxFuture, Runtime};
 use contextvars::futures::{ContextSpawner, LocalSpawnExt, SpawnExt};
 use contextvars::ContextVar;
 use futures::executor::{LocalPool, ThreadPool};
@@ -10,28 +17,95 @@ use futures::task::{LocalSpawnExt as _, SpawnExt as _};
 
 static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
 
-#[test]
-fn a_wrapped_thread_pool_propagates_and_the_bare_one_does_not() {
-    let bare = ThreadPool::builder().pool_size(4).create().unwrap();
-    let wrapped = ContextSpawner::new(bare.clone());
-    let (tx, rx) = mpsc::channel();
-    REQUEST_ID.scope("req-123".into(), || {
-        for i in 0..100 {
-            let (tx1, tx2) = (tx.clone(), tx.clone());
-            wrapped
-                .spawn(async move { tx1.send((i, true, REQUEST_ID.get())).unwrap() })
-                .unwrap();
-            bare.spawn(async move { tx2.send((i, false, REQUEST_ID.get())).unwrap() })
-                .unwrap();
+// ---------------------------------------------------------------------------------------------
+// The shared scenarios.
+
+/// A `futures` thread pool: bare for plain spawns, wrapped in a [`ContextSpawner`] for spawns
+/// with context; tasks awaited through their remote handles (which resume a task's panic, and
+/// cancel the task when dropped). No timer (the trait's default sleep and yield), no blocking
+/// pool.
+#[derive(Clone)]
+struct Futures {
+    bare: ThreadPool,
+    wrapped: ContextSpawner<ThreadPool>,
+}
+
+impl Futures {
+    fn new(threads: usize) -> Futures {
+        let bare = ThreadPool::builder().pool_size(threads).create().unwrap();
+        Futures {
+            wrapped: ContextSpawner::new(bare.clone()),
+            bare,
         }
-    });
-    drop(tx);
-    let results: Vec<_> = rx.iter().collect();
-    assert_eq!(results.len(), 200);
-    for (_, wrapped, seen) in results {
-        assert_eq!(seen.as_deref(), wrapped.then_some("req-123"));
     }
 }
+
+impl Runtime for Futures {
+    fn block_on<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> T {
+        futures::executor::block_on(future)
+    }
+
+    fn spawn_with_context<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(self.wrapped.spawn_with_handle(task).unwrap())
+    }
+
+    fn spawn_plain<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(self.bare.spawn_with_handle(task).unwrap())
+    }
+
+    fn spawn_and_cancel(
+        &self,
+        task: impl Future<Output = ()> + Send + 'static,
+        started: impl Future<Output = ()> + Send + 'static,
+    ) -> BoxFuture {
+        // Dropping the handle cancels the task: the pool drops the future.
+        stress::drop_after(self.spawn_with_context(task), started)
+    }
+}
+
+#[test]
+fn a_spawned_task_keeps_the_callers_context_and_a_plain_one_has_none() {
+    scenarios::a_spawned_task_keeps_the_callers_context_and_a_plain_one_has_none(Futures::new(4));
+}
+
+#[test]
+fn isolation_both_ways() {
+    scenarios::isolation_both_ways(Futures::new(4));
+}
+
+#[test]
+fn a_value_set_in_a_task_stays_in_it() {
+    scenarios::a_value_set_in_a_task_stays_in_it(Futures::new(1));
+}
+
+#[test]
+fn what_a_value_destructor_sets_never_reaches_the_worker() {
+    scenarios::what_a_value_destructor_sets_never_reaches_the_worker(Futures::new(1));
+}
+
+#[test]
+fn a_cancelled_task_is_dropped_inside_its_context() {
+    scenarios::a_cancelled_task_is_dropped_inside_its_context(Futures::new(1));
+}
+
+#[test]
+fn a_panicking_task_reaches_the_caller_and_leaves_the_worker_clean() {
+    scenarios::a_panicking_task_reaches_the_caller_and_leaves_the_worker_clean(Futures::new(1));
+}
+
+#[test]
+fn stress_a_thousand_request_trees_on_four_threads() {
+    scenarios::stress(Futures::new(4), 1_000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extension methods, local spawners.
 
 #[test]
 fn extension_methods_on_unwrapped_spawners() {

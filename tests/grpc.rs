@@ -7,6 +7,8 @@
 //! so the tests need no `.proto` file and no `protoc`.
 #![cfg(all(feature = "tower", feature = "tokio"))]
 
+mod common;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,10 +16,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
+use common::propagation::{standard, TENANT};
 use contextvars::tower::{
     inject_headers_with, Baggage, ClientContextLayer, ContextLayer, Propagation, Trust, REQUEST_ID,
 };
-use contextvars::{Context, ContextExt, ContextVar};
+use contextvars::{Context, ContextExt};
 use futures::{Stream, StreamExt};
 use http::uri::PathAndQuery;
 use tokio::sync::{oneshot, Barrier};
@@ -32,16 +35,6 @@ use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 use tower::{service_fn, Layer, Service, ServiceExt};
-
-static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
-
-fn propagation() -> Propagation {
-    Propagation::builder()
-        .baggage_str(&TENANT, "tenant")
-        .inbound(Trust::Trusted)
-        .outbound(Trust::Trusted)
-        .build()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Messages and the hand-written service.
@@ -327,7 +320,7 @@ fn echoed<T>(response: &Response<T>) -> Option<&str> {
 async fn a_layer_on_the_server_builder_reads_the_id_and_baggage_from_the_metadata() {
     let server = Running::start(|incoming, stop| {
         Server::builder()
-            .layer(ContextLayer::new(propagation()))
+            .layer(ContextLayer::new(standard()))
             .add_service(Whoami::new(1))
             .serve_with_incoming_shutdown(incoming, async {
                 stop.await.ok();
@@ -376,7 +369,7 @@ async fn named_layer_puts_the_context_on_one_service_only() {
     let server = Running::start(|incoming, stop| {
         Server::builder()
             // `named_layer` keeps `Whoami::NAME`, which `add_service` needs to route.
-            .add_service(ContextLayer::new(propagation()).named_layer(whoami))
+            .add_service(ContextLayer::new(standard()).named_layer(whoami))
             .add_service(unlayered)
             .serve_with_incoming_shutdown(incoming, async {
                 stop.await.ok();
@@ -384,7 +377,7 @@ async fn named_layer_puts_the_context_on_one_service_only() {
     })
     .await;
     let channel = server.channel().await;
-    let client = ClientContextLayer::new(propagation()).layer(channel);
+    let client = ClientContextLayer::new(standard()).layer(channel);
     let ctx = caller("req-named", "acme");
 
     let layered = call_ask(client.clone(), Whoami::NAME, ask_request())
@@ -408,14 +401,14 @@ async fn named_layer_puts_the_context_on_one_service_only() {
 async fn a_server_stream_sees_the_request_context_only_when_wrapped() {
     let server = Running::start(|incoming, stop| {
         Server::builder()
-            .layer(ContextLayer::new(propagation()))
+            .layer(ContextLayer::new(standard()))
             .add_service(Whoami::new(1))
             .serve_with_incoming_shutdown(incoming, async {
                 stop.await.ok();
             })
     })
     .await;
-    let client = ClientContextLayer::new(propagation()).layer(server.channel().await);
+    let client = ClientContextLayer::new(standard()).layer(server.channel().await);
 
     let stream_items = |method: &'static str| {
         let client = client.clone();
@@ -457,14 +450,14 @@ async fn a_server_stream_sees_the_request_context_only_when_wrapped() {
 async fn the_client_layer_on_a_channel_carries_the_callers_context_across_the_hop() {
     let server = Running::start(|incoming, stop| {
         Server::builder()
-            .layer(ContextLayer::new(propagation()))
+            .layer(ContextLayer::new(standard()))
             .add_service(Whoami::new(1))
             .serve_with_incoming_shutdown(incoming, async {
                 stop.await.ok();
             })
     })
     .await;
-    let client = ClientContextLayer::new(propagation()).layer(server.channel().await);
+    let client = ClientContextLayer::new(standard()).layer(server.channel().await);
 
     let response = call_ask(client.clone(), Whoami::NAME, ask_request())
         .with_context(caller("req-hop", "acme"))
@@ -481,7 +474,7 @@ async fn the_client_layer_on_a_channel_carries_the_callers_context_across_the_ho
 
     // A caller that is itself a handler behind the layer (here in process) forwards the
     // unregistered baggage it received, along with its id and the registered variables.
-    let relay = ContextLayer::new(propagation()).layer(service_fn(|_: http::Request<()>| {
+    let relay = ContextLayer::new(standard()).layer(service_fn(|_: http::Request<()>| {
         let client = client.clone();
         async move {
             let response = call_ask(client, Whoami::NAME, ask_request()).await;
@@ -510,14 +503,14 @@ async fn the_client_layer_on_a_channel_carries_the_callers_context_across_the_ho
 async fn an_interceptor_calling_inject_headers_carries_the_callers_context() {
     let server = Running::start(|incoming, stop| {
         Server::builder()
-            .layer(ContextLayer::new(propagation()))
+            .layer(ContextLayer::new(standard()))
             .add_service(Whoami::new(1))
             .serve_with_incoming_shutdown(incoming, async {
                 stop.await.ok();
             })
     })
     .await;
-    let outgoing = propagation();
+    let outgoing = standard();
     let interceptor = move |mut request: Request<()>| {
         inject_headers_with(&outgoing, request.metadata_mut().as_mut());
         Ok(request)
@@ -552,14 +545,14 @@ async fn two_hundred_calls_at_32_in_flight_each_see_their_own_id() {
     // once, on the same connection, before any of them reads its context again.
     let server = Running::start(|incoming, stop| {
         Server::builder()
-            .layer(ContextLayer::new(propagation()))
+            .layer(ContextLayer::new(standard()))
             .add_service(Whoami::new(IN_FLIGHT))
             .serve_with_incoming_shutdown(incoming, async {
                 stop.await.ok();
             })
     })
     .await;
-    let client = ClientContextLayer::new(propagation()).layer(server.channel().await);
+    let client = ClientContextLayer::new(standard()).layer(server.channel().await);
 
     let results: Vec<(String, Response<Seen>)> = futures::stream::iter(0..CALLS)
         .map(|i| {
@@ -601,7 +594,7 @@ async fn two_hundred_calls_at_32_in_flight_each_see_their_own_id() {
 async fn layered_server() -> Running {
     Running::start(|incoming, stop| {
         Server::builder()
-            .layer(ContextLayer::new(propagation()))
+            .layer(ContextLayer::new(standard()))
             .add_service(Whoami::new(1))
             .serve_with_incoming_shutdown(incoming, async {
                 stop.await.ok();
@@ -629,7 +622,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_status_is_a_trailers_only_response_that_still_echoes_the_id() {
     let server = layered_server().await;
-    let client = ClientContextLayer::new(propagation()).layer(server.channel().await);
+    let client = ClientContextLayer::new(standard()).layer(server.channel().await);
 
     // The handler ran in the caller's context, and its status arrives whole, with the id
     // echoed beside it and its binary metadata intact.
@@ -690,7 +683,7 @@ async fn an_error_status_is_a_trailers_only_response_that_still_echoes_the_id() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_metadata_is_neither_read_nor_corrupted_in_either_direction() {
     let server = layered_server().await;
-    let client = ClientContextLayer::new(propagation()).layer(server.channel().await);
+    let client = ClientContextLayer::new(standard()).layer(server.channel().await);
 
     // Binary keys beside the text ones, including binary keys named like ours: the context
     // comes from the text keys only, and every binary value arrives as sent.
@@ -803,7 +796,7 @@ async fn a_client_sends_nothing_private_or_forwarded_to_an_untrusted_server() {
     // The server trusts its callers, so what it saw is what was sent.
     let server = Running::start(|incoming, stop| {
         Server::builder()
-            .layer(ContextLayer::new(propagation()))
+            .layer(ContextLayer::new(standard()))
             .add_service(Whoami::new(1))
             .serve_with_incoming_shutdown(incoming, async {
                 stop.await.ok();
@@ -816,7 +809,7 @@ async fn a_client_sends_nothing_private_or_forwarded_to_an_untrusted_server() {
         ("x-request-id".to_string(), "req-out".to_string()),
         ("baggage".to_string(), "tenant=acme,other=kept".to_string()),
     ]);
-    let ctx = propagation().extract(&incoming);
+    let ctx = standard().extract(&incoming);
 
     let cases = [
         // A channel is bound to one server: its trust is the propagation's outbound setting.

@@ -3,6 +3,8 @@
 //! inside with `run` (a closure) and `scope` (a future). With the feature off, the OTel columns
 //! of what a handler sees are `None` on both sides of every assertion.
 
+mod common;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -10,14 +12,14 @@ use std::sync::mpsc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+use common::propagation::{standard_builder, TENANT};
+use common::report::ReportOnDrop;
 use contextvars::propagation::{
     unique_request_id, Extracted, Propagation, Trust, CALLER_REQUEST_ID, REQUEST_ID,
 };
 use contextvars::ContextVar;
 #[cfg(feature = "opentelemetry")]
 use opentelemetry::{baggage::BaggageExt, trace::TraceContextExt, Context as OtelContext};
-
-static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -31,12 +33,9 @@ fn headers() -> HashMap<String, String> {
     ])
 }
 
+/// The shared propagation (`tenant` into `TENANT`), with callers trusted or not.
 fn propagation(inbound: Trust) -> Propagation {
-    Propagation::builder()
-        .baggage_str(&TENANT, "tenant")
-        .inbound(inbound)
-        .outbound(Trust::Trusted)
-        .build()
+    standard_builder().inbound(inbound).build()
 }
 
 fn extract(inbound: Trust) -> Extracted {
@@ -218,15 +217,6 @@ fn scope_keeps_everything_across_awaits_on_any_worker() {
     });
 }
 
-/// Records what is current when it is dropped.
-struct Probe(mpsc::Sender<Seen>);
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        let _ = self.0.send(seen());
-    }
-}
-
 /// Pending at its first poll, ready at the next.
 struct PendingOnce(bool);
 
@@ -245,7 +235,7 @@ impl Future for PendingOnce {
 /// A handler holding a probe from the start (an async block never polled drops what it
 /// captured).
 fn handler_with_probe(tx: mpsc::Sender<Seen>) -> impl Future<Output = Seen> {
-    let probe = Probe(tx);
+    let probe = ReportOnDrop::new(tx, seen);
     async move {
         let _probe = probe;
         PendingOnce(false).await;

@@ -5,13 +5,15 @@
 //! logger, installed once, and find their records by a marker in the message.
 #![cfg(feature = "log")]
 
-use std::fmt;
-use std::io;
-use std::sync::{Arc, Mutex, OnceLock};
+mod common;
 
+use std::fmt;
+use std::sync::OnceLock;
+
+use common::buffer::Buffer;
+use common::logger::{pairs, Capture, Seen};
 use contextvars::log::ContextLogger;
 use contextvars::ContextVar;
-use log::kv::{self, Key, Value, VisitSource};
 use log::{Level, Log, Metadata, Record};
 
 static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id").with_display();
@@ -20,75 +22,6 @@ static NAME: ContextVar<String> = ContextVar::new("name");
 
 struct Secret;
 static SECRET: ContextVar<Secret> = ContextVar::opaque("secret");
-
-/// One record as the inner logger saw it.
-#[derive(Clone, Debug)]
-struct Seen {
-    level: Level,
-    target: String,
-    message: String,
-    line: Option<u32>,
-    module_path: Option<String>,
-    kvs: Vec<(String, String)>,
-}
-
-/// An inner logger that keeps every record it is given.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Seen>>>);
-
-impl Capture {
-    fn seen(&self) -> Vec<Seen> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// The key-values of the only record whose message is `message`.
-    fn kvs_of(&self, message: &str) -> Vec<(String, String)> {
-        let seen: Vec<Seen> = self
-            .seen()
-            .into_iter()
-            .filter(|s| s.message == message)
-            .collect();
-        assert_eq!(seen.len(), 1, "one record {message:?}, saw {seen:?}");
-        seen[0].kvs.clone()
-    }
-}
-
-struct Collect(Vec<(String, String)>);
-
-impl<'kvs> VisitSource<'kvs> for Collect {
-    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), kv::Error> {
-        self.0.push((key.to_string(), value.to_string()));
-        Ok(())
-    }
-}
-
-impl Log for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-
-    fn log(&self, record: &Record<'_>) {
-        let mut kvs = Collect(Vec::new());
-        record.key_values().visit(&mut kvs).unwrap();
-        self.0.lock().unwrap().push(Seen {
-            level: record.level(),
-            target: record.target().to_string(),
-            message: record.args().to_string(),
-            line: record.line(),
-            module_path: record.module_path().map(str::to_string),
-            kvs: kvs.0,
-        });
-    }
-
-    fn flush(&self) {}
-}
-
-fn pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 /// Logs `message` through `logger` with no key-values of its own.
 fn log_to(logger: &impl Log, message: &str) {
@@ -244,43 +177,14 @@ fn the_records_own_key_wins() {
     );
 }
 
-/// An inner logger that filters everything out: the record is not forwarded.
-struct Off(Capture);
-
-impl Log for Off {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        false
-    }
-
-    fn log(&self, record: &Record<'_>) {
-        self.0.log(record);
-    }
-
-    fn flush(&self) {}
-}
-
 #[test]
 fn the_inner_loggers_filter_is_kept() {
-    let capture = Capture::default();
-    let logger = ContextLogger::new(Off(capture.clone()));
+    // Filters everything out, yet keeps what it is given: shows a forwarded record.
+    let capture = Capture::off();
+    let logger = ContextLogger::new(capture.clone());
     assert!(!logger.enabled(&Metadata::builder().level(Level::Error).build()));
     REQUEST_ID.scope("req-6".into(), || log_to(&logger, "filtered"));
     assert!(capture.seen().is_empty());
-}
-
-/// A `Write` into a shared buffer, for env_logger's `Target::Pipe`.
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 #[test]
@@ -297,7 +201,7 @@ fn env_logger_prints_the_fields() {
     });
     log_to(&logger, "outside");
     logger.flush();
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let text = buffer.text();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert!(
@@ -307,51 +211,28 @@ fn env_logger_prints_the_fields() {
     assert!(lines[1].ends_with("outside"), "{text}");
 }
 
-/// A structured logger: one JSON object per record, key-values as its keys.
-#[derive(Clone, Default)]
-struct JsonLines(Arc<Mutex<Vec<serde_json::Value>>>);
-
-struct JsonVisit(serde_json::Map<String, serde_json::Value>);
-
-impl<'kvs> VisitSource<'kvs> for JsonVisit {
-    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), kv::Error> {
-        self.0.insert(key.to_string(), value.to_string().into());
-        Ok(())
-    }
-}
-
-impl Log for JsonLines {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-
-    fn log(&self, record: &Record<'_>) {
-        let mut fields = JsonVisit(serde_json::Map::new());
-        record.key_values().visit(&mut fields).unwrap();
-        let mut line = serde_json::Map::new();
-        line.insert("message".into(), record.args().to_string().into());
-        line.insert("fields".into(), fields.0.into());
-        // Through text and back, as a JSON log line is written and read.
-        let text = serde_json::to_string(&line).unwrap();
-        assert!(!text.contains('\n'), "one line: {text}");
-        self.0
-            .lock()
-            .unwrap()
-            .push(serde_json::from_str(&text).unwrap());
-    }
-
-    fn flush(&self) {}
+/// What a structured logger writes of a record: one JSON object, key-values as its keys, through
+/// text and back, as a JSON log line is written and read.
+fn json_line(seen: &Seen) -> serde_json::Value {
+    let fields: serde_json::Map<String, serde_json::Value> = seen
+        .kvs
+        .iter()
+        .map(|(key, value)| (key.clone(), value.clone().into()))
+        .collect();
+    let line = serde_json::json!({ "message": seen.message, "fields": fields });
+    let text = serde_json::to_string(&line).unwrap();
+    assert!(!text.contains('\n'), "one line: {text}");
+    serde_json::from_str(&text).unwrap()
 }
 
 #[test]
 fn a_json_logger_gets_the_fields_as_keys() {
-    let json = JsonLines::default();
-    let logger = ContextLogger::new(json.clone());
+    let (capture, logger) = new_logger();
     // A value with a quote and a newline: the JSON logger escapes it, the line stays one line.
     REQUEST_ID.scope("req-\"7\"\nnext".into(), || {
         USER_ID.scope(5, || log_to(&logger, "json"));
     });
-    let lines = json.0.lock().unwrap().clone();
+    let lines: Vec<_> = capture.seen().iter().map(json_line).collect();
     assert_eq!(
         lines,
         vec![serde_json::json!({
@@ -415,10 +296,7 @@ mod spawned {
     const REQUESTS: usize = 16;
 
     fn request_id_of(capture: &Capture, message: &str) -> Option<String> {
-        let kvs = capture.kvs_of(message);
-        let ids: Vec<_> = kvs.iter().filter(|(k, _)| k == "request_id").collect();
-        assert!(ids.len() <= 1, "{kvs:?}");
-        ids.first().map(|(_, v)| v.clone())
+        capture.only(message).value_of("request_id")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,32 +5,23 @@
 //! tests fail, they never skip.
 #![cfg(all(feature = "async-nats", feature = "tower"))]
 
-#[path = "common/nats_server.rs"]
-mod nats_server;
+mod common;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
+use common::nats_server::NatsServer;
+use common::propagation::{standard, TENANT};
 use contextvars::async_nats::{ContextClient, ContextMessage};
 use contextvars::propagation::{Baggage, Propagation, Trust, REQUEST_ID};
 use contextvars::tower::ContextLayer;
 use contextvars::{Context, ContextExt, ContextVar};
 use futures::StreamExt;
-use nats_server::NatsServer;
 use tokio::sync::mpsc;
 use tower::{Layer, ServiceExt};
 
-static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
 static LEAK: ContextVar<&'static str> = ContextVar::new("leak");
-
-fn propagation() -> Propagation {
-    Propagation::builder()
-        .baggage_str(&TENANT, "tenant")
-        .inbound(Trust::Trusted)
-        .outbound(Trust::Trusted)
-        .build()
-}
 
 fn server() -> NatsServer {
     NatsServer::start().unwrap_or_else(|error| panic!("{error}"))
@@ -108,7 +99,7 @@ async fn a_thousand_messages_from_four_publishers_are_each_handled_in_their_own_
     const PUBLISHERS: usize = 4;
     const PER_PUBLISHER: usize = 250;
     let server = server();
-    let subscriber = ContextClient::new(connect(&server).await, propagation());
+    let subscriber = ContextClient::new(connect(&server).await, standard());
     let mut reports = handle_all(&subscriber, "orders").await;
 
     let publishers: Vec<_> = (0..PUBLISHERS)
@@ -116,11 +107,11 @@ async fn a_thousand_messages_from_four_publishers_are_each_handled_in_their_own_
             let url = server.url.clone();
             tokio::spawn(async move {
                 let client =
-                    ContextClient::new(async_nats::connect(&url).await.unwrap(), propagation());
+                    ContextClient::new(async_nats::connect(&url).await.unwrap(), standard());
                 // Each publisher's messages forward a member of their own, received as a
                 // service receives it: through `extract`.
                 let incoming = HashMap::from([("baggage".to_string(), format!("publisher=p{p}"))]);
-                let base = propagation().extract(&incoming);
+                let base = standard().extract(&incoming);
                 for i in 0..PER_PUBLISHER {
                     let id = format!("p{p}-m{i:03}");
                     let ctx = base
@@ -182,7 +173,7 @@ async fn a_thousand_messages_from_four_publishers_are_each_handled_in_their_own_
 async fn a_request_reply_hop_keeps_the_id_and_baggage_both_ways() {
     const REQUESTS: usize = 32;
     let server = server();
-    let responder = ContextClient::new(connect(&server).await, propagation());
+    let responder = ContextClient::new(connect(&server).await, standard());
     let mut requests = responder.subscribe("prices").await.unwrap();
     responder.client().flush().await.unwrap();
     let answering = responder.clone();
@@ -199,7 +190,7 @@ async fn a_request_reply_hop_keeps_the_id_and_baggage_both_ways() {
         }
     }));
 
-    let requester = ContextClient::new(connect(&server).await, propagation());
+    let requester = ContextClient::new(connect(&server).await, standard());
     let calls: Vec<_> = (0..REQUESTS)
         .map(|i| {
             let requester = requester.clone();
@@ -304,7 +295,7 @@ fn cases() -> Vec<(&'static str, Option<Lines>)> {
 /// What the HTTP layer makes of the same header lines.
 async fn over_http(lines: &Option<Lines>) -> (Seen, bool) {
     let service =
-        ContextLayer::new(propagation()).layer(tower::service_fn(|_: http::Request<()>| async {
+        ContextLayer::new(standard()).layer(tower::service_fn(|_: http::Request<()>| async {
             Ok::<_, Infallible>(http::Response::new(seen()))
         }));
     let mut request = http::Request::new(());
@@ -339,7 +330,7 @@ fn comparable(mut seen: Seen, generated: bool) -> Seen {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_headers_follow_the_http_rules_and_no_message_is_lost() {
     let server = server();
-    let subscriber = ContextClient::new(connect(&server).await, propagation());
+    let subscriber = ContextClient::new(connect(&server).await, standard());
     let mut reports = handle_all(&subscriber, "bad").await;
 
     // Published with the plain client: exactly these headers, nothing added.
@@ -423,7 +414,7 @@ fn nats_headers_are_read_in_any_case_and_written_lowercase_replacing_other_cases
     let context = Context::new()
         .with_value(&REQUEST_ID, "new".to_string())
         .with_value(&TENANT, "acme".to_string());
-    propagation().inject_context(&context, &mut headers);
+    standard().inject_context(&context, &mut headers);
     assert_eq!(headers.get("x-request-id").unwrap().as_str(), "new");
     assert!(headers.get("X-Request-Id").is_none());
     assert_eq!(
@@ -442,7 +433,7 @@ fn nats_headers_are_read_in_any_case_and_written_lowercase_replacing_other_cases
         description: None,
         length: 0,
     };
-    let message = ContextMessage::new(message, &propagation());
+    let message = ContextMessage::new(message, &standard());
     assert_eq!(message.context().get(&REQUEST_ID).as_deref(), Some("new"));
     assert_eq!(message.context().get(&TENANT).as_deref(), Some("acme"));
     assert_eq!(
@@ -736,7 +727,7 @@ async fn the_trace_context_crosses_nats_from_trusted_publishers_only() {
     consumer.client().flush().await.unwrap();
 
     // One publisher of our own, sending with a span and OTel baggage current.
-    let publisher = ContextClient::new(connect(&server).await, propagation());
+    let publisher = ContextClient::new(connect(&server).await, standard());
     let span = tracer.start("publish");
     let trace_id = span.span_context().trace_id();
     let cx = opentelemetry::Context::current_with_baggage([KeyValue::new("tenant", "acme")])

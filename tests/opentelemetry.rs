@@ -14,25 +14,25 @@
     feature = "macros"
 ))]
 
+mod common;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::mpsc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::{HeaderMap, Request};
 use axum::routing::get;
 use axum::Router;
+use common::http::{body_text, client, get_request, runtime, serve};
+use common::propagation::{standard, TENANT, USER_ID};
+use common::report::ReportOnDrop;
 use contextvars::opentelemetry::OtelContextExt;
 use contextvars::tower::{
     inject_headers_with, ClientContextLayer, ContextLayer, Propagation, Trust, REQUEST_ID,
 };
 use contextvars::{preserve_context, thread, ContextExt, ContextVar};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::{
     Span, SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer,
@@ -42,9 +42,6 @@ use opentelemetry::{Context as OtelContext, KeyValue};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracer, SdkTracerProvider, SpanData};
 use rayon::prelude::*;
 use tower::{Layer, ServiceExt};
-
-static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
-static USER_ID: ContextVar<u64> = ContextVar::new("user_id").with_display();
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const REMOTE_PARENT: &str = "00f067aa0ba902b7";
@@ -60,60 +57,6 @@ fn tracer() -> (SdkTracer, InMemorySpanExporter, SdkTracerProvider) {
         .with_simple_exporter(exporter.clone())
         .build();
     (provider.tracer("contextvars-test"), exporter, provider)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Between two services of one's own: callers and destinations trusted.
-fn propagation() -> Propagation {
-    Propagation::builder()
-        .baggage_str(&TENANT, "tenant")
-        .baggage(&USER_ID, "user.id", |s| s.parse().ok())
-        .inbound(Trust::Trusted)
-        .outbound(Trust::Trusted)
-        .build()
-}
-
-/// Serves `app` on a free loopback port until the returned sender is dropped or fired.
-async fn serve(app: Router) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap()
-    });
-    (addr, stop)
-}
-
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
-
-fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
-}
-
-fn get_request(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Request<Empty<Bytes>> {
-    let mut request = Request::get(format!("http://{addr}{path}"));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.body(Empty::new()).unwrap()
-}
-
-async fn body_text(
-    body: impl axum::body::HttpBody<Data = Bytes, Error = impl std::fmt::Debug>,
-) -> String {
-    String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
 
 /// Starts and ends a span named `name` in the current OTel context, with the current request id
@@ -139,7 +82,7 @@ fn attribute(span: &SpanData, key: &str) -> Option<String> {
 #[test]
 fn one_request_every_spawn_in_the_request_trace_with_the_right_parent() {
     let (tracer, exporter, _provider) = tracer();
-    runtime().block_on(async {
+    runtime(2).block_on(async {
         let handler_tracer = tracer.clone();
         let app = Router::new()
             .route(
@@ -187,9 +130,9 @@ fn one_request_every_spawn_in_the_request_trace_with_the_right_parent() {
                     }
                 }),
             )
-            .layer(ContextLayer::new(propagation()));
+            .layer(ContextLayer::new(standard()));
         let (addr, stop) = serve(app).await;
-        let response = client()
+        let response = client(usize::MAX)
             .request(get_request(
                 addr,
                 "/work",
@@ -201,7 +144,7 @@ fn one_request_every_spawn_in_the_request_trace_with_the_right_parent() {
             .await
             .unwrap();
         assert_eq!(body_text(response.into_body()).await, "done");
-        let _ = stop.send(());
+        stop.now();
     });
 
     let spans = exporter.get_finished_spans().unwrap();
@@ -251,7 +194,7 @@ fn one_request_every_spawn_in_the_request_trace_with_the_right_parent() {
 #[test]
 fn a_hop_keeps_the_trace_and_baggage_set_through_either_api() {
     let (tracer, exporter, _provider) = tracer();
-    runtime().block_on(async {
+    runtime(2).block_on(async {
         let service_b = Router::new()
             .route(
                 "/b",
@@ -273,10 +216,10 @@ fn a_hop_keeps_the_trace_and_baggage_set_through_either_api() {
                     )
                 }),
             )
-            .layer(ContextLayer::new(propagation()));
+            .layer(ContextLayer::new(standard()));
         let (addr_b, stop_b) = serve(service_b).await;
 
-        let outgoing = ClientContextLayer::new(propagation()).layer(client());
+        let outgoing = ClientContextLayer::new(standard()).layer(client(usize::MAX));
         let a_tracer = tracer.clone();
         let service_a = Router::new()
             .route(
@@ -315,10 +258,10 @@ fn a_hop_keeps_the_trace_and_baggage_set_through_either_api() {
                     }
                 }),
             )
-            .layer(ContextLayer::new(propagation()));
+            .layer(ContextLayer::new(standard()));
         let (addr_a, stop_a) = serve(service_a).await;
 
-        let response = client()
+        let response = client(usize::MAX)
             .request(get_request(
                 addr_a,
                 "/a",
@@ -355,7 +298,8 @@ fn a_hop_keeps_the_trace_and_baggage_set_through_either_api() {
                 r#"Some("x")"#,
             ]
         );
-        let _ = (stop_a.send(()), stop_b.send(()));
+        stop_a.now();
+        stop_b.now();
     });
 }
 
@@ -365,17 +309,16 @@ fn outgoing_baggage(
     baggage: &str,
     f: impl Fn() -> Option<OtelContext> + Send + Sync + Clone + 'static,
 ) -> Option<String> {
-    let service =
-        ContextLayer::new(propagation()).layer(tower::service_fn(move |_: Request<()>| {
-            let f = f.clone();
-            async move {
-                let cx = f();
-                let _guard = cx.map(OtelContext::attach);
-                let mut headers = HeaderMap::new();
-                inject_headers_with(&propagation(), &mut headers);
-                Ok::<_, Infallible>(axum::http::Response::new(headers))
-            }
-        }));
+    let service = ContextLayer::new(standard()).layer(tower::service_fn(move |_: Request<()>| {
+        let f = f.clone();
+        async move {
+            let cx = f();
+            let _guard = cx.map(OtelContext::attach);
+            let mut headers = HeaderMap::new();
+            inject_headers_with(&standard(), &mut headers);
+            Ok::<_, Infallible>(axum::http::Response::new(headers))
+        }
+    }));
     let request = Request::builder()
         .header("baggage", baggage)
         .body(())
@@ -438,7 +381,7 @@ fn outside_a_request_both_apis_reach_the_headers() {
     let _guard = cx.attach();
     let mut headers = HeaderMap::new();
     TENANT.scope("acme".to_owned(), || {
-        inject_headers_with(&propagation(), &mut headers)
+        inject_headers_with(&standard(), &mut headers)
     });
     assert_eq!(headers["baggage"], "tenant=acme,region=eu");
     assert_eq!(
@@ -453,14 +396,13 @@ fn outside_a_request_both_apis_reach_the_headers() {
 
 #[test]
 fn a_bad_traceparent_starts_no_remote_parent_and_fails_nothing() {
-    let service =
-        ContextLayer::new(propagation()).layer(tower::service_fn(|_: Request<()>| async {
-            let cx = OtelContext::current();
-            Ok::<_, Infallible>(axum::http::Response::new((
-                cx.span().span_context().is_valid(),
-                REQUEST_ID.get(),
-            )))
-        }));
+    let service = ContextLayer::new(standard()).layer(tower::service_fn(|_: Request<()>| async {
+        let cx = OtelContext::current();
+        Ok::<_, Infallible>(axum::http::Response::new((
+            cx.span().span_context().is_valid(),
+            REQUEST_ID.get(),
+        )))
+    }));
     for bad in [
         "garbage",
         "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
@@ -484,12 +426,11 @@ fn a_bad_traceparent_starts_no_remote_parent_and_fails_nothing() {
 fn each_request_starts_from_a_fresh_otel_context() {
     #[derive(Debug)]
     struct Leak;
-    let service =
-        ContextLayer::new(propagation()).layer(tower::service_fn(|_: Request<()>| async {
-            Ok::<_, Infallible>(axum::http::Response::new(
-                OtelContext::current().get::<Leak>().is_some(),
-            ))
-        }));
+    let service = ContextLayer::new(standard()).layer(tower::service_fn(|_: Request<()>| async {
+        Ok::<_, Infallible>(axum::http::Response::new(
+            OtelContext::current().get::<Leak>().is_some(),
+        ))
+    }));
     // The caller's OTel context (a connection task's, a worker's) is not the request's.
     let _guard = OtelContext::current_with_value(Leak).attach();
     let response = futures::executor::block_on(service.oneshot(Request::new(()))).unwrap();
@@ -514,7 +455,7 @@ async fn preserved() -> Option<u32> {
 
 #[test]
 fn an_otel_value_set_before_a_spawn_is_visible_in_every_kind_of_child() {
-    let rt = runtime();
+    let rt = runtime(2);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()
@@ -634,15 +575,9 @@ fn an_otel_value_set_before_a_spawn_is_visible_in_every_kind_of_child() {
 
 #[test]
 fn the_otel_context_is_current_while_the_child_is_dropped_and_gone_after() {
-    struct ReportOnDrop(mpsc::Sender<Option<u32>>);
-    impl Drop for ReportOnDrop {
-        fn drop(&mut self) {
-            self.0.send(marker()).unwrap();
-        }
-    }
     let (tx, rx) = mpsc::channel();
     let fut = {
-        let guard = ReportOnDrop(tx);
+        let guard = ReportOnDrop::new(tx, marker);
         async move {
             let _guard = guard;
             std::future::pending::<()>().await;
@@ -711,7 +646,7 @@ fn a_request_through_the_layer_without_otel_headers_gets_a_root() {
     // No traceparent: spans in the handler start a new trace, and nothing fails.
     let (tracer, exporter, _provider) = tracer();
     let service =
-        ContextLayer::new(propagation()).layer(tower::service_fn(move |_: Request<Body>| {
+        ContextLayer::new(standard()).layer(tower::service_fn(move |_: Request<Body>| {
             let tracer = tracer.clone();
             async move {
                 child_span(&tracer, "root");
@@ -731,12 +666,6 @@ fn a_request_through_the_layer_without_otel_headers_gets_a_root() {
 
 #[test]
 fn the_otel_context_stays_across_awaits_and_after_a_panicking_poll() {
-    struct ReportOnDrop(mpsc::Sender<Option<u32>>);
-    impl Drop for ReportOnDrop {
-        fn drop(&mut self) {
-            self.0.send(marker()).unwrap();
-        }
-    }
     let waker = futures::task::noop_waker();
     let mut task_cx = std::task::Context::from_waker(&waker);
 
@@ -773,7 +702,7 @@ fn the_otel_context_stays_across_awaits_and_after_a_panicking_poll() {
     let (tx, rx) = mpsc::channel();
     let mut panicking = Box::pin(
         {
-            let report = ReportOnDrop(tx);
+            let report = ReportOnDrop::new(tx, marker);
             async move {
                 let _report = report;
                 panic!("poll failed");
@@ -823,7 +752,7 @@ fn otel_baggage() -> Vec<String> {
 #[test]
 fn an_untrusted_caller_s_traceparent_and_baggage_are_not_believed() {
     let (tracer, exporter, _provider) = tracer();
-    runtime().block_on(async {
+    runtime(2).block_on(async {
         let handler_tracer = tracer.clone();
         let app = Router::new()
             .route(
@@ -864,9 +793,9 @@ fn an_untrusted_caller_s_traceparent_and_baggage_are_not_believed() {
                 ],
             )
         };
-        let stranger = client().request(spoofed("stranger")).await.unwrap();
+        let stranger = client(usize::MAX).request(spoofed("stranger")).await.unwrap();
         let stranger = body_text(stranger.into_body()).await;
-        let gateway = client().request(spoofed("gateway")).await.unwrap();
+        let gateway = client(usize::MAX).request(spoofed("gateway")).await.unwrap();
         let gateway = body_text(gateway.into_body()).await;
 
         // From a stranger: only `locale` reached either API, and only it would go on.
@@ -879,7 +808,7 @@ fn an_untrusted_caller_s_traceparent_and_baggage_are_not_believed() {
             gateway,
             r#"internal=1,locale=fr,tenant=other-customer|Some("other-customer")|Some("fr")|Some("tenant=other-customer,locale=fr,internal=1")"#
         );
-        let _ = stop.send(());
+        stop.now();
     });
 
     let spans = exporter.get_finished_spans().unwrap();
@@ -910,7 +839,7 @@ fn an_untrusted_caller_s_traceparent_and_baggage_are_not_believed() {
 #[test]
 fn to_an_untrusted_destination_no_private_otel_baggage_is_sent() {
     let (tracer, _exporter, _provider) = tracer();
-    runtime().block_on(async {
+    runtime(2).block_on(async {
         // A third party's API: shows what it received.
         let echo = Router::new().route(
             "/echo",
@@ -927,7 +856,7 @@ fn to_an_untrusted_destination_no_private_otel_baggage_is_sent() {
         let send = |trusted_hosts: &'static [&'static str]| {
             let client = ClientContextLayer::new(edge())
                 .trusted_hosts(trusted_hosts)
-                .layer(client());
+                .layer(client(usize::MAX));
             let span = tracer.start("client-call");
             let trace_id = span.span_context().trace_id();
             // Set through OTel's API: a registered private key, a public one, and a key
@@ -969,6 +898,6 @@ fn to_an_untrusted_destination_no_private_otel_baggage_is_sent() {
         let mut members: Vec<&str> = baggage.split(',').collect();
         members.sort_unstable();
         assert_eq!(members, ["locale=de", "session=s3cr3t", "tenant=acme"]);
-        let _ = stop.send(());
+        stop.now();
     });
 }

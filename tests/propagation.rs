@@ -1,26 +1,15 @@
 //! The transport-neutral propagation (`contextvars::propagation`) over the carriers that need no
 //! feature: a `HashMap` and carriers of one's own, read-only and write-only.
 
+mod common;
+
 use std::collections::HashMap;
 
+use common::propagation::{standard, TENANT, USER_ID};
 use contextvars::propagation::{
     unique_request_id, Baggage, Extractor, Injector, Propagation, Trust, REQUEST_ID,
 };
-use contextvars::{Context, ContextVar};
-
-static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
-static USER_ID: ContextVar<u64> = ContextVar::new("user_id").with_display();
-
-/// Between our own services: callers and destinations trusted (what changes for strangers is
-/// checked by `tests/trust.rs`).
-fn propagation() -> Propagation {
-    Propagation::builder()
-        .baggage_str(&TENANT, "tenant")
-        .baggage(&USER_ID, "user.id", |s| s.parse().ok())
-        .inbound(Trust::Trusted)
-        .outbound(Trust::Trusted)
-        .build()
-}
+use contextvars::Context;
 
 fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -35,13 +24,13 @@ fn a_round_trip_through_a_map_keeps_the_id_registered_and_forwarded_members() {
         ("X-Request-Id", "req-1"),
         ("Baggage", "user.id=7, tenant=J%c3%b6rg ,other=a%20b;p"),
     ]);
-    let context = propagation().extract(&incoming);
+    let context = standard().extract(&incoming);
     assert_eq!(context.get(&REQUEST_ID).as_deref(), Some("req-1"));
     assert_eq!(context.get(&TENANT).as_deref(), Some("Jörg"));
     assert_eq!(context.get(&USER_ID), Some(7));
 
     let mut outgoing = HashMap::new();
-    context.run(|| propagation().inject(&mut outgoing));
+    context.run(|| standard().inject(&mut outgoing));
     assert_eq!(outgoing["x-request-id"], "req-1");
     // Registered first (in registration order), as received where the value is unchanged
     // (lowercase escapes included), then the forwarded member.
@@ -56,7 +45,7 @@ fn the_context_is_fresh_whatever_is_current() {
     let outer = Context::new()
         .with_value(&TENANT, "outer".to_string())
         .with_value(&REQUEST_ID, "outer-id".to_string());
-    let context = outer.run(|| propagation().extract(&map(&[("x-request-id", "inner")])));
+    let context = outer.run(|| standard().extract(&map(&[("x-request-id", "inner")])));
     assert_eq!(context.get(&REQUEST_ID).as_deref(), Some("inner"));
     assert_eq!(context.get(&TENANT), None);
     assert_eq!(context.len(), 1);
@@ -76,24 +65,24 @@ fn missing_or_bad_ids_are_generated_by_extract_and_by_your_generator_with_extrac
             Some(bad) => map(&[("x-request-id", bad)]),
             None => map(&[]),
         };
-        let id = propagation().extract(&carrier).get(&REQUEST_ID).unwrap();
+        let id = standard().extract(&carrier).get(&REQUEST_ID).unwrap();
         assert_eq!(id.len(), 32, "{bad:?}: {id}");
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
 
-        let extracted = propagation().extract_with(&carrier, || Some("mine".into()));
+        let extracted = standard().extract_with(&carrier, || Some("mine".into()));
         assert_eq!(extracted.request_id(), Some("mine"));
         assert!(!extracted.received);
         assert_eq!(extracted.context.get(&REQUEST_ID).as_deref(), Some("mine"));
 
         // A generator that gives nothing, or nothing usable: no id at all.
         for generated in [None, Some(String::new()), Some("a b".to_string())] {
-            let extracted = propagation().extract_with(&carrier, || generated.clone());
+            let extracted = standard().extract_with(&carrier, || generated.clone());
             assert_eq!(extracted.request_id(), None);
             assert_eq!(extracted.context.get(&REQUEST_ID), None);
         }
     }
     // A valid id is kept, and the generator is not called.
-    let extracted = propagation().extract_with(&map(&[("x-request-id", &"r".repeat(128))]), || {
+    let extracted = standard().extract_with(&map(&[("x-request-id", &"r".repeat(128))]), || {
         panic!("not called")
     });
     assert!(extracted.received);
@@ -147,7 +136,7 @@ fn repeated_baggage_values_are_one_list_and_unreadable_lines_are_skipped() {
         ("baggage", "tenant=J\u{f6}rg"), // not ASCII: the whole line is ignored
         ("baggage", "tenant=acme,b=2"),
     ]);
-    let context = propagation().extract(&carrier);
+    let context = standard().extract(&carrier);
     assert_eq!(context.get(&TENANT).as_deref(), Some("acme"));
     assert_eq!(context.run(|| Baggage::forwarded().to_string()), "a=1,b=2");
     assert_eq!(
@@ -169,13 +158,13 @@ impl Injector for WriteOnly {
 #[test]
 fn a_write_only_carrier_gets_the_context_and_nothing_is_written_for_what_is_not_set() {
     let mut carrier = WriteOnly::default();
-    propagation().inject(&mut carrier);
+    standard().inject(&mut carrier);
     assert!(carrier.0.is_empty(), "{:?}", carrier.0);
 
     let context = Context::new()
         .with_value(&REQUEST_ID, "req-2".to_string())
         .with_value(&USER_ID, 9);
-    propagation().inject_context(&context, &mut carrier);
+    standard().inject_context(&context, &mut carrier);
     assert_eq!(
         carrier.0,
         [
@@ -187,7 +176,7 @@ fn a_write_only_carrier_gets_the_context_and_nothing_is_written_for_what_is_not_
     // An id with a control character is not written at all.
     let mut carrier = WriteOnly::default();
     let context = Context::new().with_value(&REQUEST_ID, "a\r\nb".to_string());
-    propagation().inject_context(&context, &mut carrier);
+    standard().inject_context(&context, &mut carrier);
     assert!(carrier.0.is_empty());
 }
 
@@ -195,12 +184,12 @@ fn a_write_only_carrier_gets_the_context_and_nothing_is_written_for_what_is_not_
 fn members_already_in_the_carrier_are_kept_after_the_contexts_within_the_limits() {
     let mut carrier = map(&[("baggage", "mine=1,tenant=theirs")]);
     let context = Context::new().with_value(&TENANT, "acme corp".to_string());
-    propagation().inject_context(&context, &mut carrier);
+    standard().inject_context(&context, &mut carrier);
     assert_eq!(carrier["baggage"], "tenant=acme%20corp,mine=1");
 
     let many: Vec<String> = (0..100).map(|i| format!("k{i}=v")).collect();
     let mut carrier = map(&[("baggage", &many.join(","))]);
-    propagation().inject_context(&context, &mut carrier);
+    standard().inject_context(&context, &mut carrier);
     assert_eq!(Baggage::parse(&carrier["baggage"]).len(), 64);
     assert!(carrier["baggage"].starts_with("tenant=acme%20corp,k0=v,"));
 }

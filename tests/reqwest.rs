@@ -3,33 +3,25 @@
 //! contexts each carry their own, and a client without the middleware carries nothing.
 #![cfg(all(feature = "reqwest", feature = "tower"))]
 
+mod common;
+
 use std::net::SocketAddr;
 
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
+use common::http::{serve, Stop};
+use common::propagation::{standard, TENANT};
 use contextvars::propagation::{Baggage, Propagation, Trust, REQUEST_ID};
 use contextvars::reqwest::ContextMiddleware;
 use contextvars::tower::ContextLayer;
 use contextvars::{Context, ContextExt, ContextVar};
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use tokio::sync::oneshot;
 
-static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
-
-/// Between our own services: both sides trusted (the untrusted side is checked below and in
-/// `tests/trust.rs`).
-fn propagation() -> Propagation {
-    Propagation::builder()
-        .baggage_str(&TENANT, "tenant")
-        .inbound(Trust::Trusted)
-        .outbound(Trust::Trusted)
-        .build()
-}
-
-/// A server that answers with what the request's context holds, and the `baggage` header as
-/// it arrived. Stopped when the returned sender is dropped.
-async fn serve() -> (SocketAddr, oneshot::Sender<()>) {
+/// A server between our own services (both sides trusted: the untrusted side is checked below
+/// and in `tests/trust.rs`) that answers with what the request's context holds, and the
+/// `baggage` header as it arrived. Stopped when the returned [`Stop`] is dropped.
+async fn serve_seen() -> (SocketAddr, Stop) {
     let app = Router::new()
         .route(
             "/seen",
@@ -46,24 +38,13 @@ async fn serve() -> (SocketAddr, oneshot::Sender<()>) {
                 )
             }),
         )
-        .layer(ContextLayer::new(propagation()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap()
-    });
-    (addr, stop)
+        .layer(ContextLayer::new(standard()));
+    serve(app).await
 }
 
 fn client() -> ClientWithMiddleware {
     ClientBuilder::new(reqwest::Client::new())
-        .with(ContextMiddleware::new(propagation()))
+        .with(ContextMiddleware::new(standard()))
         .build()
 }
 
@@ -86,7 +67,7 @@ async fn fetch(client: &ClientWithMiddleware, addr: SocketAddr) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_request_id_and_baggage_arrive() {
-    let (addr, _stop) = serve().await;
+    let (addr, _stop) = serve_seen().await;
     let client = client();
     // A context as a service receives it, with a member to forward.
     let incoming = std::collections::HashMap::from([
@@ -96,7 +77,7 @@ async fn the_request_id_and_baggage_arrive() {
             "tenant=acme%20corp,other=kept".to_string(),
         ),
     ]);
-    let ctx = propagation().extract(&incoming);
+    let ctx = standard().extract(&incoming);
     let seen = fetch(&client, addr).with_context(ctx).await;
     assert_eq!(
         seen,
@@ -112,7 +93,7 @@ async fn the_request_id_and_baggage_arrive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_already_on_the_request_are_kept_after_the_contexts() {
-    let (addr, _stop) = serve().await;
+    let (addr, _stop) = serve_seen().await;
     let client = client();
     let ctx = Context::new()
         .with_value(&REQUEST_ID, "req-2".to_string())
@@ -136,7 +117,7 @@ async fn members_already_on_the_request_are_kept_after_the_contexts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_from_different_contexts_each_carry_their_own() {
     const REQUESTS: usize = 200;
-    let (addr, _stop) = serve().await;
+    let (addr, _stop) = serve_seen().await;
     let client = client();
     let calls: Vec<_> = (0..REQUESTS)
         .map(|i| {
@@ -172,7 +153,7 @@ async fn concurrent_requests_from_different_contexts_each_carry_their_own() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_middleware_or_outside_a_context_nothing_is_carried() {
-    let (addr, _stop) = serve().await;
+    let (addr, _stop) = serve_seen().await;
     let ctx = Context::new().with_value(&REQUEST_ID, "req-3".to_string());
 
     // A plain client: the server generates an id of its own.
@@ -190,7 +171,7 @@ async fn without_the_middleware_or_outside_a_context_nothing_is_carried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_host_gets_the_request_id_and_public_variables_only() {
     static LOCALE: ContextVar<String> = ContextVar::new("locale").with_display();
-    let (addr, _stop) = serve().await;
+    let (addr, _stop) = serve_seen().await;
     let configured = || {
         Propagation::builder()
             .baggage_str(&TENANT, "tenant")

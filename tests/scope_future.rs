@@ -4,6 +4,7 @@ mod common;
 
 use std::sync::mpsc;
 
+use common::report::ReportOnDrop;
 use contextvars::{Context, ContextExt, ContextVar};
 
 static REQUEST_ID: ContextVar<&'static str> = ContextVar::new("request_id");
@@ -81,14 +82,8 @@ fn what_the_future_sets_persists_across_polls_and_stays_inside() {
 
 #[test]
 fn a_never_polled_scope_future_is_dropped_with_its_value_set() {
-    struct Report(mpsc::Sender<(Option<&'static str>, Option<&'static str>)>);
-    impl Drop for Report {
-        fn drop(&mut self) {
-            let _ = self.0.send(both());
-        }
-    }
     let (tx, rx) = mpsc::channel();
-    let report = Report(tx);
+    let report = ReportOnDrop::new(tx, both);
     let fut = REQUEST_ID.scope_future("req-6", async move {
         let _report = report;
     });

@@ -1,8 +1,11 @@
 //! What a task spawned with its context carries over the bare one: the context's pointer, and
 //! nothing else (no `Option` around the future, no flag).
 
+mod common;
+
 use std::mem::size_of_val;
 
+use common::report::ReportOnDrop;
 use contextvars::{Context, ContextExt, ContextVar};
 
 static DROPPED_IN: ContextVar<u32> = ContextVar::new("dropped_in");
@@ -19,14 +22,8 @@ fn a_future_with_its_context_is_one_pointer_bigger() {
 /// The future still drops inside its context, and `into_inner` still hands it back whole.
 #[test]
 fn the_future_drops_in_its_context_and_into_inner_gives_it_back() {
-    struct Probe(std::sync::mpsc::Sender<Option<u32>>);
-    impl Drop for Probe {
-        fn drop(&mut self) {
-            let _ = self.0.send(DROPPED_IN.get());
-        }
-    }
     let (tx, rx) = std::sync::mpsc::channel();
-    let probe = Probe(tx.clone());
+    let probe = ReportOnDrop::new(tx.clone(), || DROPPED_IN.get());
     let future = async move {
         let _probe = &probe;
     };
@@ -34,7 +31,7 @@ fn the_future_drops_in_its_context_and_into_inner_gives_it_back() {
     assert_eq!(rx.recv().unwrap(), Some(7));
     assert_eq!(DROPPED_IN.get(), None);
 
-    let probe = Probe(tx);
+    let probe = ReportOnDrop::new(tx, || DROPPED_IN.get());
     let future = async move {
         let _probe = &probe;
         3

@@ -1,18 +1,23 @@
-//! The guide's scenarios, stress, panics and cancellation on tokio.
+//! The guide's scenarios, stress, panics and cancellation on tokio: the shared scenarios
+//! (`tests/common/scenarios.rs`) through [`Tokio`], then what only tokio has (handles, join sets,
+//! local sets, runtime shutdown, named tasks).
 #![cfg(feature = "tokio")]
 
 mod common;
-#[path = "common/stress.rs"]
-mod stress;
 
-use std::sync::mpsc;
+use std::future::Future;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use common::report::ReportOnDrop;
+use common::scenarios;
+use common::stress::{Blocking, BoxFuture, Runtime};
+use common::tokio_task::{abort_after, join};
 use contextvars::tokio::{
     spawn_blocking_with_context, spawn_local_with_context, spawn_with_context, JoinSetExt,
     RuntimeExt,
 };
-use contextvars::{Context, ContextVar};
+use contextvars::ContextVar;
 
 static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
 
@@ -29,41 +34,145 @@ async fn background_work() -> Option<String> {
     REQUEST_ID.get()
 }
 
-#[test]
-fn a_background_task_sees_the_request_id_and_a_plain_one_does_not() {
-    multi_thread(2).block_on(async {
-        let (with_helper, without) = REQUEST_ID.scope("req-123".into(), || {
-            (
-                spawn_with_context(background_work()),
-                tokio::spawn(background_work()),
-            )
-        });
-        assert_eq!(with_helper.await.unwrap().as_deref(), Some("req-123"));
-        assert_eq!(without.await.unwrap(), None);
-    });
+// ---------------------------------------------------------------------------------------------
+// The shared scenarios.
+
+/// A tokio runtime of the test's own; spawns go to it through the free functions (the runtime
+/// is current inside `block_on`).
+#[derive(Clone)]
+struct Tokio(Arc<tokio::runtime::Runtime>);
+
+impl Tokio {
+    fn multi_thread(workers: usize) -> Tokio {
+        Tokio(Arc::new(multi_thread(workers)))
+    }
+
+    /// One worker, the `block_on` thread, and one blocking thread: a later task (or job) runs on
+    /// the very thread of the earlier one.
+    fn current_thread() -> Tokio {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        Tokio(Arc::new(runtime))
+    }
 }
 
-fn process_item(item_id: &str, priority: u8) -> (String, u8, Option<String>) {
-    (item_id.to_string(), priority, REQUEST_ID.get())
+impl Runtime for Tokio {
+    fn block_on<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> T {
+        self.0.block_on(future)
+    }
+
+    fn spawn_with_context<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(join(spawn_with_context(task)))
+    }
+
+    fn spawn_plain<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(join(tokio::spawn(task)))
+    }
+
+    fn spawn_and_cancel(
+        &self,
+        task: impl Future<Output = ()> + Send + 'static,
+        started: impl Future<Output = ()> + Send + 'static,
+    ) -> BoxFuture {
+        abort_after(spawn_with_context(task), started)
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture {
+        Box::pin(tokio::time::sleep(duration))
+    }
+
+    fn yield_now(&self) -> BoxFuture {
+        Box::pin(tokio::task::yield_now())
+    }
+}
+
+impl Blocking for Tokio {
+    fn spawn_blocking_with_context<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(join(spawn_blocking_with_context(job)))
+    }
+
+    fn spawn_blocking_plain<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> BoxFuture<T> {
+        Box::pin(join(tokio::task::spawn_blocking(job)))
+    }
 }
 
 #[test]
-fn blocking_work_sees_the_request_id_with_arguments_and_a_result() {
-    multi_thread(2).block_on(async {
-        let item = String::from("item-123");
-        let job = REQUEST_ID.scope("req-456".into(), || {
-            spawn_blocking_with_context(move || process_item(&item, 1))
-        });
-        assert_eq!(
-            job.await.unwrap(),
-            ("item-123".into(), 1, Some("req-456".into()))
-        );
-        let plain = REQUEST_ID.scope("req-456".into(), || {
-            tokio::task::spawn_blocking(|| process_item("x", 2))
-        });
-        assert_eq!(plain.await.unwrap().2, None);
-    });
+fn a_spawned_task_keeps_the_callers_context_and_a_plain_one_has_none() {
+    scenarios::a_spawned_task_keeps_the_callers_context_and_a_plain_one_has_none(
+        Tokio::multi_thread(2),
+    );
 }
+
+#[test]
+fn a_blocking_job_keeps_the_callers_context_and_a_plain_one_has_none() {
+    scenarios::a_blocking_job_keeps_the_callers_context_and_a_plain_one_has_none(
+        Tokio::multi_thread(2),
+    );
+}
+
+#[test]
+fn isolation_both_ways() {
+    scenarios::isolation_both_ways(Tokio::multi_thread(2));
+}
+
+#[test]
+fn a_value_set_in_a_task_stays_in_it() {
+    scenarios::a_value_set_in_a_task_stays_in_it(Tokio::current_thread());
+}
+
+#[test]
+fn what_a_value_destructor_sets_never_reaches_the_worker() {
+    scenarios::what_a_value_destructor_sets_never_reaches_the_worker(Tokio::current_thread());
+}
+
+#[test]
+fn what_a_value_destructor_sets_never_reaches_the_blocking_thread() {
+    scenarios::what_a_value_destructor_sets_never_reaches_the_blocking_thread(
+        Tokio::current_thread(),
+    );
+}
+
+#[test]
+fn an_aborted_task_is_dropped_inside_its_context() {
+    scenarios::a_cancelled_task_is_dropped_inside_its_context(Tokio::multi_thread(2));
+}
+
+#[test]
+fn a_panicking_task_reaches_the_caller_and_leaves_the_worker_clean() {
+    scenarios::a_panicking_task_reaches_the_caller_and_leaves_the_worker_clean(
+        Tokio::multi_thread(1),
+    );
+}
+
+#[test]
+fn a_panicking_blocking_job_reaches_the_caller_and_leaves_the_thread_clean() {
+    scenarios::a_panicking_blocking_job_reaches_the_caller_and_leaves_the_thread_clean(
+        Tokio::current_thread(),
+    );
+}
+
+#[test]
+fn stress_ten_thousand_request_trees_on_four_workers() {
+    scenarios::stress(Tokio::multi_thread(4), 10_000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Only on tokio.
 
 #[test]
 fn handles_join_sets_and_local_sets() {
@@ -118,127 +227,13 @@ fn handles_join_sets_and_local_sets() {
 }
 
 #[test]
-fn isolation_both_ways() {
-    multi_thread(2).block_on(async {
-        let (to_child, child_rx) = tokio::sync::oneshot::channel::<()>();
-        let (child_started, started_rx) = tokio::sync::oneshot::channel::<()>();
-        let child = Context::new().run(|| {
-            REQUEST_ID.set("parent-value".into());
-            spawn_with_context(async move {
-                child_started.send(()).unwrap();
-                child_rx.await.unwrap(); // the parent has changed its value by now
-                let inherited = REQUEST_ID.get();
-                REQUEST_ID.set("child-override".into());
-                (inherited, REQUEST_ID.get())
-            })
-        });
-        started_rx.await.unwrap();
-        REQUEST_ID.set("parent-later".into()); // this task's own frame
-        to_child.send(()).unwrap();
-        let (inherited, overridden) = child.await.unwrap();
-        assert_eq!(inherited.as_deref(), Some("parent-value"));
-        assert_eq!(overridden.as_deref(), Some("child-override"));
-        assert_eq!(REQUEST_ID.get().as_deref(), Some("parent-later"));
-    });
-}
-
-#[derive(Clone)]
-struct Tokio;
-
-impl stress::Runtime for Tokio {
-    fn spawn_with_context(&self, task: stress::BoxFuture) -> stress::BoxFuture {
-        let handle = spawn_with_context(task);
-        Box::pin(async move { handle.await.unwrap() })
-    }
-
-    fn spawn_plain(&self, task: stress::BoxFuture) -> stress::BoxFuture {
-        let handle = tokio::spawn(task);
-        Box::pin(async move { handle.await.unwrap() })
-    }
-
-    fn sleep(&self, duration: Duration) -> stress::BoxFuture {
-        Box::pin(tokio::time::sleep(duration))
-    }
-
-    fn yield_now(&self) -> stress::BoxFuture {
-        Box::pin(tokio::task::yield_now())
-    }
-}
-
-#[test]
-fn stress_ten_thousand_request_trees_on_four_workers() {
-    multi_thread(4).block_on(stress::run(Tokio, 10_000));
-}
-
-#[test]
-fn a_panicking_task_reports_the_panic_and_leaves_the_worker_clean() {
-    // One worker: the later task runs on the very thread that panicked.
-    let runtime = multi_thread(1);
-    runtime.block_on(async {
-        let task = REQUEST_ID.scope("doomed".into(), || {
-            spawn_with_context(async {
-                REQUEST_ID.set("set-before-panic".into());
-                panic!("task failed");
-            })
-        });
-        let error = task.await.unwrap_err();
-        assert!(error.is_panic());
-        let payload = error.into_panic();
-        assert_eq!(payload.downcast_ref::<&str>(), Some(&"task failed"));
-
-        let blocking = REQUEST_ID.scope("doomed".into(), || {
-            spawn_blocking_with_context(|| -> () { panic!("job failed") })
-        });
-        assert!(blocking.await.unwrap_err().is_panic());
-
-        let later = tokio::spawn(async {
-            (
-                std::thread::current().id(),
-                REQUEST_ID.get(),
-                Context::current().len(),
-            )
-        });
-        let (_, seen, len) = later.await.unwrap();
-        assert_eq!((seen, len), (None, 0));
-    });
-}
-
-struct ReportOnDrop(mpsc::Sender<Option<String>>);
-
-impl Drop for ReportOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.send(REQUEST_ID.get());
-    }
-}
-
-#[test]
-fn an_aborted_task_drops_its_values_inside_its_context() {
-    multi_thread(2).block_on(async {
-        let (tx, rx) = mpsc::channel();
-        let (started_tx, started) = tokio::sync::oneshot::channel();
-        let task = REQUEST_ID.scope("req-abort".into(), || {
-            spawn_with_context(async move {
-                let _report = ReportOnDrop(tx);
-                REQUEST_ID.set("set-in-task".into());
-                started_tx.send(()).unwrap();
-                std::future::pending::<()>().await;
-            })
-        });
-        started.await.unwrap();
-        task.abort();
-        assert!(task.await.unwrap_err().is_cancelled());
-        assert_eq!(rx.recv().unwrap().as_deref(), Some("set-in-task"));
-    });
-}
-
-#[test]
 fn runtime_shutdown_drops_pending_tasks_inside_their_context() {
     let runtime = multi_thread(2);
     let (tx, rx) = mpsc::channel();
     let (started_tx, started) = mpsc::channel();
     REQUEST_ID.scope("req-shutdown".into(), || {
         runtime.spawn_with_context(async move {
-            let _report = ReportOnDrop(tx);
+            let _report = ReportOnDrop::new(tx, || REQUEST_ID.get());
             started_tx.send(()).unwrap();
             std::future::pending::<()>().await;
         })
@@ -259,43 +254,5 @@ fn named_tasks_keep_the_context() {
             })
             .unwrap();
         assert_eq!(task.await.unwrap().as_deref(), Some("named"));
-    });
-}
-
-/// Sets `REQUEST_ID` when dropped.
-struct SetsOnDrop;
-
-impl Drop for SetsOnDrop {
-    fn drop(&mut self) {
-        REQUEST_ID.set("set-by-destructor".into());
-    }
-}
-
-static SETS_ON_DROP: ContextVar<SetsOnDrop> = ContextVar::opaque("sets_on_drop");
-
-#[test]
-fn what_a_context_value_destructor_sets_never_reaches_the_worker_or_blocking_thread() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .max_blocking_threads(1)
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        spawn_with_context(async { SETS_ON_DROP.set(SetsOnDrop) })
-            .await
-            .unwrap();
-        // The only worker thread runs the next, unrelated task.
-        assert_eq!(
-            tokio::spawn(async { REQUEST_ID.get() }).await.unwrap(),
-            None
-        );
-        assert_eq!(REQUEST_ID.get(), None);
-
-        spawn_blocking_with_context(|| SETS_ON_DROP.set(SetsOnDrop))
-            .await
-            .unwrap();
-        let seen = tokio::task::spawn_blocking(|| REQUEST_ID.get())
-            .await
-            .unwrap();
-        assert_eq!(seen, None);
     });
 }

@@ -2,15 +2,13 @@
 //! the response, two hops with baggage, bad inputs, and OpenTelemetry interop.
 #![cfg(all(feature = "tower", feature = "tokio", feature = "rayon"))]
 
-#[path = "common/bad_input.rs"]
-mod bad_input;
+mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
@@ -21,64 +19,20 @@ use contextvars::tower::{
 };
 use contextvars::{Context, ContextVar};
 use futures::StreamExt;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::{mpsc, watch};
 use tower::{Layer, ServiceExt};
 use tower_http::request_id::{MakeRequestId, RequestId};
 
-use bad_input::{Generator, TENANT, USER_ID};
+use common::bad_input::{self, Generator};
+use common::http::{body_text, client, get_request, runtime, serve};
+use common::propagation::{standard, TENANT, USER_ID};
 
 static LEAK: ContextVar<&'static str> = ContextVar::new("leak");
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// `tenant` into `TENANT`, `user.id` into `USER_ID` (a number).
-fn propagation() -> Propagation {
-    bad_input::standard()
-}
 
 /// The default layer, for a service whose callers are trusted (these tests check the trusted
 /// behaviour; `tests/trust.rs` checks the untrusted one).
 fn internal_layer() -> ContextLayer {
     ContextLayer::new(Propagation::builder().inbound(Trust::Trusted).build())
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
-
-fn client(max_idle: usize) -> HttpClient {
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(max_idle)
-        .build_http()
-}
-
-fn get_request(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Request<Empty<Bytes>> {
-    let mut request = Request::get(format!("http://{addr}{path}"));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.body(Empty::new()).unwrap()
-}
-
-async fn body_text(
-    body: impl axum::body::HttpBody<Data = Bytes, Error = impl std::fmt::Debug>,
-) -> String {
-    String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -97,7 +51,7 @@ fn two_thousand_requests_at_64_in_flight_each_see_their_own_id() {
     const REQUESTS: usize = 2_000;
     const IN_FLIGHT: usize = 64;
 
-    runtime().block_on(async {
+    runtime(4).block_on(async {
         let (report, mut reports) = mpsc::unbounded_channel::<(String, Kind, Option<String>)>();
         let (release, released) = watch::channel(false);
         let app = Router::new()
@@ -141,7 +95,7 @@ fn two_thousand_requests_at_64_in_flight_each_see_their_own_id() {
                 }),
             )
             .layer(internal_layer());
-        let addr = serve(app).await;
+        let (addr, _stop) = serve(app).await;
         let client = client(IN_FLIGHT);
 
         let responses: Vec<(String, String, String)> = futures::stream::iter(0..REQUESTS)
@@ -205,7 +159,7 @@ fn two_thousand_requests_at_64_in_flight_each_see_their_own_id() {
 
 #[test]
 fn nothing_from_the_caller_or_an_earlier_request_on_the_connection_is_visible() {
-    runtime().block_on(async {
+    runtime(4).block_on(async {
         let app = Router::new()
             .route(
                 "/",
@@ -229,7 +183,7 @@ fn nothing_from_the_caller_or_an_earlier_request_on_the_connection_is_visible() 
         assert_eq!(body_text(response.into_body()).await, "None");
 
         // Over one kept-alive connection, request after request.
-        let addr = serve(app).await;
+        let (addr, _stop) = serve(app).await;
         let client = client(1);
         for _ in 0..20 {
             let response = client.request(get_request(addr, "/", &[])).await.unwrap();
@@ -242,7 +196,7 @@ fn nothing_from_the_caller_or_an_earlier_request_on_the_connection_is_visible() 
 fn a_route_outside_the_layer_cannot_set_into_the_connection_task() {
     // No layer: the handler runs in hyper's plain tokio task for the connection, with no frame
     // of this crate. A set there would stay on the worker for the next request.
-    runtime().block_on(async {
+    runtime(4).block_on(async {
         let app = Router::new().route(
             "/",
             get(|| async {
@@ -253,7 +207,7 @@ fn a_route_outside_the_layer_cannot_set_into_the_connection_task() {
                 format!("{before:?} {refused:?}")
             }),
         );
-        let addr = serve(app).await;
+        let (addr, _stop) = serve(app).await;
         let client = client(1);
         for _ in 0..10 {
             let response = client.request(get_request(addr, "/", &[])).await.unwrap();
@@ -264,7 +218,7 @@ fn a_route_outside_the_layer_cannot_set_into_the_connection_task() {
 
 #[test]
 fn work_in_the_inner_services_call_runs_in_the_request_context() {
-    runtime().block_on(async {
+    runtime(4).block_on(async {
         let service = internal_layer().layer(tower::service_fn(|_: Request<()>| {
             let seen_in_call = REQUEST_ID.get(); // before the future exists
             async move { Ok::<_, Infallible>(axum::http::Response::new(seen_in_call)) }
@@ -283,7 +237,7 @@ fn work_in_the_inner_services_call_runs_in_the_request_context() {
 
 #[test]
 fn two_hops_carry_the_request_id_and_baggage() {
-    runtime().block_on(async {
+    runtime(4).block_on(async {
         let service_b = Router::new()
             .route(
                 "/b",
@@ -297,10 +251,10 @@ fn two_hops_carry_the_request_id_and_baggage() {
                     )
                 }),
             )
-            .layer(ContextLayer::new(propagation()));
-        let addr_b = serve(service_b).await;
+            .layer(ContextLayer::new(standard()));
+        let (addr_b, _stop_b) = serve(service_b).await;
 
-        let outgoing = ClientContextLayer::new(propagation()).layer(client(8));
+        let outgoing = ClientContextLayer::new(standard()).layer(client(8));
         let service_a = Router::new()
             .route(
                 "/a",
@@ -315,8 +269,8 @@ fn two_hops_carry_the_request_id_and_baggage() {
                     }
                 }),
             )
-            .layer(ContextLayer::new(propagation()));
-        let addr_a = serve(service_a).await;
+            .layer(ContextLayer::new(standard()));
+        let (addr_a, _stop_a) = serve(service_a).await;
         let client = client(8);
 
         let response = client
@@ -402,7 +356,7 @@ impl MakeRequestId for BadIds {
 
 #[test]
 fn the_bad_input_rows_give_what_the_docs_say() {
-    runtime().block_on(async {
+    runtime(4).block_on(async {
         let rows = bad_input::rows();
         assert!(rows.len() >= 25);
         for row in &rows {
@@ -434,7 +388,7 @@ fn the_bad_input_rows_give_what_the_docs_say() {
 fn a_streaming_body_sees_the_context_only_when_wrapped() {
     use contextvars::ContextExt;
 
-    runtime().block_on(async {
+    runtime(4).block_on(async {
         let stream = || {
             futures::stream::once(async { Ok::<_, Infallible>(format!("{:?}", REQUEST_ID.get())) })
         };
@@ -448,7 +402,7 @@ fn a_streaming_body_sees_the_context_only_when_wrapped() {
                 get(move || async move { Body::from_stream(stream()) }),
             )
             .layer(internal_layer());
-        let addr = serve(app).await;
+        let (addr, _stop) = serve(app).await;
         let client = client(1);
 
         let response = client
@@ -470,7 +424,7 @@ fn a_streaming_body_sees_the_context_only_when_wrapped() {
 
 #[test]
 fn inject_writes_registered_forwarded_and_existing_members() {
-    let propagation = propagation();
+    let propagation = standard();
     let ctx = Context::new()
         .with_value(&REQUEST_ID, "req-1".to_string())
         .with_value(&TENANT, "a,b".to_string())
@@ -492,12 +446,11 @@ fn inject_writes_registered_forwarded_and_existing_members() {
 /// What the layer forwards: `inject_headers_with` called in the handler of a request that
 /// brought `lines` as its `baggage` headers.
 fn forwarded_by_the_layer(lines: &[&str]) -> Option<String> {
-    let service =
-        ContextLayer::new(propagation()).layer(tower::service_fn(|_: Request<()>| async {
-            let mut headers = HeaderMap::new();
-            inject_headers_with(&propagation(), &mut headers);
-            Ok::<_, Infallible>(axum::http::Response::new(headers))
-        }));
+    let service = ContextLayer::new(standard()).layer(tower::service_fn(|_: Request<()>| async {
+        let mut headers = HeaderMap::new();
+        inject_headers_with(&standard(), &mut headers);
+        Ok::<_, Infallible>(axum::http::Response::new(headers))
+    }));
     let mut request = Request::builder();
     for line in lines {
         request = request.header("baggage", *line);
@@ -544,12 +497,11 @@ fn what_we_inject_opentelemetry_extracts() {
 
     let mut headers = HeaderMap::new();
     let forwarded = "extra=x%3Dy;prop=1";
-    let service =
-        ContextLayer::new(propagation()).layer(tower::service_fn(|_: Request<()>| async {
-            let mut headers = HeaderMap::new();
-            inject_headers_with(&propagation(), &mut headers);
-            Ok::<_, Infallible>(axum::http::Response::new(headers))
-        }));
+    let service = ContextLayer::new(standard()).layer(tower::service_fn(|_: Request<()>| async {
+        let mut headers = HeaderMap::new();
+        inject_headers_with(&standard(), &mut headers);
+        Ok::<_, Infallible>(axum::http::Response::new(headers))
+    }));
     let request = Request::builder()
         .header(
             "baggage",
@@ -587,14 +539,13 @@ fn what_opentelemetry_injects_we_extract() {
     let mut carrier: HashMap<String, String> = HashMap::new();
     BaggagePropagator::new().inject_context(&cx, &mut carrier);
 
-    let service =
-        ContextLayer::new(propagation()).layer(tower::service_fn(|_: Request<()>| async {
-            Ok::<_, Infallible>(axum::http::Response::new((
-                TENANT.get(),
-                USER_ID.get(),
-                Baggage::forwarded(),
-            )))
-        }));
+    let service = ContextLayer::new(standard()).layer(tower::service_fn(|_: Request<()>| async {
+        Ok::<_, Infallible>(axum::http::Response::new((
+            TENANT.get(),
+            USER_ID.get(),
+            Baggage::forwarded(),
+        )))
+    }));
     let mut request = Request::builder();
     for (name, value) in &carrier {
         request = request.header(name.as_str(), value.as_str());

@@ -1,53 +1,21 @@
 //! Context fields on every log line, and spans that travel with the context.
 #![cfg(all(feature = "tracing", feature = "tokio", feature = "rayon"))]
 
-use std::io;
-use std::sync::{Arc, Mutex, OnceLock};
+mod common;
 
+use std::sync::{Arc, OnceLock};
+
+use common::buffer::Buffer;
 use contextvars::tracing::{ContextFields, ContextFieldsConfig, ContextFormat};
 use contextvars::{Context, ContextVar};
 use tracing::{info, info_span, Instrument};
-use tracing_subscriber::fmt::MakeWriter;
 
 static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id").with_display();
 static USER_ID: ContextVar<u64> = ContextVar::new("user_id");
 
-/// Collects formatted output; the fmt subscriber writes each event with one `write`.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
 /// A plain-text fmt subscriber with context fields, writing into `captured`.
 fn text_subscriber(
-    captured: &Captured,
+    captured: &Buffer,
     config: ContextFieldsConfig,
 ) -> impl tracing::Subscriber + Send + Sync + 'static {
     tracing_subscriber::fmt()
@@ -59,10 +27,10 @@ fn text_subscriber(
 }
 
 /// The process-wide text subscriber (worker threads of every runtime log through it).
-fn global() -> &'static Captured {
-    static GLOBAL: OnceLock<Captured> = OnceLock::new();
+fn global() -> &'static Buffer {
+    static GLOBAL: OnceLock<Buffer> = OnceLock::new();
     GLOBAL.get_or_init(|| {
-        let captured = Captured::default();
+        let captured = Buffer::default();
         let subscriber = text_subscriber(&captured, ContextFieldsConfig::new());
         tracing::subscriber::set_global_default(subscriber).unwrap();
         captured
@@ -173,7 +141,7 @@ fn events_outside_a_context_print_no_context_fields() {
 
 #[test]
 fn json_lines_parse_and_hold_the_context_fields() {
-    let captured = Captured::default();
+    let captured = Buffer::default();
     let subscriber = tracing_subscriber::fmt()
         .json()
         .map_event_format(ContextFormat::new)
@@ -209,7 +177,7 @@ fn a_panicking_value_and_a_huge_value_do_not_break_other_fields() {
     static BAD: ContextVar<PanicsOnDebug> = ContextVar::new("bad");
     static HUGE: ContextVar<String> = ContextVar::new("huge").with_display();
     for json in [false, true] {
-        let captured = Captured::default();
+        let captured = Buffer::default();
         let config = ContextFieldsConfig::new().max_value_len(100);
         let ctx = Context::new()
             .with_value(&REQUEST_ID, "req-1".into())
@@ -241,7 +209,7 @@ fn a_panicking_value_and_a_huge_value_do_not_break_other_fields() {
 
 #[test]
 fn a_subset_of_variables_and_debug_values() {
-    let captured = Captured::default();
+    let captured = Buffer::default();
     let subscriber = text_subscriber(
         &captured,
         ContextFieldsConfig::new()
@@ -258,7 +226,7 @@ fn a_subset_of_variables_and_debug_values() {
 
 #[test]
 fn context_fields_are_not_added_to_span_fields() {
-    let captured = Captured::default();
+    let captured = Buffer::default();
     let subscriber = text_subscriber(&captured, ContextFieldsConfig::new());
     tracing::subscriber::with_default(subscriber, || {
         REQUEST_ID.scope("req-3".into(), || {
@@ -277,7 +245,7 @@ fn context_fields_are_not_added_to_span_fields() {
 
 #[test]
 fn record_in_span_copies_context_fields_into_declared_span_fields() {
-    let captured = Captured::default();
+    let captured = Buffer::default();
     let subscriber = tracing_subscriber::fmt()
         .with_ansi(false)
         .with_writer(captured.clone())
@@ -298,7 +266,7 @@ fn fields_are_formatted_once_per_snapshot_unless_asked_otherwise() {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: ContextVar<Arc<AtomicU64>> = ContextVar::new("counter");
     for each_event in [false, true] {
-        let captured = Captured::default();
+        let captured = Buffer::default();
         let config = match each_event {
             true => ContextFieldsConfig::new().format_each_event(),
             false => ContextFieldsConfig::new(),
@@ -369,7 +337,7 @@ fn with_dispatch(dispatch: impl Into<tracing::Dispatch>, f: impl FnOnce()) {
 #[allow(deprecated)]
 fn with_context_fields_works_anywhere_in_the_builder_chain() {
     use contextvars::tracing::FmtContextExt;
-    let captured = Captured::default();
+    let captured = Buffer::default();
     let subscriber = tracing_subscriber::fmt()
         .with_context_fields()
         .with_writer(captured.clone())
@@ -383,7 +351,7 @@ fn with_context_fields_works_anywhere_in_the_builder_chain() {
     });
     assert_eq!(captured.lines(), ["anywhere n=1 request_id=req-any"]);
 
-    let captured = Captured::default();
+    let captured = Buffer::default();
     let subscriber = tracing_subscriber::fmt()
         .with_context_fields()
         .with_writer(captured.clone())
@@ -412,7 +380,7 @@ fn with_context_fields_works_anywhere_in_the_builder_chain() {
 fn with_context_fields_works_anywhere_on_a_layer_and_a_second_call_replaces_the_config() {
     use contextvars::tracing::FmtContextExt;
     use tracing_subscriber::layer::SubscriberExt;
-    let captured = Captured::default();
+    let captured = Buffer::default();
     let layer = tracing_subscriber::fmt::layer()
         .with_context_fields()
         .with_writer(captured.clone())
@@ -429,7 +397,7 @@ fn with_context_fields_works_anywhere_on_a_layer_and_a_second_call_replaces_the_
 }
 
 /// A text subscriber in the `Full` or the `Compact` format, writing into `captured`.
-fn text_format(captured: &Captured, compact: bool) -> tracing::Dispatch {
+fn text_format(captured: &Buffer, compact: bool) -> tracing::Dispatch {
     let builder = tracing_subscriber::fmt()
         .with_ansi(false)
         .with_writer(captured.clone());
@@ -461,7 +429,7 @@ fn log_shared_names() {
 #[test]
 fn an_events_own_field_wins_over_a_context_variable_of_the_same_name_in_text() {
     for compact in [false, true] {
-        let captured = Captured::default();
+        let captured = Buffer::default();
         with_dispatch(text_format(&captured, compact), log_shared_names);
         let lines = captured.lines();
         assert_eq!(lines.len(), 3, "{lines:?}");
@@ -492,7 +460,7 @@ fn an_events_own_field_wins_over_a_context_variable_of_the_same_name_in_text() {
 #[test]
 fn an_events_own_field_wins_over_a_context_variable_of_the_same_name_in_json() {
     for flatten in [false, true] {
-        let captured = Captured::default();
+        let captured = Buffer::default();
         let subscriber = tracing_subscriber::fmt()
             .json()
             .flatten_event(flatten)
@@ -526,7 +494,7 @@ fn an_events_own_field_wins_over_a_context_variable_of_the_same_name_in_json() {
 #[test]
 fn an_event_field_called_context_wins_over_the_context_object_only_where_they_meet() {
     for flatten in [false, true] {
-        let captured = Captured::default();
+        let captured = Buffer::default();
         // Over `ContextFields` too: it changes nothing in JSON.
         let subscriber = tracing_subscriber::fmt()
             .json()
@@ -552,7 +520,7 @@ fn an_event_field_called_context_wins_over_the_context_object_only_where_they_me
 
 #[test]
 fn control_characters_in_a_value_are_escaped_in_text_lines() {
-    let captured = Captured::default();
+    let captured = Buffer::default();
     with_dispatch(text_format(&captured, false), || {
         REQUEST_ID.scope("a\nb\x1b[31mc".into(), || info!("controls"));
     });
@@ -597,7 +565,7 @@ fn log_in_a_span() {
 
 #[test]
 fn full_text_lines_through_the_builders_own_options() {
-    let captured = Captured::default();
+    let captured = Buffer::default();
     let subscriber = tracing_subscriber::fmt()
         .with_ansi(false)
         .without_time()
@@ -615,7 +583,7 @@ fn full_text_lines_through_the_builders_own_options() {
 #[test]
 fn compact_text_lines_on_a_layer_put_the_context_after_the_events_own_fields() {
     use tracing_subscriber::layer::SubscriberExt;
-    let captured = Captured::default();
+    let captured = Buffer::default();
     let layer = tracing_subscriber::fmt::layer()
         .compact()
         .with_ansi(false)
@@ -636,7 +604,7 @@ fn compact_text_lines_on_a_layer_put_the_context_after_the_events_own_fields() {
 
 #[test]
 fn colored_text_lines_keep_their_colors_and_style_the_context_fields_like_the_events() {
-    let captured = Captured::default();
+    let captured = Buffer::default();
     let subscriber = tracing_subscriber::fmt()
         .with_ansi(true)
         .without_time()
@@ -661,7 +629,7 @@ fn colored_text_lines_keep_their_colors_and_style_the_context_fields_like_the_ev
 
 #[test]
 fn json_lines_through_the_builders_own_options_need_only_the_event_format() {
-    let captured = Captured::default();
+    let captured = Buffer::default();
     let subscriber = tracing_subscriber::fmt()
         .json()
         .without_time()
@@ -683,7 +651,7 @@ fn json_lines_through_the_builders_own_options_need_only_the_event_format() {
 #[test]
 fn json_span_fields_recorded_later_stay_one_object_over_context_fields() {
     use tracing_subscriber::layer::SubscriberExt;
-    let captured = Captured::default();
+    let captured = Buffer::default();
     let layer = tracing_subscriber::fmt::layer()
         .json()
         .without_time()
@@ -723,12 +691,12 @@ fn the_deprecated_set_up_prints_what_the_new_types_print() {
         log_shared_names();
         info!("outside");
     };
-    let run = |dispatch: tracing::Dispatch, captured: &Captured| {
+    let run = |dispatch: tracing::Dispatch, captured: &Buffer| {
         with_dispatch(dispatch, log);
         captured.lines()
     };
-    let (old, new) = (Captured::default(), Captured::default());
-    let builder = |captured: &Captured| {
+    let (old, new) = (Buffer::default(), Buffer::default());
+    let builder = |captured: &Buffer| {
         tracing_subscriber::fmt()
             .with_ansi(false)
             .without_time()
@@ -748,7 +716,7 @@ fn the_deprecated_set_up_prints_what_the_new_types_print() {
     assert_eq!(old_lines.len(), 5);
     assert_eq!(old_lines, new_lines);
 
-    let (old, new) = (Captured::default(), Captured::default());
+    let (old, new) = (Buffer::default(), Buffer::default());
     let old_lines = run(builder(&old).with_context_fields().compact().into(), &old);
     let new_lines = run(
         builder(&new)
@@ -761,7 +729,7 @@ fn the_deprecated_set_up_prints_what_the_new_types_print() {
     assert_eq!(old_lines.len(), 5);
     assert_eq!(old_lines, new_lines);
 
-    let (old, new) = (Captured::default(), Captured::default());
+    let (old, new) = (Buffer::default(), Buffer::default());
     let old_lines = run(
         builder(&old)
             .with_context_fields()

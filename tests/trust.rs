@@ -3,40 +3,28 @@
 //! test of the transport-neutral rules against every combination of policies.
 #![cfg(all(feature = "tower", feature = "tokio", feature = "tracing"))]
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+mod common;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Request};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::OnceLock;
+
+use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
+use common::buffer::Buffer;
+use common::http::{body_text, client, get_request, runtime, serve};
 use contextvars::propagation::{Baggage, Propagation, Trust, CALLER_REQUEST_ID, REQUEST_ID};
 use contextvars::tokio::spawn_with_context;
 use contextvars::tower::{ClientContextLayer, ContextLayer};
 use contextvars::tracing::ContextFormat;
 use contextvars::ContextVar;
 use futures::StreamExt;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use proptest::prelude::*;
 use tower::{Layer, Service, ServiceExt};
-use tracing_subscriber::fmt::MakeWriter;
 
 static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
 static LOCALE: ContextVar<String> = ContextVar::new("locale").with_display();
 static USER: ContextVar<String> = ContextVar::new("user").with_display();
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// The edge's configuration: `tenant` (private, never from strangers) and `locale` (a stranger
 /// may choose it, and it may be shown to anyone).
@@ -47,43 +35,6 @@ fn edge() -> Propagation {
         .accept_from_untrusted("locale")
         .public("locale")
         .build()
-}
-
-async fn serve(app: Router) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap()
-    });
-    (addr, stop)
-}
-
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
-
-fn client(max_idle: usize) -> HttpClient {
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(max_idle)
-        .build_http()
-}
-
-fn get_request(uri: String, headers: &[(&str, &str)]) -> Request<Empty<Bytes>> {
-    let mut request = Request::get(uri);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    request.body(Empty::new()).unwrap()
-}
-
-async fn body_text(
-    body: impl axum::body::HttpBody<Data = Bytes, Error = impl std::fmt::Debug>,
-) -> String {
-    String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
 
 /// A server with no layer that answers with the headers it received, as JSON.
@@ -103,40 +54,18 @@ fn echo_headers_app() -> Router {
 // ---------------------------------------------------------------------------------------------
 // Logs, captured process-wide (the edge's handlers log on the runtime's worker threads).
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
-
 /// The JSON log lines of this test binary. Only the load test logs.
-fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
+fn logs() -> &'static Buffer {
+    static LOGS: OnceLock<Buffer> = OnceLock::new();
     LOGS.get_or_init(|| {
-        let captured = Captured::default();
+        let buffer = Buffer::default();
         let subscriber = tracing_subscriber::fmt()
             .json()
             .map_event_format(ContextFormat::new)
-            .with_writer(captured.clone())
+            .with_writer(buffer.clone())
             .finish();
         tracing::subscriber::set_global_default(subscriber).unwrap();
-        captured
+        buffer
     })
 }
 
@@ -149,7 +78,7 @@ fn an_edge_under_load_never_believes_logs_or_forwards_what_strangers_sent() {
     const IN_FLIGHT: usize = 64;
     let logs = logs();
 
-    runtime().block_on(async {
+    runtime(4).block_on(async {
         // An internal service behind the edge: trusts its callers, reports what reached it.
         let internal = Propagation::builder()
             .baggage_str(&TENANT, "tenant")
@@ -189,7 +118,7 @@ fn an_edge_under_load_never_believes_logs_or_forwards_what_strangers_sent() {
                     async move {
                         tracing::info!("handled");
                         let task = spawn_with_context(async { REQUEST_ID.get() });
-                        let request = get_request(format!("http://{backend_addr}/"), &[]);
+                        let request = get_request(backend_addr, "/", &[]);
                         let response = downstream.oneshot(request).await.unwrap();
                         let backend: serde_json::Value =
                             serde_json::from_str(&body_text(response.into_body()).await).unwrap();
@@ -217,7 +146,8 @@ fn an_edge_under_load_never_believes_logs_or_forwards_what_strangers_sent() {
                     let spoofed_id = format!("spoof-{i}");
                     let baggage = format!("tenant=victim-{i},evil=x{i},locale=fr-{i}");
                     let request = get_request(
-                        format!("http://{edge_addr}/"),
+                        edge_addr,
+                        "/",
                         &[("x-request-id", &spoofed_id), ("baggage", &baggage)],
                     );
                     let response = strangers.request(request).await.unwrap();
@@ -232,7 +162,8 @@ fn an_edge_under_load_never_believes_logs_or_forwards_what_strangers_sent() {
             .buffer_unordered(IN_FLIGHT)
             .collect()
             .await;
-        let _ = (stop_edge.send(()), stop_backend.send(()));
+        stop_edge.now();
+        stop_backend.now();
 
         let mut fresh_ids = HashSet::new();
         for (i, echoed, seen) in &results {
@@ -261,7 +192,7 @@ fn an_edge_under_load_never_believes_logs_or_forwards_what_strangers_sent() {
         }
         assert_eq!(fresh_ids.len(), REQUESTS);
 
-        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let text = logs.text();
         let mut handled = HashSet::new();
         for line in text.lines() {
             let line: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -287,7 +218,7 @@ fn an_edge_under_load_never_believes_logs_or_forwards_what_strangers_sent() {
 
 #[test]
 fn one_server_trusts_only_requests_its_gateway_marked() {
-    runtime().block_on(async {
+    runtime(4).block_on(async {
         let layer = ContextLayer::new(edge())
             .trust_callers_if(|head| head.headers.get("x-from-gateway").is_some());
         let app = Router::new()
@@ -311,7 +242,7 @@ fn one_server_trusts_only_requests_its_gateway_marked() {
             if gateway {
                 headers.push(("x-from-gateway", "1"));
             }
-            http.request(get_request(format!("http://{addr}/"), &headers))
+            http.request(get_request(addr, "/", &headers))
         };
 
         let response = send(true).await.unwrap();
@@ -331,7 +262,7 @@ fn one_server_trusts_only_requests_its_gateway_marked() {
             body_text(response.into_body()).await,
             format!(r#"Some({echoed:?})|Some("gw-1")|None|"#)
         );
-        let _ = stop.send(());
+        stop.now();
     });
 }
 
@@ -340,7 +271,7 @@ fn one_server_trusts_only_requests_its_gateway_marked() {
 
 #[test]
 fn a_client_sends_nothing_private_or_forwarded_to_an_untrusted_host() {
-    runtime().block_on(async {
+    runtime(4).block_on(async {
         let (addr, stop) = serve(echo_headers_app()).await;
         let port = addr.port();
 
@@ -377,7 +308,7 @@ fn a_client_sends_nothing_private_or_forwarded_to_an_untrusted_host() {
             let mut service = ClientContextLayer::new(edge())
                 .trusted_hosts(hosts)
                 .layer(client(1));
-            let request = get_request(format!("http://{addr}/"), &[]);
+            let request = get_request(addr, "/", &[]);
             let call = context.run(|| service.call(request));
             let response = call.await.unwrap();
             let received: BTreeMap<String, String> =
@@ -388,11 +319,11 @@ fn a_client_sends_nothing_private_or_forwarded_to_an_untrusted_host() {
 
         // No list: the propagation's own setting (untrusted by default).
         let mut service = ClientContextLayer::new(edge()).layer(client(1));
-        let call = context.run(|| service.call(get_request(format!("http://{addr}/"), &[])));
+        let call = context.run(|| service.call(get_request(addr, "/", &[])));
         let received: BTreeMap<String, String> =
             serde_json::from_str(&body_text(call.await.unwrap().into_body()).await).unwrap();
         assert_eq!(received["baggage"], "locale=fr");
-        let _ = stop.send(());
+        stop.now();
     });
 }
 

@@ -2,13 +2,10 @@
 //! layer, the actix-web middleware): each row is a request's headers, the configuration to read
 //! them with, and what the handler and the response must show. A server test sends every row
 //! through its own stack, with a handler that answers [`handler_body`], and calls [`Row::check`].
-#![allow(dead_code)]
 
 use contextvars::propagation::{Baggage, Propagation, Trust, REQUEST_ID};
-use contextvars::ContextVar;
 
-pub(crate) static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
-pub(crate) static USER_ID: ContextVar<u64> = ContextVar::new("user_id").with_display();
+use super::propagation::{standard, standard_builder, TENANT, USER_ID};
 
 /// Which configuration a row is read with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,13 +55,7 @@ impl Config {
             Config::Standard | Config::GeneratorGivesNone | Config::GeneratorGivesInvalid => {
                 standard()
             }
-            Config::ShortIds => Propagation::builder()
-                .baggage_str(&TENANT, "tenant")
-                .baggage(&USER_ID, "user.id", |s| s.parse().ok())
-                .max_request_id_len(4)
-                .inbound(Trust::Trusted)
-                .outbound(Trust::Trusted)
-                .build(),
+            Config::ShortIds => standard_builder().max_request_id_len(4).build(),
             Config::NumericTenant => Propagation::builder()
                 .baggage(&USER_ID, "tenant", |s| s.parse().ok())
                 .inbound(Trust::Trusted)
@@ -72,18 +63,6 @@ impl Config {
                 .build(),
         }
     }
-}
-
-/// `tenant` into `TENANT`, `user.id` into `USER_ID` (a number). Callers and destinations are
-/// trusted: the table is the rules for your own services (what changes for strangers is checked
-/// by `tests/trust.rs`).
-pub(crate) fn standard() -> Propagation {
-    Propagation::builder()
-        .baggage_str(&TENANT, "tenant")
-        .baggage(&USER_ID, "user.id", |s| s.parse().ok())
-        .inbound(Trust::Trusted)
-        .outbound(Trust::Trusted)
-        .build()
 }
 
 /// What the handler answers: `request id|tenant|user id|forwarded baggage`.

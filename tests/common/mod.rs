@@ -1,5 +1,21 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests, one module per topic. Every test file is a crate of
+//! its own that uses some of them: dead code is allowed here, and a module that needs a feature
+//! is compiled only with it.
 #![allow(dead_code)]
+
+pub(crate) mod bad_input;
+pub(crate) mod buffer;
+#[cfg(any(feature = "tower", feature = "actix-web"))]
+pub(crate) mod http;
+#[cfg(feature = "log")]
+pub(crate) mod logger;
+pub(crate) mod nats_server;
+pub(crate) mod propagation;
+pub(crate) mod report;
+pub(crate) mod scenarios;
+pub(crate) mod stress;
+#[cfg(any(feature = "tokio", feature = "actix-web"))]
+pub(crate) mod tokio_task;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,5 +1,6 @@
-//! The runtime-independent stress scenario: many requests, each a tree of tasks three levels
-//! deep, yielding and sleeping at pseudo-random points; plain tasks interleaved.
+//! The [`Runtime`] trait every runtime's tests implement, and the runtime-independent stress
+//! run: many requests, each a tree of tasks three levels deep, yielding and sleeping at
+//! pseudo-random points; plain tasks interleaved.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,19 +10,85 @@ use std::time::Duration;
 
 use contextvars::ContextVar;
 
-pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type BoxFuture<T = ()> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 static REQUEST_ID: ContextVar<u64> = ContextVar::new("stress_request_id");
 static LEVEL: ContextVar<u32> = ContextVar::new("stress_level");
 
-/// How a runtime spawns (with or without context) and sleeps.
+/// A runtime as the stress run and the shared scenarios (`scenarios.rs`) drive it: how it runs a
+/// future, spawns (with or without context), cancels, sleeps and yields. A new runtime implements
+/// it (and [`Blocking`] when it has a pool for blocking jobs), then its test file calls the
+/// scenarios.
 pub(crate) trait Runtime: Clone + Send + Sync + 'static {
-    /// Spawns with this crate's helper; the returned future waits for the task.
-    fn spawn_with_context(&self, task: BoxFuture) -> BoxFuture;
-    /// Spawns with the runtime's plain spawn.
-    fn spawn_plain(&self, task: BoxFuture) -> BoxFuture;
-    fn sleep(&self, duration: Duration) -> BoxFuture;
-    fn yield_now(&self) -> BoxFuture;
+    /// Runs `future` to its end from the calling (test) thread, as the runtime's entry point.
+    fn block_on<T: Send + 'static>(&self, future: impl Future<Output = T> + Send + 'static) -> T;
+    /// Spawns with this crate's helper; the returned future waits for the task and gives its
+    /// output, or resumes its panic (with the task's payload).
+    fn spawn_with_context<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<T>;
+    /// Spawns with the runtime's plain spawn; awaited as above.
+    fn spawn_plain<T: Send + 'static>(
+        &self,
+        task: impl Future<Output = T> + Send + 'static,
+    ) -> BoxFuture<T>;
+    /// Spawns `task` with this crate's helper now; the returned future waits for `started`,
+    /// then cancels the task the runtime's way (abort, cancel, dropping its handle), waiting for
+    /// the cancellation where the runtime reports it, and asserting the task did not complete.
+    fn spawn_and_cancel(
+        &self,
+        task: impl Future<Output = ()> + Send + 'static,
+        started: impl Future<Output = ()> + Send + 'static,
+    ) -> BoxFuture;
+    /// Sleeps; by default a sleeping thread wakes the task, for executors without a timer. A
+    /// runtime with a timer uses its own.
+    fn sleep(&self, duration: Duration) -> BoxFuture {
+        thread_sleep(duration)
+    }
+    /// Yields once; by default the task wakes itself and returns `Pending` once, which any
+    /// executor handles. A runtime with a yield of its own uses it.
+    fn yield_now(&self) -> BoxFuture {
+        Box::pin(super::Yield(1))
+    }
+}
+
+/// A runtime with a pool for blocking jobs.
+pub(crate) trait Blocking: Runtime {
+    /// Runs `job` on the pool with this crate's helper; awaited as [`Runtime::spawn_with_context`].
+    fn spawn_blocking_with_context<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> BoxFuture<T>;
+    /// Runs `job` on the pool with the runtime's plain call; awaited as above.
+    fn spawn_blocking_plain<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> BoxFuture<T>;
+}
+
+/// [`Runtime::spawn_and_cancel`] for executors whose handle cancels its task when dropped
+/// (async-task's `Task`, futures' `RemoteHandle`): waits for `started`, then drops `task`.
+pub(crate) fn drop_after(
+    task: BoxFuture,
+    started: impl Future<Output = ()> + Send + 'static,
+) -> BoxFuture {
+    Box::pin(async move {
+        started.await;
+        drop(task);
+    })
+}
+
+/// A sleep for executors without a timer: a thread that sleeps, then wakes the task.
+fn thread_sleep(duration: Duration) -> BoxFuture {
+    let (wake, woken) = futures::channel::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(duration);
+        let _ = wake.send(());
+    });
+    Box::pin(async move {
+        let _ = woken.await;
+    })
 }
 
 #[derive(Default)]
