@@ -2,7 +2,7 @@
 //! follows the work into every spawn, and W3C Trace Context and baggage cross services over
 //! every transport of [`crate::propagation`], within its trust boundaries (feature
 //! `opentelemetry`, built against `opentelemetry` 0.33, the newest minor when this was written;
-//! `opentelemetry_sdk` 0.33 for its `TraceContextPropagator`).
+//! the SDK is not needed).
 //!
 //! # What it propagates
 //!
@@ -68,9 +68,15 @@
 //!   future `ContextMessage::handle` returns), and so in everything the handler spawns through
 //!   this crate. Extraction goes through the global text-map propagator
 //!   (`opentelemetry::global::set_text_map_propagator`)
-//!   when one has been set (one that declares any field), so B3 or Jaeger propagators work too;
-//!   until then, through OpenTelemetry's W3C `TraceContextPropagator`. Invalid or missing
-//!   headers give a context with no remote span (a new trace starts at the first span).
+//!   when one has been set (one that declares any field), so B3 or Jaeger propagators work too
+//!   (they get every line of a repeated header through the carrier's `get_all`); until then,
+//!   through this crate's strict W3C Trace Context codec (see
+//!   [W3C Trace Context](crate::propagation#w3c-trace-context)): invalid or missing headers give
+//!   a context with no remote span (a new trace starts at the first span), the flags are kept
+//!   whole (level 2's random flag included), and a `tracestate` that OpenTelemetry's older key
+//!   grammar refuses is still sent on unchanged within the same trace. The crate creates no
+//!   spans: create one per hop yourself (a server span inside the handler, where the extracted
+//!   context is current, and a client span around each outgoing call).
 //!   A transport of your own gets the same from
 //!   [`Propagation::extract_with`](crate::propagation::Propagation::extract_with): its
 //!   [`Extracted`] holds the request's OTel context ([`Extracted::otel_context`]) beside the
@@ -399,8 +405,12 @@ impl crate::ambient::Ambient for OtelContext {
         wire::extract_remote(trust, accepted_baggage, context, carrier)
     }
 
-    fn inject<C: Injector + ?Sized>(carrier: &mut C) {
-        wire::inject_trace_context(carrier);
+    fn inject<C: Injector + ?Sized>(context: &crate::Context, carrier: &mut C) {
+        wire::inject_trace_context(context, carrier);
+    }
+
+    fn owns_trace_context() -> bool {
+        wire::global_propagator_is_set()
     }
 
     fn baggage_changes<'c>(
@@ -445,39 +455,57 @@ impl Extracted {
 }
 
 mod wire {
-    use std::sync::OnceLock;
-
     use ::opentelemetry::baggage::{Baggage as OtelBaggage, BaggageExt};
     use ::opentelemetry::propagation::TextMapPropagator;
     use ::opentelemetry::propagation::{Extractor as OtelExtractor, Injector as OtelInjector};
     use ::opentelemetry::Context as OtelContext;
 
     use crate::ambient::BaggageChange;
+    use ::opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState as OtelTraceState,
+    };
+
+    use crate::propagation::trace_context;
     use crate::propagation::{is_token, Baggage, Extractor, Injector, Trust};
+    use crate::propagation::{TraceContext, TraceParent, TraceState};
     use crate::{Context, ContextVar};
 
     /// The propagator field this crate reads and writes itself.
     const BAGGAGE_FIELD: &str = "baggage";
 
     /// Runs `f` with the global text-map propagator if one has been set (the default no-op one
-    /// declares no field), else with OpenTelemetry's W3C `TraceContextPropagator`.
-    fn with_propagator<R>(f: impl FnOnce(&dyn TextMapPropagator) -> R) -> R {
-        static DEFAULT: OnceLock<::opentelemetry_sdk::propagation::TraceContextPropagator> =
-            OnceLock::new();
+    /// declares no field); `None` when none has, and this crate's strict W3C Trace Context codec
+    /// (`crate::propagation::TraceContext`) reads and writes the trace context.
+    fn with_global_propagator<R>(f: impl FnOnce(&dyn TextMapPropagator) -> R) -> Option<R> {
         let mut f = Some(f);
-        let global = ::opentelemetry::global::get_text_map_propagator(|propagator| {
+        ::opentelemetry::global::get_text_map_propagator(|propagator| {
             if propagator.fields().next().is_some() {
                 // Taken once: this branch runs at most once per call.
                 f.take().map(|f| f(propagator))
             } else {
                 None
             }
-        });
-        match (global, f) {
-            (Some(result), _) => result,
-            (None, Some(f)) => f(DEFAULT.get_or_init(Default::default)),
-            (None, None) => unreachable!("the closure is taken only when it runs"),
-        }
+        })
+    }
+
+    /// Whether the user has set a global text-map propagator (one that declares any field).
+    pub(super) fn global_propagator_is_set() -> bool {
+        with_global_propagator(|_| ()).is_some()
+    }
+
+    /// A received W3C trace context as OpenTelemetry's remote parent: the flags whole (the
+    /// random flag of level 2 included), and the tracestate when OpenTelemetry's own key grammar
+    /// takes it (else none there: the received one is written back by [`inject_trace_context`]).
+    fn remote_span_context(received: &TraceContext) -> SpanContext {
+        let parent = received.parent();
+        let state = OtelTraceState::from_key_value(received.state().iter()).unwrap_or_default();
+        SpanContext::new(
+            TraceId::from_bytes(parent.trace_id()),
+            SpanId::from_bytes(parent.parent_id()),
+            TraceFlags::new(parent.flags()),
+            true,
+            state,
+        )
     }
 
     /// A carrier as OpenTelemetry's propagators read it, with `baggage` hidden.
@@ -489,6 +517,15 @@ mod wire {
                 return None;
             }
             self.0.get(key)
+        }
+
+        /// Every line of a repeated header, so that a propagator of the user's can combine them.
+        fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+            if key.eq_ignore_ascii_case(BAGGAGE_FIELD) {
+                return None;
+            }
+            let lines = self.0.get_all(key);
+            (!lines.is_empty()).then_some(lines)
         }
 
         fn keys(&self) -> Vec<&str> {
@@ -532,9 +569,18 @@ mod wire {
         carrier: &C,
     ) -> OtelContext {
         let otel = match trust {
-            Trust::Trusted => {
-                with_propagator(|p| p.extract_with_context(&OtelContext::new(), &Fields(carrier)))
-            }
+            Trust::Trusted => with_global_propagator(|p| {
+                p.extract_with_context(&OtelContext::new(), &Fields(carrier))
+            })
+            .unwrap_or_else(|| {
+                // What `Propagation` read with the strict codec (from a trusted caller only).
+                match context.get_ref(&trace_context::RECEIVED) {
+                    Some(received) => {
+                        OtelContext::new().with_remote_span_context(remote_span_context(received))
+                    }
+                    None => OtelContext::new(),
+                }
+            }),
             Trust::Untrusted => OtelContext::new(),
         };
         if carrier.get(BAGGAGE_FIELD).is_none() {
@@ -563,11 +609,51 @@ mod wire {
         otel.with_baggage(otel_baggage)
     }
 
-    /// Writes the current OpenTelemetry context's trace context through the propagator (every
-    /// field but `baggage`), to trusted and untrusted destinations alike.
-    pub(super) fn inject_trace_context<C: Injector + ?Sized>(carrier: &mut C) {
+    /// Writes the current OpenTelemetry context's trace context (every field but `baggage`), to
+    /// trusted and untrusted destinations alike: through the global propagator if one was set,
+    /// else with the strict codec. There the `traceparent` is the current span's, with the flags
+    /// whole, and with the random flag of the trace context `context` received when the trace is
+    /// the same (it describes the trace id, which did not change); the `tracestate` is the span's
+    /// when it has one, else the received one of the same trace, unchanged; nothing that does not
+    /// pass the codec is written.
+    pub(super) fn inject_trace_context<C: Injector + ?Sized>(context: &Context, carrier: &mut C) {
         let mut sink = Sink(carrier);
-        OtelContext::map_current(|cx| with_propagator(|p| p.inject_context(cx, &mut sink)));
+        let global = OtelContext::map_current(|cx| {
+            with_global_propagator(|p| p.inject_context(cx, &mut sink))
+        });
+        if global.is_some() {
+            return;
+        }
+        let carrier = sink.0;
+        OtelContext::map_current(|cx| {
+            let span = cx.span();
+            let current = span.span_context();
+            if !current.is_valid() {
+                return;
+            }
+            let trace_id = current.trace_id().to_bytes();
+            let received = context
+                .get_ref(&trace_context::RECEIVED)
+                .filter(|received| received.parent().trace_id() == trace_id);
+            let mut flags = current.trace_flags().to_u8();
+            if received.is_some_and(|received| received.parent().is_random()) {
+                flags |= trace_context::RANDOM;
+            }
+            let header = format!(
+                "00-{}-{}-{flags:02x}",
+                current.trace_id(),
+                current.span_id()
+            );
+            let Some(parent) = TraceParent::parse(&header) else {
+                return;
+            };
+            let own_state = current.trace_state().header();
+            let state = match TraceState::parse(&own_state) {
+                Some(state) if !state.is_empty() => state,
+                _ => received.map_or_else(TraceState::new, |received| received.state().clone()),
+            };
+            TraceContext::new(parent, state).inject(carrier);
+        });
     }
 
     /// The members of the current OTel context's baggage that were set through OTel's API (they

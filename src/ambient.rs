@@ -71,9 +71,9 @@ pub(crate) trait Ambient: Sized {
     ) -> Self::Remote;
 
     /// Writes the current one's own fields into an outgoing carrier (all but `baggage`, which
-    /// is this crate's to write). Nothing by default.
-    fn inject<C: Injector + ?Sized>(carrier: &mut C) {
-        let _ = carrier;
+    /// is this crate's to write); `context` is the context being sent. Nothing by default.
+    fn inject<C: Injector + ?Sized>(context: &Context, carrier: &mut C) {
+        let _ = (context, carrier);
     }
 
     /// Adds to `changes` the baggage members the current one holds that changed since the
@@ -85,6 +85,13 @@ pub(crate) trait Ambient: Sized {
         changes: &mut Vec<BaggageChange<'c>>,
     ) {
         let _ = (context, may_send, changes);
+    }
+
+    /// Whether it reads and writes the W3C trace context itself, in a format of the user's
+    /// choosing (OpenTelemetry's global propagator, once one is set): then this crate neither
+    /// reads `traceparent`/`tracestate` nor forwards them. No by default.
+    fn owns_trace_context() -> bool {
+        false
     }
 }
 
@@ -189,9 +196,13 @@ impl<A: Ambient, B: Ambient> Ambient for (A, B) {
     }
 
     #[inline]
-    fn inject<C: Injector + ?Sized>(carrier: &mut C) {
-        A::inject(carrier);
-        B::inject(carrier);
+    fn owns_trace_context() -> bool {
+        A::owns_trace_context() || B::owns_trace_context()
+    }
+
+    fn inject<C: Injector + ?Sized>(context: &Context, carrier: &mut C) {
+        A::inject(context, carrier);
+        B::inject(context, carrier);
     }
 
     #[inline]

@@ -72,6 +72,30 @@ struct BinSeen {
     baggage_bin: Vec<u8>,
 }
 
+/// What the `Trace` method would send on from its context: the `traceparent` and `tracestate`
+/// lines.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TraceSent {
+    #[prost(string, repeated, tag = "1")]
+    traceparent: Vec<String>,
+    #[prost(string, repeated, tag = "2")]
+    tracestate: Vec<String>,
+}
+
+/// `Trace`: the trace context a call made from the handler would carry on.
+async fn trace(_: Request<Ask>) -> Result<Response<TraceSent>, Status> {
+    let mut headers = http::HeaderMap::new();
+    contextvars::tower::inject_headers_with(&standard(), &mut headers);
+    let lines = |name| {
+        let values = headers.get_all(name).iter();
+        values.map(|v| v.to_str().unwrap().to_string()).collect()
+    };
+    Ok(Response::new(TraceSent {
+        traceparent: lines("traceparent"),
+        tracestate: lines("tracestate"),
+    }))
+}
+
 /// Binary metadata that is not valid text, as a `-bin` value may be.
 const BINARY: &[u8] = &[0x00, 0xFF, b',', b'=', b'%', 0x80, b'\n'];
 
@@ -206,6 +230,10 @@ impl Service<http::Request<Body>> for Whoami {
                 "Bin" => {
                     let mut grpc = GrpcServer::new(ProstCodec::<BinSeen, Ask>::default());
                     grpc.unary(service_fn(bin), request).await
+                }
+                "Trace" => {
+                    let mut grpc = GrpcServer::new(ProstCodec::<TraceSent, Ask>::default());
+                    grpc.unary(service_fn(trace), request).await
                 }
                 _ => Status::unimplemented(method).into_http(),
             })
@@ -585,6 +613,46 @@ async fn two_hundred_calls_at_32_in_flight_each_see_their_own_id() {
 
     drop(client);
     server.stop().await;
+}
+
+/// The W3C Trace Context suite's cases (`tests/common/w3c_suite.rs`) as gRPC metadata, repeated
+/// entries kept: the handler would send each on as the suite expects of a participant that
+/// creates no spans (unchanged, or nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_w3c_trace_context_suite_passes_over_grpc_metadata() {
+    let server = layered_server().await;
+    let channel = server.channel().await;
+    let mut failed = Vec::new();
+    for case in common::w3c_suite::suite() {
+        let mut request = ask_request();
+        for (name, value) in &case.headers {
+            let value = tonic::metadata::MetadataValue::try_from(value.as_str()).unwrap();
+            // Names in any case, as the suite sends them (metadata keys are lowercase).
+            let key = tonic::metadata::MetadataKey::from_bytes(name.as_bytes()).unwrap();
+            request.metadata_mut().append(key, value);
+        }
+        let mut grpc = GrpcClient::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let codec = ProstCodec::<Ask, TraceSent>::default();
+        let sent = grpc
+            .unary(request, path(Whoami::NAME, "Trace"), codec)
+            .await
+            .unwrap()
+            .into_inner();
+        let expected = match &case.sent {
+            None => (vec![], vec![]),
+            Some((tp, ts)) => (vec![tp.to_string()], ts.iter().cloned().collect()),
+        };
+        if (sent.traceparent.clone(), sent.tracestate.clone()) != expected {
+            failed.push(format!(
+                "{}: sent {sent:?}, expected {expected:?}",
+                case.name
+            ));
+        }
+    }
+    drop(channel);
+    server.stop().await;
+    assert!(failed.is_empty(), "{failed:#?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -40,6 +40,9 @@ struct TestPropagator {
 
 const FIELD: &str = "x-test-trace";
 
+/// The `tracestate` lines the global propagator was given, request by request.
+static TRACESTATE_LINES: std::sync::Mutex<Vec<Vec<String>>> = std::sync::Mutex::new(Vec::new());
+
 impl TextMapPropagator for TestPropagator {
     fn inject_context(&self, cx: &OtelContext, injector: &mut dyn Injector) {
         let span = cx.span();
@@ -50,6 +53,11 @@ impl TextMapPropagator for TestPropagator {
     }
 
     fn extract_with_context(&self, cx: &OtelContext, extractor: &dyn Extractor) -> OtelContext {
+        // Every line of a repeated header reaches the user's propagator.
+        if let Some(lines) = extractor.get_all("tracestate") {
+            let lines = lines.into_iter().map(String::from).collect();
+            TRACESTATE_LINES.lock().unwrap().push(lines);
+        }
         let parsed = extractor.get(FIELD).and_then(|value| {
             let (trace, span) = value.split_once(':')?;
             Some(SpanContext::new(
@@ -293,6 +301,45 @@ fn the_global_propagator_is_used_and_baggage_stays_with_this_crate() {
     assert_eq!(headers["baggage"], "region=eu");
     assert!(!untrusted.contains_key("baggage"), "{untrusted:?}");
     assert!(untrusted.contains_key(FIELD), "{untrusted:?}");
+}
+
+/// With a global propagator, the trace context is its business: it gets every line of a repeated
+/// header (`get_all`), and this crate neither reads `traceparent` (no `TRACE_ID`) nor forwards it.
+#[test]
+fn the_global_propagator_gets_every_line_and_owns_the_trace_context() {
+    globals();
+    let service = ContextLayer::new(trusted()).layer(tower::service_fn(|_: Request<()>| async {
+        let mut out = HeaderMap::new();
+        inject_headers_with(&trusted(), &mut out);
+        Ok::<_, Infallible>(axum::http::Response::new((
+            contextvars::propagation::TRACE_ID.get(),
+            out,
+        )))
+    }));
+    let request = Request::builder()
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .header("tracestate", "marker-first=1")
+        .header("tracestate", "marker-second=2")
+        .body(())
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (trace_id, out) = rt.block_on(service.oneshot(request)).unwrap().into_body();
+    let seen = TRACESTATE_LINES.lock().unwrap().clone();
+    assert!(
+        seen.contains(&vec![
+            "marker-first=1".to_string(),
+            "marker-second=2".to_string()
+        ]),
+        "{seen:?}"
+    );
+    assert_eq!(trace_id, None);
+    assert!(!out.contains_key("traceparent"), "{out:?}");
+    assert!(!out.contains_key("tracestate"), "{out:?}");
 }
 
 /// Between services of one's own: callers and destinations trusted.

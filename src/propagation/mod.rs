@@ -100,12 +100,19 @@
 //! destination, as OpenTelemetry sends its own: ids, flags and the vendors' `tracestate`,
 //! none of your values.
 //!
-//! With the `opentelemetry` feature, the current OpenTelemetry context writes its trace
-//! context first (the span your code or a layer started for the request, else the caller's
-//! remote one, through the global propagator or OpenTelemetry's `TraceContextPropagator`);
-//! when it wrote a `traceparent`, the forwarded trace context is not written at all, so
-//! `traceparent` and `tracestate` always come from the same side. To trace, start one span per
-//! hop: a server span around each request, a client span around each call.
+//! With the `opentelemetry` feature, the same codec reads the trace context into the request's
+//! OpenTelemetry context (the caller's span as the remote parent, the flags whole) and writes
+//! the current OpenTelemetry context's: the span your code started for the request, else the
+//! caller's remote one. Within the same trace, level 2's random flag is kept even where the SDK
+//! keeps only the sampled one, and a `tracestate` that OpenTelemetry's older key grammar refuses
+//! goes on as received. When OpenTelemetry's context wrote a `traceparent`, the forwarded trace
+//! context is not written at all, so `traceparent` and `tracestate` always come from the same
+//! side. A global text-map propagator you set (`opentelemetry::global::set_text_map_propagator`,
+//! one that declares any field) wins: it reads and writes the trace context in its format, gets
+//! every line of a repeated header (`get_all`), and this crate then neither reads
+//! `traceparent`/`tracestate` (no [`TRACE_ID`]) nor forwards them. To trace, start one span per
+//! hop: a server span inside each handler (where the request's OpenTelemetry context is
+//! current) and a client span around each call.
 //!
 //! Repeated lines: every `traceparent` and `tracestate` line is read ([`Extractor::get_all`]).
 //! More than one `traceparent` line makes it invalid; `tracestate` lines are combined as RFC
@@ -127,8 +134,10 @@
 //! What is kept is bounded by the grammar: at most 32 members of at most 256-character keys and
 //! values.
 //!
-//! Compared with OpenTelemetry's `TraceContextPropagator` (0.33), which the `opentelemetry`
-//! feature uses today: it does not check the field lengths (versions, ids and flags of other
+//! Why this codec is the default, rather than OpenTelemetry's `TraceContextPropagator` (0.33),
+//! which the `opentelemetry` feature used before: where the W3C test suite (level 2, strict)
+//! checks the spec, this codec passes every case (`tests/trace_context*.rs` replay them) and
+//! OpenTelemetry's departs from it. It does not check the field lengths (versions, ids and flags of other
 //! lengths are read, a short trace id padded), keeps only the sampled flag, reads `tracestate`
 //! keys by the older grammar (one `@`, tenant and system limits), cuts more than 32 members to 32
 //! rather than dropping them, and accepts and sends an empty value (`foo=`); and its carrier
@@ -789,8 +798,8 @@ impl Propagation {
             ctx = ctx.with_value(var, id);
         }
         // A trusted caller's trace context, kept to be forwarded unchanged (an untrusted
-        // caller's is not read).
-        let trace = trusted
+        // caller's is not read; nor is any when the user's own propagator reads it).
+        let trace = (trusted && !integrations::Ambient::owns_trace_context())
             .then(|| TraceContext::from_headers(carrier))
             .flatten();
         if let Some(trace) = trace {
@@ -904,7 +913,7 @@ impl Propagation {
         // context): its own fields (the trace context), and the members of its baggage that
         // changed and may go to this destination.
         let mut watched = Watched::new(carrier);
-        integrations::Ambient::inject(&mut watched);
+        integrations::Ambient::inject(ctx, &mut watched);
         // The trace context a trusted caller sent goes on unchanged, unless what traces this
         // work wrote one of its own.
         if !watched.wrote_traceparent {

@@ -58,7 +58,7 @@ const TRACEPARENT_LEN: usize = 55;
 
 /// The sampled flag (`0x01`) and the level 2 random trace id flag (`0x02`) of `trace-flags`.
 const SAMPLED: u8 = 0x01;
-const RANDOM: u8 = 0x02;
+pub(crate) const RANDOM: u8 = 0x02;
 
 // ---------------------------------------------------------------------------------------------
 // traceparent

@@ -16,6 +16,7 @@ pub(crate) mod scenarios;
 pub(crate) mod stress;
 #[cfg(any(feature = "tokio", feature = "actix-web"))]
 pub(crate) mod tokio_task;
+pub(crate) mod w3c_suite;
 
 use std::future::Future;
 use std::pin::Pin;
