@@ -359,7 +359,10 @@ impl<T: Send + Sync + 'static> ContextVar<T> {
             let value = value.take().or_else(|| failed?.map().get(id).cloned())?;
             Some(current.with_stored(id, value))
         })
-        .map_err(|kind| AccessError { kind })
+        .map_err(|kind| AccessError {
+            kind,
+            variable: Some(self.name),
+        })
     }
 
     /// Removes the variable from the current frame (see [`set`](ContextVar::set)).
@@ -496,11 +499,16 @@ impl<T> fmt::Debug for ContextVar<T> {
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessError {
     kind: state::Refusal,
+    /// The variable being set; `None` for [`Context::try_attach`], which sets no single one.
+    variable: Option<&'static str>,
 }
 
 impl AccessError {
     pub(crate) fn refused(kind: state::Refusal) -> AccessError {
-        AccessError { kind }
+        AccessError {
+            kind,
+            variable: None,
+        }
     }
 
     /// Whether the value was refused because no frame of this crate was active on a thread
@@ -523,12 +531,16 @@ impl fmt::Debug for AccessError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessError")
             .field("kind", &self.kind)
+            .field("variable", &self.variable)
             .finish()
     }
 }
 
 impl fmt::Display for AccessError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(name) = self.variable {
+            write!(f, "cannot set `{name}` here: ")?;
+        }
         match self.kind {
             state::Refusal::Destroyed => {
                 f.write_str("the thread's context storage has already been destroyed")
@@ -540,12 +552,16 @@ impl fmt::Display for AccessError {
             ),
             state::Refusal::NoFrame { executor } => write!(
                 f,
-                "a context variable was set outside any context of this crate, in a task or job \
-                 of {executor}: the value would stay on the worker thread and reach the \
+                "{} outside any context of this crate, in a task or job of {executor}: the value \
+                 would stay on the worker thread and reach the \
                  next, unrelated task. Run the work in a context: spawn it with a \
                  `spawn_with_context` helper, wrap its future with `.with_context(..)` / \
                  `.with_current_context()` or its body with `Context::run` / `ContextVar::scope`, \
                  or serve the request through the crate's layer",
+                match self.variable {
+                    Some(_) => "it is",
+                    None => "a context variable was set",
+                },
             ),
         }
     }

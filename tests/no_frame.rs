@@ -10,16 +10,30 @@ static RID: ContextVar<String> = ContextVar::new("rid");
 #[allow(dead_code)]
 const BLOCKING: &str = "the blocking pool (async-std's spawn_blocking, smol's unblock)";
 
-/// What a stray `set` must produce: an error naming the executor that runs the thread, and the
-/// fix.
+/// What a stray `set` must produce: an error naming the variable, the executor that runs the
+/// thread, and the fix.
 #[allow(dead_code)]
 fn assert_refused(result: Result<(), contextvars::AccessError>, executor: &str) {
+    let message = refusal(result, executor);
+    assert!(message.starts_with("cannot set `rid` here: "), "{message}");
+}
+
+/// The same for an attach, which sets no single variable: its error names none.
+#[allow(dead_code)]
+fn assert_attach_refused(result: Result<(), contextvars::AccessError>, executor: &str) {
+    let message = refusal(result, executor);
+    assert!(!message.contains("cannot set"), "{message}");
+}
+
+#[allow(dead_code)]
+fn refusal(result: Result<(), contextvars::AccessError>, executor: &str) -> String {
     let error = result.expect_err("a set outside any frame on a worker is refused");
     assert!(error.is_outside_any_frame());
     let message = error.to_string();
     assert!(message.contains(&format!(" of {executor}: ")), "{message}");
     assert!(message.contains("spawn_with_context"), "{message}");
     assert!(message.contains("Context::run"), "{message}");
+    message
 }
 
 #[test]
@@ -56,6 +70,11 @@ mod tokio_paths {
                 .unwrap_err();
             let payload = panicked.into_panic();
             let message = payload.downcast_ref::<String>().unwrap();
+            assert!(
+                message.starts_with("contextvars: cannot set `rid` here: "),
+                "{message}"
+            );
+            assert!(message.contains(" of tokio: "), "{message}");
             assert!(message.contains("spawn_with_context"), "{message}");
             // The next, unrelated task on the same (only) thread sees nothing.
             assert_eq!(tokio::spawn(async { RID.get() }).await.unwrap(), None);
@@ -177,7 +196,7 @@ mod rayon_paths {
     #[test]
     fn a_plain_job_cannot_attach_but_a_guard_inside_run_is_confined() {
         let pool = one_thread_pool();
-        assert_refused(
+        assert_attach_refused(
             pool.install(|| Context::new().try_attach().map(drop)),
             "rayon",
         );
@@ -235,7 +254,7 @@ fn a_plain_task_cannot_attach_a_guard_that_could_outlive_it() {
         })
         .await
         .unwrap();
-        assert_refused(refused, "tokio");
+        assert_attach_refused(refused, "tokio");
         let panicked = tokio::spawn(async {
             std::mem::forget(Context::new().with_value(&RID, "req-A".into()).attach());
         })
