@@ -17,7 +17,9 @@
 //! values are cut at a character boundary and end with `…`). A value whose formatting panics is
 //! left out; the other fields and the record still go through. When a record has a key-value
 //! with the name of a context variable, the record's own pair wins and the variable is left out
-//! of that record.
+//! of that record. No key is added twice: of two variables with the same name (yours and
+//! [`propagation::REQUEST_ID`](crate::propagation::REQUEST_ID), both `request_id`), the one first
+//! used in the process is added under it and the other as `request_id#2` (then `#3`, ...).
 //!
 //! Values are handed to the inner logger as strings, unescaped: escaping is the inner logger's
 //! part (JSON loggers escape; a plain text format prints a newline in a value as a newline).
@@ -62,6 +64,7 @@
 //! });
 //! ```
 
+use std::borrow::Cow;
 use std::cell::Cell;
 
 use ::log::kv::{self, Key, Source, Value, VisitSource};
@@ -243,16 +246,17 @@ impl<L: Log> ContextLogger<L> {
     }
 
     /// The context's fields for `record`: formatted, capped, without those the record has.
-    fn fields(&self, context: &Context, record: &Record<'_>) -> Vec<(&'static str, String)> {
+    fn fields(&self, context: &Context, record: &Record<'_>) -> Vec<(Cow<'static, str>, String)> {
         let own = record.key_values();
         let mut fields = Vec::new();
-        for entry in context.iter() {
-            if !self.fields.wants(&entry) || own.get(Key::from_str(entry.name())).is_some() {
+        for (key, entry) in self.fields.keyed(context) {
+            let key = key.text();
+            if own.get(Key::from_str(&key)).is_some() {
                 continue;
             }
             let mut value = String::new();
             if self.fields.format_value(&entry, &mut value) {
-                fields.push((entry.name(), value));
+                fields.push((key, value));
             }
         }
         fields
@@ -308,7 +312,7 @@ impl<L: Log> Log for ContextLogger<L> {
 /// A record's own key-values, then the context's fields.
 struct WithFields<'a> {
     own: &'a dyn Source,
-    fields: &'a [(&'static str, String)],
+    fields: &'a [(Cow<'static, str>, String)],
 }
 
 impl Source for WithFields<'_> {

@@ -59,7 +59,8 @@
 //! value are escaped (`\n`, `\u{1b}`), so that a value can neither split a line nor send escape
 //! codes to a terminal. When an event has a field with the name of a context variable,
 //! [the event's field wins][own-field-wins] and the variable is left out of that line, in every
-//! format.
+//! format. No key appears twice: of two variables with the same name, the second prints as
+//! [`name#2`](ContextFormat#two-variables-with-the-same-name).
 //!
 //! [`FmtContextExt`], the one-call set-up of earlier versions that mirrored the builder's
 //! options, is deprecated and made of these types.
@@ -258,6 +259,15 @@ impl ContextStyle for Json {
 /// format: in the `Full` and `Compact` text, and in JSON, where the variable is left out of the
 /// `"context"` object (and where an event field called `context` at the top level of the line,
 /// with `flatten_event(true)`, replaces the whole object).
+///
+/// # Two variables with the same name
+///
+/// Names need not be unique ([`ContextVar::new`](crate::ContextVar::new)), but a key appears
+/// once per line: when two variables of a context share a name, the one first used in the
+/// process prints under it and the other under `name#2` (then `#3`, ...), in text and in JSON.
+/// A `static REQUEST_ID = ContextVar::new("request_id")` of your own beside the layer's
+/// [`propagation::REQUEST_ID`](crate::propagation::REQUEST_ID) prints
+/// `request_id=.. request_id#2=..`: the sign to use the layer's variable or to rename yours.
 ///
 /// # Examples
 ///
@@ -653,9 +663,10 @@ impl Visit for OwnFields<'_> {
         self.has_context_key |= name == CONTEXT_KEY;
         if !self.shadowed.contains(&name)
             && self
-                .context
-                .iter()
-                .any(|entry| entry.name() == name && self.config.fields.wants(&entry))
+                .config
+                .fields
+                .keyed(self.context)
+                .any(|(key, _)| key.is(name))
         {
             self.shadowed.push(name);
         }
@@ -671,9 +682,8 @@ fn text_fields(
     skip: &[&str],
 ) {
     let mut value = String::new();
-    for entry in context {
-        let name = entry.name();
-        if !config.fields.wants(&entry) || skip.contains(&name) {
+    for (name, entry) in config.fields.keyed(context) {
+        if skip.iter().any(|own| name.is(own)) {
             continue;
         }
         value.clear();
@@ -757,8 +767,8 @@ fn json_context_object(
     object.push_str(",\"context\":{");
     let mut value = String::new();
     let mut first = true;
-    for entry in context {
-        if !config.fields.wants(&entry) || skip.contains(&entry.name()) {
+    for (key, entry) in config.fields.keyed(context) {
+        if skip.iter().any(|own| key.is(own)) {
             continue;
         }
         value.clear();
@@ -785,7 +795,7 @@ fn json_context_object(
             object.push(',');
         }
         first = false;
-        push_json_string(object, entry.name());
+        push_json_string(object, &key.text());
         object.push(':');
         match raw {
             Some(raw) => object.push_str(&raw),
@@ -907,7 +917,8 @@ where
 
 /// Records the current context's variables into `span`'s fields of the same names (printed with
 /// `Display` where offered, else `Debug`). Fields the span did not declare are ignored, as
-/// `tracing` ignores them.
+/// `tracing` ignores them. Of two variables with the same name, the one first used in the
+/// process fills the field (the other's key is `name#2`, as on log lines).
 ///
 /// ```
 /// use contextvars::tracing::record_in_span;
@@ -922,9 +933,10 @@ where
 /// ```
 pub fn record_in_span(span: &::tracing::Span) {
     let context = Context::current();
-    for entry in &context {
-        if entry.has_debug() && span.has_field(entry.name()) {
-            span.record(entry.name(), ::tracing::field::display(entry.display()));
+    for (key, entry) in FieldSelection::default().keyed(&context) {
+        let key = key.text();
+        if span.has_field(&*key) {
+            span.record(&*key, ::tracing::field::display(entry.display()));
         }
     }
 }

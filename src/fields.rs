@@ -1,11 +1,13 @@
 //! Which context variables a logging integration prints, and how: the choices the `tracing` and
 //! `log` adapters share (a subset of variables, `Display` or `Debug`, a length cap, opaque
-//! variables never printed, a value whose formatting panics skipped).
+//! variables never printed, a value whose formatting panics skipped, and one key per variable
+//! even when two share a name).
 
-use std::fmt::Write as _;
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::{Entry, VarKey};
+use crate::{Context, Entry, VarKey};
 
 #[derive(Clone, Debug)]
 pub(crate) struct FieldSelection {
@@ -35,6 +37,29 @@ impl FieldSelection {
                 .only
                 .as_ref()
                 .is_none_or(|keys| keys.contains(&entry.key()))
+    }
+
+    /// The wanted entries of `context`, each with the key it prints under: its name, or, for a
+    /// variable that shares the name of another wanted one, `name#2`, `name#3`, ... in the order
+    /// the variables were first used in the process (the first keeps the plain name). So no line
+    /// or object ever has the same key twice, and the same variables always get the same keys.
+    pub(crate) fn keyed<'c>(
+        &'c self,
+        context: &'c Context,
+    ) -> impl Iterator<Item = (FieldKey, Entry<'c>)> + 'c {
+        context
+            .iter()
+            .filter(|entry| self.wants(entry))
+            .map(move |entry| {
+                let (name, key) = (entry.name(), entry.key());
+                // Names are rarely shared and contexts small: counting beats allocating.
+                let earlier = context
+                    .iter()
+                    .filter(|other| other.name() == name && other.key() < key && self.wants(other))
+                    .count();
+                let number = earlier + 1;
+                (FieldKey { name, number }, entry)
+            })
     }
 
     /// Formats one value into `out`; `false` (and `out` unchanged) when its formatting panicked
@@ -69,6 +94,44 @@ impl FieldSelection {
             }
             out.truncate(end);
             out.push('…');
+        }
+    }
+}
+
+/// The key a variable prints under; see [`FieldSelection::keyed`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FieldKey {
+    name: &'static str,
+    /// 1 for the first variable of that name, 2 for the next, ...
+    number: usize,
+}
+
+impl FieldKey {
+    /// Whether `text` (an event's or record's own key) is this key.
+    pub(crate) fn is(&self, text: &str) -> bool {
+        match self.number {
+            1 => text == self.name,
+            number => text
+                .strip_prefix(self.name)
+                .and_then(|rest| rest.strip_prefix('#'))
+                .is_some_and(|rest| rest.parse() == Ok(number)),
+        }
+    }
+
+    /// The key as text, allocated only for a shared name.
+    pub(crate) fn text(&self) -> Cow<'static, str> {
+        match self.number {
+            1 => Cow::Borrowed(self.name),
+            _ => Cow::Owned(self.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for FieldKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.number {
+            1 => f.write_str(self.name),
+            number => write!(f, "{}#{number}", self.name),
         }
     }
 }

@@ -52,6 +52,12 @@ impl<T> ContextVar<T> {
     /// [`Context`]'s `Debug` output and in logging integrations; for values that must never be
     /// printed (secrets), use [`ContextVar::opaque`].
     ///
+    /// The name is the variable's key on log lines, and it need not be unique: two variables
+    /// with the same name stay two variables. On one log line, though, the second of them
+    /// prints as `name#2` (see the `tracing` and `log` integrations). Before declaring
+    /// `request_id`, look at [`propagation::REQUEST_ID`](crate::propagation::REQUEST_ID): the
+    /// HTTP, gRPC and NATS layers set that one, under that very name.
+    ///
     /// # Examples
     ///
     /// ```

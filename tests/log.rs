@@ -367,3 +367,46 @@ mod spawned {
         assert_eq!(capture.kvs_of("plain: thread"), pairs(&[]));
     }
 }
+
+#[test]
+fn two_variables_with_one_name_are_added_under_distinct_keys() {
+    // A `request_id` of the user's beside the layer's: ids taken in this order, `first` keeps
+    // the plain name and `second` is `request_id#2`.
+    let first: ContextVar<String> = ContextVar::new("request_id").with_display();
+    let second = &contextvars::propagation::REQUEST_ID;
+    let (capture, logger) = new_logger();
+    let own = [("request_id", "own")];
+    let context = contextvars::Context::new()
+        .with_value(&first, "mine".to_string())
+        .with_value(second, "layer's".to_string());
+    let first_used_first = first.key() < second.key();
+    context.run(|| {
+        log_to(&logger, "both");
+        logger.log(
+            &Record::builder()
+                .args(format_args!("own key"))
+                .key_values(&own)
+                .build(),
+        );
+    });
+    let (plain, numbered) = match first_used_first {
+        true => ("mine", "layer's"),
+        false => ("layer's", "mine"),
+    };
+    let mut kvs = capture.kvs_of("both");
+    kvs.sort();
+    assert_eq!(
+        kvs,
+        pairs(&[("request_id", plain), ("request_id#2", numbered)])
+    );
+    let json = json_line(&capture.only("both"));
+    assert_eq!(json["fields"]["request_id"], plain);
+    assert_eq!(json["fields"]["request_id#2"], numbered);
+    // The record's own key takes the plain name; the other variable keeps its own key.
+    let mut kvs = capture.kvs_of("own key");
+    kvs.sort();
+    assert_eq!(
+        kvs,
+        pairs(&[("request_id", "own"), ("request_id#2", numbered)])
+    );
+}

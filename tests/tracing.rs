@@ -749,3 +749,80 @@ fn the_deprecated_set_up_prints_what_the_new_types_print() {
     assert_eq!(old_lines.len(), 5);
     assert_eq!(old_lines, new_lines);
 }
+
+/// Two variables named `request_id`, ids taken in this order: `first` keeps the plain name.
+fn two_request_ids() -> (ContextVar<String>, ContextVar<String>) {
+    let first = ContextVar::new("request_id").with_display();
+    let second = ContextVar::new("request_id").with_display();
+    let _ = (first.key(), second.key());
+    (first, second)
+}
+
+#[test]
+fn two_variables_with_one_name_never_write_the_same_key_twice() {
+    let (first, second) = two_request_ids();
+    let context = Context::new()
+        .with_value(&first, "mine".to_string())
+        .with_value(&second, "layer's".to_string());
+    let text = Buffer::default();
+    let json = Buffer::default();
+    with_dispatch(text_subscriber(&text, ContextFieldsConfig::new()), || {
+        context.run(|| info!("text"));
+    });
+    let json_subscriber = tracing_subscriber::fmt()
+        .json()
+        .map_event_format(ContextFormat::new)
+        .with_writer(json.clone())
+        .finish();
+    with_dispatch(json_subscriber, || context.run(|| info!("json")));
+
+    let line = &text.lines()[0];
+    assert_eq!(field(line, "request_id"), ["mine"], "{line}");
+    assert_eq!(field(line, "request_id#2"), ["layer's"], "{line}");
+    // JSON parsers keep one of two equal keys silently: the raw line must not have them.
+    let line = &json.lines()[0];
+    assert_eq!(line.matches("\"request_id\":").count(), 1, "{line}");
+    let parsed: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(parsed["context"]["request_id"], "mine");
+    assert_eq!(parsed["context"]["request_id#2"], "layer's");
+}
+
+#[test]
+fn an_events_own_field_takes_the_plain_key_of_two_same_named_variables() {
+    let (first, second) = two_request_ids();
+    let captured = Buffer::default();
+    with_dispatch(text_subscriber(&captured, ContextFieldsConfig::new()), || {
+        first.scope("mine".into(), || {
+            second.scope("layer's".into(), || info!(request_id = "own", "shadowed"));
+        });
+    });
+    let line = &captured.lines()[0];
+    assert_eq!(field(line, "request_id"), ["\"own\""], "{line}");
+    assert_eq!(field(line, "request_id#2"), ["layer's"], "{line}");
+}
+
+#[test]
+fn a_request_id_of_your_own_beside_the_layers_prints_both_under_distinct_keys() {
+    // The set-up: the README's `static REQUEST_ID = ContextVar::new("request_id")` and
+    // the layer's `propagation::REQUEST_ID`, both set in a request's context.
+    let captured = Buffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .map_event_format(ContextFormat::new)
+        .with_writer(captured.clone())
+        .finish();
+    with_dispatch(subscriber, || {
+        contextvars::propagation::REQUEST_ID.scope("from-layer".into(), || {
+            REQUEST_ID.scope("mine".into(), || info!("both"));
+        });
+    });
+    let line = &captured.lines()[0];
+    let object = &serde_json::from_str::<serde_json::Value>(line).unwrap()["context"];
+    let mut keys: Vec<&String> = object.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["request_id", "request_id#2"], "{line}");
+    let mut values = [&object["request_id"], &object["request_id#2"]];
+    values.sort_by_key(|value| value.to_string());
+    assert_eq!(values, ["from-layer", "mine"], "{line}");
+    assert_eq!(line.matches("\"request_id\":").count(), 1, "{line}");
+}
