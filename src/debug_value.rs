@@ -42,3 +42,39 @@ use std::fmt;
 pub trait DebugValue: fmt::Debug {}
 
 impl<T: fmt::Debug + ?Sized> DebugValue for T {}
+
+/// What every [`ContextVar`](crate::ContextVar) asks of its values: `Send + Sync + 'static`.
+///
+/// A context is shared, not copied: the tasks, pool jobs and threads that a request spawns read
+/// the same values, on whichever thread runs them, and may keep them as long as they run. So a
+/// value must be `Send` and `Sync`, and borrow nothing. Implemented for every such type, and
+/// for nothing else; [`ContextVar::new`](crate::ContextVar::new) and
+/// [`ContextVar::opaque`](crate::ContextVar::opaque) ask for it, so that a variable of another
+/// type fails to compile where it is declared, with the reason, rather than at each use.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use contextvars::ContextVar;
+///
+/// static USER: ContextVar<Arc<String>> = ContextVar::new("user"); // `Arc`, not `Rc`
+/// ```
+///
+/// ```compile_fail
+/// use std::rc::Rc;
+/// use contextvars::ContextVar;
+///
+/// static USER: ContextVar<Rc<String>> = ContextVar::new("user"); // error: not `Send + Sync`
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the value of a `ContextVar`: it is not `Send + Sync`",
+    label = "the values of this variable must be `Send + Sync`",
+    note = "a context is shared by the tasks, jobs and threads it is handed to, on any thread: \
+            its values must be `Send + Sync + 'static`",
+    note = "use a thread-safe type instead: `Arc` for `Rc`, `Mutex` or an atomic for \
+            `Cell`/`RefCell`, an owned value for a borrowed one"
+)]
+pub trait ContextValue: Send + Sync + 'static {}
+
+impl<T: Send + Sync + 'static> ContextValue for T {}

@@ -351,7 +351,7 @@ const _: fn(
 pub struct ReadmeDoctests;
 
 pub use crate::context::{Context, ContextGuard, Entry, Iter};
-pub use crate::debug_value::DebugValue;
+pub use crate::debug_value::{ContextValue, DebugValue};
 pub use crate::future::{ContextExt, ScopedFuture, WithContext};
 pub use crate::job::JobHandle;
 pub use crate::var::{AccessError, ContextVar, VarKey};

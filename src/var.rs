@@ -12,7 +12,10 @@ use crate::{raw, state, Context, ScopedFuture};
 /// Declare one as a `static` (or create one at run time; each variable is distinct, even when two
 /// share a name and a type). Its value lives in the current context, so it follows the work it
 /// belongs to: across `.await` inside a [`WithContext`](crate::WithContext) future, into tasks and threads spawned
-/// through this crate's adapters, and into closures wrapped with [`Context::wrap`].
+/// through this crate's adapters, and into closures wrapped with [`Context::wrap`]. So its
+/// values are shared between threads: they must be `Send + Sync + 'static`
+/// ([`ContextValue`](crate::ContextValue)), which [`new`](ContextVar::new) and
+/// [`opaque`](ContextVar::opaque) check where the variable is declared.
 ///
 /// # Examples
 ///
@@ -71,7 +74,7 @@ impl<T> ContextVar<T> {
     /// ```
     pub const fn new(name: &'static str) -> ContextVar<T>
     where
-        T: crate::DebugValue,
+        T: crate::DebugValue + crate::ContextValue,
     {
         ContextVar {
             name,
@@ -122,7 +125,10 @@ impl<T> ContextVar<T> {
     /// assert_eq!(format!("{ctx:?}"), "{\"api_key\": <opaque>}");
     /// assert_eq!(ctx.get_ref(&API_KEY).map(|key| key.0.len()), Some(6));
     /// ```
-    pub const fn opaque(name: &'static str) -> ContextVar<T> {
+    pub const fn opaque(name: &'static str) -> ContextVar<T>
+    where
+        T: crate::ContextValue,
+    {
         ContextVar {
             name,
             id: AtomicU64::new(0),

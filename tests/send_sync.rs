@@ -10,7 +10,8 @@ fn public_types_have_the_documented_auto_traits() {
     send_sync::<Context>();
     clone_debug_default::<Context>();
     send_sync::<ContextVar<String>>();
-    // A variable of a !Sync type can still be a static (its values never are shared).
+    // The type is, whatever `T`; `ContextVar::new` is what refuses values that are not
+    // (`ui-tests/tests/ui/value_not_send_sync.rs`).
     send_sync::<ContextVar<std::cell::Cell<u8>>>();
     send_sync::<WithContext<std::future::Ready<u8>>>();
     send_sync::<AccessError>();

@@ -11,3 +11,8 @@ fn preserve_context_names_the_alternative_where_it_cannot_go() {
 fn a_value_without_debug_points_to_context_var_opaque() {
     trybuild::TestCases::new().compile_fail("tests/ui/new_without_debug.rs");
 }
+
+#[test]
+fn a_value_that_is_not_send_sync_is_refused_where_the_variable_is_declared() {
+    trybuild::TestCases::new().compile_fail("tests/ui/value_not_send_sync.rs");
+}
