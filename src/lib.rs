@@ -12,7 +12,7 @@
 //! only.
 //!
 //! ```
-//! use contextvars::ContextVar;
+//! use contextvars::prelude::*;
 //!
 //! static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
 //!
@@ -23,11 +23,12 @@
 //! ```
 //!
 //! A future carries a context with [`ContextExt::with_current_context`]: the context is
-//! installed on every poll, on whichever thread the executor polls it.
+//! installed on every poll, on whichever thread the executor polls it. The [`prelude`] brings
+//! the extension traits such methods come from, with the types.
 //!
 //! ```
 //! # mod tokio { pub fn spawn(_: impl std::future::Future) {} }
-//! use contextvars::{ContextExt, ContextVar};
+//! use contextvars::prelude::*;
 //!
 //! static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
 //!
@@ -57,7 +58,7 @@
 //! Children get a copy: what they set never reaches their parent or their siblings.
 //!
 //! ```
-//! use contextvars::{ContextExt, ContextVar};
+//! use contextvars::prelude::*;
 //!
 //! static REQUEST_ID: ContextVar<&'static str> = ContextVar::new("request_id");
 //!
@@ -355,6 +356,52 @@ pub use crate::debug_value::{ContextValue, DebugValue};
 pub use crate::future::{ContextExt, ScopedFuture, WithContext};
 pub use crate::job::JobHandle;
 pub use crate::var::{AccessError, ContextVar, VarKey};
+
+/// What a user of the crate needs first, in one import: `use contextvars::prelude::*;`.
+///
+/// It brings [`ContextVar`], [`Context`] and [`ContextExt`] (without which
+/// `.with_current_context()` is "no method named ..."), and, anonymously (in scope for their
+/// methods, their names left free), the extension traits of the enabled features:
+/// `spawn_with_context` on std thread builders and scopes, tokio runtimes, handles and join
+/// sets, rayon pools and scopes, smol executors, async-std task builders and `futures`
+/// spawners, and the span and OpenTelemetry variants of `with_current_context`.
+///
+/// ```
+/// use contextvars::prelude::*;
+///
+/// static REQUEST_ID: ContextVar<String> = ContextVar::new("request_id");
+///
+/// let fut = REQUEST_ID.scope("req-1".into(), || async { REQUEST_ID.get() }.with_current_context());
+/// assert_eq!(futures::executor::block_on(fut).as_deref(), Some("req-1"));
+///
+/// // An extension trait, in scope through the prelude: `thread::ScopeExt`.
+/// let seen = REQUEST_ID.scope("req-2".into(), || {
+///     std::thread::scope(|scope| scope.spawn_with_context(|| REQUEST_ID.get()).join().unwrap())
+/// });
+/// assert_eq!(seen.as_deref(), Some("req-2"));
+/// ```
+pub mod prelude {
+    pub use crate::{Context, ContextExt, ContextVar};
+
+    pub use crate::thread::{BuilderExt as _, ScopeExt as _};
+
+    #[cfg(feature = "async-std")]
+    pub use crate::async_std::BuilderExt as _;
+    #[cfg(feature = "futures")]
+    pub use crate::futures::{LocalSpawnExt as _, SpawnExt as _};
+    #[cfg(feature = "opentelemetry")]
+    pub use crate::opentelemetry::OtelContextExt as _;
+    #[cfg(feature = "rayon")]
+    pub use crate::rayon::{ScopeExt as _, ScopeFifoExt as _, ThreadPoolExt as _};
+    #[cfg(feature = "smol")]
+    pub use crate::smol::{ExecutorExt as _, LocalExecutorExt as _};
+    #[cfg(all(feature = "tokio", tokio_unstable))]
+    pub use crate::tokio::RuntimeBuilderExt as _;
+    #[cfg(feature = "tokio")]
+    pub use crate::tokio::{JoinSetExt as _, RuntimeExt as _};
+    #[cfg(feature = "tracing")]
+    pub use crate::tracing::SpanContextExt as _;
+}
 
 /// Makes an `async fn` carry the context of its call site.
 ///

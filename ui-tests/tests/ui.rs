@@ -16,3 +16,11 @@ fn a_value_without_debug_points_to_context_var_opaque() {
 fn a_value_that_is_not_send_sync_is_refused_where_the_variable_is_declared() {
     trybuild::TestCases::new().compile_fail("tests/ui/value_not_send_sync.rs");
 }
+
+/// No attribute can add a hint to "no method named ..." (`#[diagnostic::on_unimplemented]` is for
+/// unmet trait bounds): this pins the hint rustc itself gives, naming the import, which the
+/// prelude (`use contextvars::prelude::*`) makes unnecessary.
+#[test]
+fn a_missing_context_ext_import_is_named_by_rustc() {
+    trybuild::TestCases::new().compile_fail("tests/ui/missing_context_ext_import.rs");
+}
