@@ -42,6 +42,42 @@
 //!   returns, and NATS's `ContextMessage::into_parts`: this crate's context only (run in the
 //!   whole [`Extracted`] instead; for NATS, take `ContextMessage::otel_context()` first).
 //!
+//! # Beside OpenTelemetry's `FutureExt`
+//!
+//! OpenTelemetry's [`FutureExt`](::opentelemetry::context::FutureExt) and this crate's
+//! [`ContextExt`] (also in [`prelude`](crate::prelude)) both give every type a `with_context`
+//! and a `with_current_context`. With both traits in scope, `fut.with_context(cx)` is ambiguous
+//! (error E0034, "multiple applicable items in scope"), whichever context `cx` is:
+//!
+//! ```compile_fail,E0034
+//! use contextvars::prelude::*;
+//! use opentelemetry::context::FutureExt;
+//!
+//! let fut = async {}.with_context(Context::new()); // error[E0034]
+//! ```
+//!
+//! Call the one you mean by its trait, or use [`OtelContextExt::with_otel_context`], which
+//! carries an OpenTelemetry context under a name of its own; the spawn helpers carry both
+//! contexts without either call.
+//!
+//! ```
+//! use contextvars::opentelemetry::OtelContextExt;
+//! use contextvars::prelude::*;
+//! use opentelemetry::context::FutureExt;
+//!
+//! static TENANT: ContextVar<&'static str> = ContextVar::new("tenant");
+//!
+//! let ours = Context::new().with_value(&TENANT, "acme");
+//! let otel = opentelemetry::Context::current();
+//! // This crate's context, then OpenTelemetry's, each by its trait:
+//! let fut = ContextExt::with_context(async { TENANT.get() }, ours.clone());
+//! let fut = FutureExt::with_context(fut, otel.clone());
+//! assert_eq!(futures::executor::block_on(fut), Some("acme"));
+//! // Or with no clash at all:
+//! let fut = ContextExt::with_context(async { TENANT.get() }.with_otel_context(otel), ours);
+//! assert_eq!(futures::executor::block_on(fut), Some("acme"));
+//! ```
+//!
 //! # With `tracing` and tracing-opentelemetry
 //!
 //! With both features, a child is run as if, at its start, the captured OTel context were
