@@ -82,16 +82,23 @@
 //! # What bypasses it
 //!
 //! `tokio::spawn`, `tokio::task::spawn_local`, `spawn_blocking`, `Runtime::spawn`, `Handle::spawn`,
-//! `JoinSet::spawn`, `Runtime::block_on`, `#[tokio::main]` bodies and `tokio::task::block_in_place`
-//! closures know nothing of this crate: a future spawned through them runs in whatever context
-//! the worker thread has when it polls, which is the empty context on a worker. Wrap such a
-//! future yourself with [`with_current_context`](crate::ContextExt::with_current_context), or a
-//! closure with [`Context::wrap`](crate::Context::wrap).
+//! `JoinSet::spawn`, `Runtime::block_on` and `#[tokio::main]` bodies know nothing of this crate:
+//! a future spawned through them runs in whatever context the worker thread has when it polls,
+//! which is the empty context on a worker. Wrap such a future yourself with
+//! [`with_current_context`](crate::ContextExt::with_current_context), or a closure with
+//! [`Context::wrap`](crate::Context::wrap).
+//!
+//! `tokio::task::block_in_place` is not one of them: its closure runs at once, on the task's
+//! thread, inside the poll that calls it, so it is part of the task's frame. In a task spawned
+//! with context it sees the request's values, and what it sets stays for the rest of that task,
+//! like a `set` written just before the call (and, like one, never reaches the parent or the
+//! next task on the worker).
 //!
 //! | Path | What it sees | What it may set | Do instead |
 //! |---|---|---|---|
 //! | plain `tokio::spawn` / `spawn_local` / `JoinSet::spawn` task | the empty context | nothing: [`ContextVar::set`](crate::ContextVar::set) panics and `try_set` returns an error, since the value would stay on the worker for the next task | the `_with_context` functions here, or `.with_context(..)` on the future |
 //! | plain `spawn_blocking` job | the empty context | nothing (same refusal) | [`spawn_blocking_with_context`], or [`Context::run`](crate::Context::run) inside the closure |
+//! | a `block_in_place` closure | the calling task's context | what the calling task may: its own frame, for the rest of the task (nothing in a plain task) | nothing: it is not a spawn |
 //! | the future given to `block_on` (`#[tokio::main]`) | the calling thread's context | the calling thread's own context, which tokio does not count as a task | wrap it: `rt.block_on(fut.with_context(ctx))` |
 //! | a plain task on a *current-thread* runtime, or a `LocalSet`, while the `block_on` future has set or attached at its top level, or while `block_on` itself runs inside `Context::run` / `ContextVar::scope` | that context, since the task runs on the same thread, between polls of the `block_on` future | nothing at the top level; inside the enclosing `run`/`scope`, tokio gives no hook to tell, so a set goes into that context, for the tasks polled after it | give the `block_on` future its values through `.with_context(..)` (or `ContextVar::scope_future`), not through `set` or `attach` at its top level: then they are installed only while it is polled |
 //!

@@ -256,3 +256,44 @@ fn named_tasks_keep_the_context() {
         assert_eq!(task.await.unwrap().as_deref(), Some("named"));
     });
 }
+
+/// `block_in_place` runs its closure on the task's own thread, inside the poll: it is part of the
+/// task's frame, not a spawn. It sees the request's context, and a `set` there stays for the rest
+/// of that task, never reaching its parent or the next task on the worker.
+#[test]
+fn a_block_in_place_closure_runs_in_the_tasks_frame() {
+    multi_thread(2).block_on(async {
+        let request = REQUEST_ID.scope_future("req-1".into(), async {
+            let task = spawn_with_context(async {
+                let seen = tokio::task::block_in_place(|| {
+                    let seen = REQUEST_ID.get();
+                    REQUEST_ID.set("set-in-place".into());
+                    seen
+                });
+                tokio::task::yield_now().await; // perhaps another worker now
+                (seen, REQUEST_ID.get())
+            });
+            let in_task = task.await.unwrap();
+            (in_task, REQUEST_ID.get())
+        });
+        let (in_task, parent) = request.await;
+        assert_eq!(in_task.0.as_deref(), Some("req-1"), "seen in the closure");
+        assert_eq!(
+            in_task.1.as_deref(),
+            Some("set-in-place"),
+            "the rest of the task"
+        );
+        assert_eq!(parent.as_deref(), Some("req-1"), "not the parent");
+        for _ in 0..4 {
+            let next = tokio::spawn(async { REQUEST_ID.get() }).await.unwrap();
+            assert_eq!(next, None, "not the next task on a worker");
+        }
+        // In a plain task there is no frame: the closure's `set` is refused, as at its top level.
+        let refused = tokio::spawn(async {
+            tokio::task::block_in_place(|| REQUEST_ID.try_set("leak".into()))
+        })
+        .await
+        .unwrap();
+        assert!(refused.unwrap_err().is_outside_any_frame());
+    });
+}
