@@ -64,8 +64,9 @@
 //! - A plain `async_nats::Subscriber` yields bare messages: whatever handles them runs in the
 //!   subscriber task's context. Wrap it with [`ContextSubscriber::new`].
 //! - Work a handler starts with a plain `tokio::spawn` runs in the empty context: use this
-//!   crate's spawn helpers (the future from [`ContextMessage::handle`] itself carries its
-//!   context, so a plain spawn *of it* is fine).
+//!   crate's spawn helpers. The future from [`ContextMessage::handle`] itself carries its
+//!   context, so a plain spawn *of it* would be fine, but the clippy recipe cannot tell:
+//!   [`ContextMessage::spawn_handle`] spawns it on tokio without a raw spawn.
 //! - Only text headers are read (NATS headers are text), and only the request id and baggage:
 //!   other context variables stay in the process.
 //!
@@ -91,11 +92,11 @@
 //!
 //! // A worker: every message handled in the context it brought.
 //! let mut orders = client.subscribe("orders").await?;
-//! tokio::spawn(async move {
+//! contextvars::tokio::spawn_with_context(async move {
 //!     while let Some(message) = orders.next().await {
-//!         tokio::spawn(message.handle(|message| async move {
+//!         message.spawn_handle(|message| async move {
 //!             println!("{:?}: order {:?}", REQUEST_ID.get(), message.payload);
-//!         }));
+//!         });
 //!     }
 //! });
 //!
@@ -589,7 +590,7 @@ fn extract(propagation: &Propagation, message: &Message) -> Extracted {
 /// let mut orders = ContextSubscriber::new(nats.subscribe("orders").await?, Propagation::default());
 /// while let Some(message) = orders.next().await {
 ///     // Each message handled in its own task and context.
-///     tokio::spawn(message.handle(|_| async { println!("{:?}", REQUEST_ID.get()) }));
+///     message.spawn_handle(|_| async { println!("{:?}", REQUEST_ID.get()) });
 /// }
 /// # Ok(())
 /// # }
@@ -825,8 +826,9 @@ impl ContextMessage {
     }
 
     /// Runs `handler` on the message inside its context: the call, and every poll and the drop
-    /// of the future it returns. Await the result, or spawn it (a plain `tokio::spawn` is fine:
-    /// the future carries its context) to handle messages concurrently.
+    /// of the future it returns. Await the result, or spawn it to handle messages concurrently
+    /// (any spawn will do, since the future carries its context; on tokio,
+    /// [`spawn_handle`](ContextMessage::spawn_handle) does it without a raw spawn).
     ///
     /// ```
     /// # let message = async_nats::Message { subject: "orders".into(), reply: None, payload: "42".into(), headers: None, status: None, description: None, length: 0 };
@@ -848,6 +850,35 @@ impl ContextMessage {
         Handled {
             inner: received.scope(future),
         }
+    }
+
+    /// Handles the message in a task of its own on tokio, in the message's context: the same
+    /// as `tokio::spawn(message.handle(handler))`, which the crate's clippy recipe reports (it
+    /// cannot see that the future carries its context), written without a raw spawn. With the
+    /// `tokio` feature.
+    ///
+    /// ```
+    /// # let message = async_nats::Message { subject: "orders".into(), reply: None, payload: "42".into(), headers: None, status: None, description: None, length: 0 };
+    /// # let message = contextvars::async_nats::ContextMessage::new(message, &Default::default());
+    /// use contextvars::propagation::REQUEST_ID;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let task = message.spawn_handle(|message| async move {
+    ///     (message.payload, REQUEST_ID.get()) // the message's id (here generated: it sent none)
+    /// });
+    /// let (payload, request_id) = task.await.unwrap();
+    /// assert_eq!((&payload[..], request_id.is_some()), (&b"42"[..], true));
+    /// # });
+    /// ```
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn spawn_handle<F, Fut>(self, handler: F) -> ::tokio::task::JoinHandle<Fut::Output>
+    where
+        F: FnOnce(Message) -> Fut,
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        ::tokio::spawn(self.handle(handler))
     }
 }
 

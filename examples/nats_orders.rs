@@ -63,10 +63,10 @@ async fn notify(State(done): State<mpsc::UnboundedSender<()>>, body: String) -> 
 async fn worker(nats: ContextClient, http: ClientWithMiddleware, notifications: SocketAddr) {
     let mut orders = nats.subscribe("orders.created").await.unwrap();
     nats.client().flush().await.unwrap(); // subscribed before the API publishes
-    tokio::spawn(async move {
+    spawn_with_context(async move {
         while let Some(message) = orders.next().await {
             let http = http.clone();
-            tokio::spawn(message.handle(move |message| async move {
+            message.spawn_handle(move |message| async move {
                 let order = String::from_utf8_lossy(&message.payload).into_owned();
                 info!(%order, "worker: charging card");
                 // Work the handler starts keeps the context too.
@@ -78,7 +78,7 @@ async fn worker(nats: ContextClient, http: ClientWithMiddleware, notifications: 
                     .send()
                     .await
                     .unwrap();
-            }));
+            });
         }
     });
 }
@@ -86,6 +86,7 @@ async fn worker(nats: ContextClient, http: ClientWithMiddleware, notifications: 
 async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    #[allow(clippy::disallowed_methods)] // start-up: no request's context to lose
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     addr
 }

@@ -183,6 +183,22 @@
 //! - **A raw spawn you mean** (a task that should start with no context, or a future you already
 //!   wrapped with `.with_current_context()`): put `#[expect(clippy::disallowed_methods)]` on that
 //!   statement or function.
+//! - **Start-up spawns**: a server, a subscriber loop or an exporter started in `main`, before
+//!   any request, has no request's context to lose. One line above each says so (CI proves that
+//!   clippy then reports nothing there):
+//!
+//!   ```
+//!   # async fn start(listener: tokio::net::TcpListener, app: axum::Router) {
+//!   #[allow(clippy::disallowed_methods)] // start-up: no request's context to lose
+//!   let server = tokio::spawn(async move { axum::serve(listener, app).await });
+//!   # drop(server);
+//!   # }
+//!   # let _ = start;
+//!   ```
+//!
+//!   A NATS message's handler, spawned per message, has a helper of its own:
+//!   `message.spawn_handle(handler)` (`contextvars::async_nats::ContextMessage`, with the
+//!   `tokio` feature) in place of `tokio::spawn(message.handle(handler))`.
 //! - **What it cannot see.** Clippy lints your own crates only: a `tokio::spawn` inside hyper, tower
 //!   or sqlx is not reported. Nor are the spawn paths no adapter here covers, which the recipe leaves
 //!   out since it has no helper to name: tokio's `LocalSet::spawn_local` and `JoinSet::spawn_on`

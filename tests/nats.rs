@@ -3,7 +3,7 @@
 //! request/reply hop that keeps the id both ways, and malformed headers handled by the rules of
 //! the HTTP layer. The server binary must be installed (`.ci/test` installs it): without it the
 //! tests fail, they never skip.
-#![cfg(all(feature = "async-nats", feature = "tower"))]
+#![cfg(all(feature = "async-nats", feature = "tower", feature = "tokio"))]
 
 mod common;
 
@@ -53,7 +53,8 @@ fn seen() -> Seen {
 }
 
 /// Subscribes to `subject` and, in a task whose own context holds `LEAK`, handles each message
-/// in a task of its own inside the message's context, reporting `(payload, what it saw)`.
+/// in a task of its own inside the message's context (`spawn_handle`), reporting
+/// `(payload, what it saw)`.
 async fn handle_all(
     client: &ContextClient,
     subject: &'static str,
@@ -65,11 +66,12 @@ async fn handle_all(
     let subscriber_task = async move {
         while let Some(message) = messages.next().await {
             let report = report.clone();
-            tokio::spawn(message.handle(move |message| async move {
+            // `spawn_handle`: `tokio::spawn(message.handle(..))` without a raw spawn.
+            message.spawn_handle(move |message| async move {
                 tokio::task::yield_now().await;
                 let payload = String::from_utf8(message.payload.to_vec()).unwrap();
                 report.send((payload, seen())).unwrap();
-            }));
+            });
         }
     };
     tokio::spawn(LEAK.scope_future("subscriber task", subscriber_task));
