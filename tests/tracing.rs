@@ -26,6 +26,15 @@ fn text_subscriber(
         .finish()
 }
 
+/// A JSON fmt subscriber with context fields, writing into `captured`.
+fn json_subscriber(captured: &Buffer) -> impl tracing::Subscriber + Send + Sync + 'static {
+    tracing_subscriber::fmt()
+        .json()
+        .map_event_format(ContextFormat::new)
+        .with_writer(captured.clone())
+        .finish()
+}
+
 /// The process-wide text subscriber (worker threads of every runtime log through it).
 fn global() -> &'static Buffer {
     static GLOBAL: OnceLock<Buffer> = OnceLock::new();
@@ -142,11 +151,7 @@ fn events_outside_a_context_print_no_context_fields() {
 #[test]
 fn json_lines_parse_and_hold_the_context_fields() {
     let captured = Buffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .map_event_format(ContextFormat::new)
-        .with_writer(captured.clone())
-        .finish();
+    let subscriber = json_subscriber(&captured);
     tracing::subscriber::with_default(subscriber, || {
         REQUEST_ID.scope("req-\"quoted\"\n".into(), || {
             USER_ID.scope(7, || info!(answer = 42, "in context"));
@@ -769,12 +774,7 @@ fn two_variables_with_one_name_never_write_the_same_key_twice() {
     with_dispatch(text_subscriber(&text, ContextFieldsConfig::new()), || {
         context.run(|| info!("text"));
     });
-    let json_subscriber = tracing_subscriber::fmt()
-        .json()
-        .map_event_format(ContextFormat::new)
-        .with_writer(json.clone())
-        .finish();
-    with_dispatch(json_subscriber, || context.run(|| info!("json")));
+    with_dispatch(json_subscriber(&json), || context.run(|| info!("json")));
 
     let line = &text.lines()[0];
     assert_eq!(field(line, "request_id"), ["mine"], "{line}");
@@ -806,11 +806,7 @@ fn a_request_id_of_your_own_beside_the_layers_prints_both_under_distinct_keys() 
     // The set-up: the README's `static REQUEST_ID = ContextVar::new("request_id")` and
     // the layer's `propagation::REQUEST_ID`, both set in a request's context.
     let captured = Buffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .map_event_format(ContextFormat::new)
-        .with_writer(captured.clone())
-        .finish();
+    let subscriber = json_subscriber(&captured);
     with_dispatch(subscriber, || {
         contextvars::propagation::REQUEST_ID.scope("from-layer".into(), || {
             REQUEST_ID.scope("mine".into(), || info!("both"));
