@@ -791,11 +791,14 @@ fn two_variables_with_one_name_never_write_the_same_key_twice() {
 fn an_events_own_field_takes_the_plain_key_of_two_same_named_variables() {
     let (first, second) = two_request_ids();
     let captured = Buffer::default();
-    with_dispatch(text_subscriber(&captured, ContextFieldsConfig::new()), || {
-        first.scope("mine".into(), || {
-            second.scope("layer's".into(), || info!(request_id = "own", "shadowed"));
-        });
-    });
+    with_dispatch(
+        text_subscriber(&captured, ContextFieldsConfig::new()),
+        || {
+            first.scope("mine".into(), || {
+                second.scope("layer's".into(), || info!(request_id = "own", "shadowed"));
+            });
+        },
+    );
     let line = &captured.lines()[0];
     assert_eq!(field(line, "request_id"), ["\"own\""], "{line}");
     assert_eq!(field(line, "request_id#2"), ["layer's"], "{line}");
