@@ -59,9 +59,12 @@ impl<T: fmt::Debug + ?Sized> DebugValue for T {}
 /// use contextvars::ContextVar;
 ///
 /// static USER: ContextVar<Arc<String>> = ContextVar::new("user"); // `Arc`, not `Rc`
+///
+/// let seen = USER.scope(Arc::new("ada".into()), || USER.get());
+/// assert_eq!(seen.as_deref().map(String::as_str), Some("ada"));
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// use std::rc::Rc;
 /// use contextvars::ContextVar;
 ///
