@@ -666,7 +666,7 @@ impl Visit for OwnFields<'_> {
                 .config
                 .fields
                 .keyed(self.context)
-                .any(|(key, _)| key.is(name))
+                .any(|(key, _)| key.text() == name)
         {
             self.shadowed.push(name);
         }
@@ -683,7 +683,7 @@ fn text_fields(
 ) {
     let mut value = String::new();
     for (name, entry) in config.fields.keyed(context) {
-        if skip.iter().any(|own| name.is(own)) {
+        if skip.iter().any(|own| name.text() == *own) {
             continue;
         }
         value.clear();
@@ -768,7 +768,7 @@ fn json_context_object(
     let mut value = String::new();
     let mut first = true;
     for (key, entry) in config.fields.keyed(context) {
-        if skip.iter().any(|own| key.is(own)) {
+        if skip.iter().any(|own| key.text() == *own) {
             continue;
         }
         value.clear();

@@ -107,17 +107,6 @@ pub(crate) struct FieldKey {
 }
 
 impl FieldKey {
-    /// Whether `text` (an event's or record's own key) is this key.
-    pub(crate) fn is(&self, text: &str) -> bool {
-        match self.number {
-            1 => text == self.name,
-            number => text
-                .strip_prefix(self.name)
-                .and_then(|rest| rest.strip_prefix('#'))
-                .is_some_and(|rest| rest.parse() == Ok(number)),
-        }
-    }
-
     /// The key as text, allocated only for a shared name.
     pub(crate) fn text(&self) -> Cow<'static, str> {
         match self.number {
