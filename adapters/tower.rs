@@ -343,10 +343,10 @@ impl Extractor for RequestHeaders<'_> {
 }
 
 /// The default request id generator: [`propagation::unique_request_id`] as a tower-http
-/// [`MakeRequestId`]: a random 64-bit prefix chosen once per process, then a counter, as 32
-/// lowercase hex digits. Unique within the process and, with overwhelming likelihood, across
-/// processes; cheaper than a UUID (no system call per request). Not a secret: ids are
-/// predictable from one another.
+/// [`MakeRequestId`]: 32 lowercase hex digits that look random (a per-process counter mixed
+/// through a bijection keyed once per process). Unique within the process and, with
+/// overwhelming likelihood, across processes; cheaper than a UUID (no system call per
+/// request). Not a secret.
 ///
 /// Any other tower-http [`MakeRequestId`] can replace it ([`ContextLayer::make_request_id`]).
 ///

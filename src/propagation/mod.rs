@@ -1346,10 +1346,12 @@ impl PropagationBuilder {
 // ---------------------------------------------------------------------------------------------
 // Request ids and tokens.
 
-/// A new request id: a random 64-bit prefix chosen once per process, then a counter, as 32
-/// lowercase hex digits. Unique within the process and, with overwhelming likelihood, across
-/// processes; cheaper than a UUID (no system call per id). Not a secret: ids are predictable
-/// from one another. [`Propagation::extract`] generates missing ids with it.
+/// A new request id: 32 lowercase hex digits that look random. Each is a per-process counter
+/// passed through a bijection keyed by 128 random bits chosen once per process, so ids are
+/// unique within the process (the counter never repeats, and the bijection maps distinct
+/// counts to distinct ids) and, with overwhelming likelihood, across processes; cheaper than a
+/// UUID (no system call per id). Not a secret: the mixing hides nothing from someone who wants
+/// to predict ids. [`Propagation::extract`] generates missing ids with it.
 ///
 /// # Examples
 ///
@@ -1358,14 +1360,30 @@ impl PropagationBuilder {
 ///
 /// let (a, b) = (unique_request_id(), unique_request_id());
 /// assert_eq!(a.len(), 32);
+/// assert!(a.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
 /// assert_ne!(a, b);
 /// ```
 pub fn unique_request_id() -> String {
-    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static KEYS: OnceLock<[u64; 2]> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| RandomState::new().hash_one(std::process::id()));
+    let [k0, k1] = *KEYS.get_or_init(|| {
+        let random = RandomState::new();
+        let pid = std::process::id();
+        [random.hash_one((pid, 0u8)), random.hash_one((pid, 1u8))]
+    });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix:016x}{n:016x}")
+    // The low half alone is a bijection of the counter: ids never repeat within the process.
+    let low = mix64(n ^ k0);
+    let high = mix64(n.wrapping_add(k1)) ^ k0.rotate_left(32);
+    format!("{high:016x}{low:016x}")
+}
+
+/// SplitMix64's finalizer: a bijection on 64 bits (xor-shifts and odd multipliers are each
+/// invertible) in which every input bit changes about half the output bits.
+fn mix64(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// A usable request id: non-empty, visible ASCII only.
