@@ -105,9 +105,51 @@
 //!
 //! # Examples
 //!
-//! An edge service, reachable from the internet, calling the company's own services behind it:
-//! strangers choose nothing but the locale, and only calls to your own hosts carry more than the
-//! request id.
+//! First, the services behind your edge: trusted both ways, each keeps the request id its
+//! caller sent and the baggage, and sends them on to the next (both sides must say so: an
+//! internal service left at the default restarts the id, a client left at the default withholds
+//! the baggage). The same `Propagation` serves the layer and the client:
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use contextvars::tower::{ClientContextLayer, ContextLayer, Propagation, Trust, REQUEST_ID};
+//! use contextvars::ContextVar;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use tower::{Layer, ServiceExt};
+//!
+//! static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let propagation = Propagation::builder()
+//!     .baggage_str(&TENANT, "tenant")
+//!     .inbound(Trust::Trusted)
+//!     .outbound(Trust::Trusted)
+//!     .build();
+//! let app = Router::new()
+//!     .route("/", get(|| async { format!("{:?} {:?}", REQUEST_ID.get(), TENANT.get()) }))
+//!     .layer(ContextLayer::new(propagation.clone()));
+//! // Its calls to the next service carry the same id and baggage:
+//! let client = ClientContextLayer::new(propagation)
+//!     .layer(Client::builder(TokioExecutor::new()).build_http::<axum::body::Body>());
+//! # let _ = client;
+//!
+//! let request = http::Request::get("/")
+//!     .header("x-request-id", "req-1")
+//!     .header("baggage", "tenant=acme,other=kept")
+//!     .body(axum::body::Body::empty())
+//!     .unwrap();
+//! let response = app.oneshot(request).await.unwrap();
+//! assert_eq!(response.headers()["x-request-id"], "req-1");
+//! let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+//! assert_eq!(body, r#"Some("req-1") Some("acme")"#);
+//! # }
+//! ```
+//!
+//! Then the edge, reachable from the internet, calling those services: strangers choose nothing
+//! but the locale, and only calls to your own hosts carry more than the request id (the edge's
+//! own, generated for each request, which the services behind it keep).
 //!
 //! ```
 //! use axum::{routing::post, Router};
@@ -137,39 +179,6 @@
 //!     .trusted_hosts(["*.svc.cluster.local"])
 //!     .layer(Client::builder(TokioExecutor::new()).build_http::<axum::body::Body>());
 //! # let _ = (app, client);
-//! ```
-//!
-//! An internal service, whose callers are your own services:
-//!
-//! ```
-//! use axum::{routing::get, Router};
-//! use contextvars::tower::{ContextLayer, Propagation, Trust, REQUEST_ID};
-//! use contextvars::ContextVar;
-//! use tower::ServiceExt;
-//!
-//! static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let propagation = Propagation::builder()
-//!     .baggage_str(&TENANT, "tenant")
-//!     .inbound(Trust::Trusted)
-//!     .outbound(Trust::Trusted)
-//!     .build();
-//! let app = Router::new()
-//!     .route("/", get(|| async { format!("{:?} {:?}", REQUEST_ID.get(), TENANT.get()) }))
-//!     .layer(ContextLayer::new(propagation));
-//!
-//! let request = http::Request::get("/")
-//!     .header("x-request-id", "req-1")
-//!     .header("baggage", "tenant=acme,other=kept")
-//!     .body(axum::body::Body::empty())
-//!     .unwrap();
-//! let response = app.oneshot(request).await.unwrap();
-//! assert_eq!(response.headers()["x-request-id"], "req-1");
-//! let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
-//! assert_eq!(body, r#"Some("req-1") Some("acme")"#);
-//! # }
 //! ```
 //!
 //! # gRPC with tonic
