@@ -278,17 +278,17 @@ use ::tower::{Layer, Service};
 use ::tower_http::request_id::{MakeRequestId, RequestId};
 use pin_project_lite::pin_project;
 
-use crate::propagation::{Destination, ExtractedFuture, Explanation, Extractor};
+use crate::propagation::{Destination, Explanation, ExtractedFuture, Extractor};
 #[cfg(doc)]
 use crate::WithContext;
 
+pub use crate::propagation::{is_private_address, Trust, TrustedHosts, CALLER_REQUEST_ID};
 /// Moved to [`crate::propagation`], which needs no `http`; re-exported here so that code written
 /// against this module keeps compiling.
 pub use crate::propagation::{
     Baggage, BaggageMember, Propagation, PropagationBuilder, DEFAULT_MAX_REQUEST_ID_LEN,
     DEFAULT_REQUEST_ID_HEADER, MAX_BAGGAGE_BYTES, MAX_BAGGAGE_MEMBERS, REQUEST_ID,
 };
-pub use crate::propagation::{is_private_address, Trust, TrustedHosts, CALLER_REQUEST_ID};
 
 /// Whether the request's peer (the connection's remote address, which the server put in the
 /// request's extensions as an `A`) is a loopback or private-network address

@@ -11,9 +11,7 @@ use axum::body::Bytes;
 use axum::routing::get;
 use axum::Router;
 use common::http::{body_text, client, get_request, runtime, serve};
-use contextvars::tower::{
-    ClientContextLayer, ContextLayer, Propagation, Trust, REQUEST_ID,
-};
+use contextvars::tower::{ClientContextLayer, ContextLayer, Propagation, Trust, REQUEST_ID};
 use contextvars::ContextVar;
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
@@ -63,7 +61,10 @@ fn service(name: &'static str, propagation: Propagation, next: Option<SocketAddr
                     "edge" => TENANT.scope_future("acme".into(), call).await,
                     _ => call.await,
                 };
-                answer = format!("{answer}\n{}", body_text(response.unwrap().into_body()).await);
+                answer = format!(
+                    "{answer}\n{}",
+                    body_text(response.unwrap().into_body()).await
+                );
             }
             answer
         }
@@ -90,7 +91,10 @@ fn one_request_id_crosses_both_internal_hops_behind_the_edge() {
                 .request(get_request(edge_addr, "/", &headers))
                 .await
                 .unwrap();
-            let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+            let id = response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned();
             assert_ne!(id, "ext-1", "a stranger's id is never the request id");
             let body = body_text(response.into_body()).await;
             assert_eq!(

@@ -25,7 +25,10 @@ fn a_hundred_thousand_ids_are_distinct_and_look_random() {
     }
     // Random hex: 25 places for a run of 8 zeros, each with chance 16^-8, so about 6e-9 per id
     // and 6e-4 expected among all of them. The counter's ids had sixteen zeros in each.
-    assert!(with_zero_run <= 1, "{with_zero_run} ids with 8 zeros in a row");
+    assert!(
+        with_zero_run <= 1,
+        "{with_zero_run} ids with 8 zeros in a row"
+    );
     // Each digit about 1/16 of the 3.2 million: the standard deviation is about 430.
     let expected = IDS * 32 / 16;
     for (digit, &count) in digits.iter().enumerate() {

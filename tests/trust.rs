@@ -275,7 +275,8 @@ fn callers_with_a_private_peer_address_are_trusted_when_asked() {
     use axum::extract::ConnectInfo;
     use contextvars::tower::peer_is_private;
 
-    let layer = ContextLayer::new(edge()).trust_callers_if(peer_is_private::<ConnectInfo<SocketAddr>>);
+    let layer =
+        ContextLayer::new(edge()).trust_callers_if(peer_is_private::<ConnectInfo<SocketAddr>>);
     let app = Router::new()
         .route(
             "/",
@@ -304,7 +305,10 @@ fn callers_with_a_private_peer_address_are_trusted_when_asked() {
             let peer = SocketAddr::from((peer, 40000));
             request.extensions_mut().insert(ConnectInfo(peer));
             let response = app.clone().oneshot(request).await.unwrap();
-            let echoed = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+            let echoed = response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned();
             let body = body_text(response.into_body()).await;
             match trusted {
                 true => assert_eq!(body, r#"Some("int-1")|Some("acme")"#, "{peer}"),

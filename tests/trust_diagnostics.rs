@@ -80,22 +80,38 @@ fn an_untrusted_callers_id_and_baggage_set_aside_are_reported_once() {
         let context = propagation.extract(&sent);
         assert_eq!(context.get(&LOCALE).as_deref(), Some("fr"));
     }
-    let id = records_with(&["request id of an untrusted caller set aside", "x-request-id"]);
+    let id = records_with(&[
+        "request id of an untrusted caller set aside",
+        "x-request-id",
+    ]);
     assert_eq!(id.len(), 1, "{:?}", capture().seen());
     assert_eq!(id[0].level, log::Level::Debug);
-    assert!(id[0].message.contains("caller_request_id"), "{}", id[0].message);
+    assert!(
+        id[0].message.contains("caller_request_id"),
+        "{}",
+        id[0].message
+    );
     let baggage = records_with(&["baggage of an untrusted caller set aside", "tenant-in ("]);
     assert_eq!(baggage.len(), 1, "{:?}", capture().seen());
     let message = &baggage[0].message;
     assert!(message.contains("stranger-in (not registered"), "{message}");
-    assert!(message.contains("not accepted from untrusted callers"), "{message}");
-    assert!(!message.contains("locale ("), "accepted keys are not listed: {message}");
+    assert!(
+        message.contains("not accepted from untrusted callers"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("locale ("),
+        "accepted keys are not listed: {message}"
+    );
 
     // A trusted caller sets nothing aside: nothing more is reported.
     let before = capture().seen().len();
     propagation.with_inbound(Trust::Trusted).extract(&sent);
     let after: Vec<Seen> = capture().seen().into_iter().skip(before).collect();
-    assert!(after.iter().all(|s| !s.message.contains("tenant-in")), "{after:?}");
+    assert!(
+        after.iter().all(|s| !s.message.contains("tenant-in")),
+        "{after:?}"
+    );
 }
 
 #[test]
@@ -111,10 +127,17 @@ fn private_members_withheld_from_an_untrusted_destination_are_reported_once() {
         propagation.inject_context(&context, &mut carrier);
         assert_eq!(carrier["baggage"], "locale=fr");
     }
-    let withheld = records_with(&["baggage withheld from an untrusted destination", "tenant-out ("]);
+    let withheld = records_with(&[
+        "baggage withheld from an untrusted destination",
+        "tenant-out (",
+    ]);
     assert_eq!(withheld.len(), 1, "{:?}", capture().seen());
     assert!(withheld[0].message.contains("private (not made public)"));
-    assert!(!withheld[0].message.contains("locale ("), "{}", withheld[0].message);
+    assert!(
+        !withheld[0].message.contains("locale ("),
+        "{}",
+        withheld[0].message
+    );
 
     // To a trusted destination nothing is withheld, and nothing is reported.
     let mut carrier = HashMap::new();
@@ -137,14 +160,24 @@ fn a_client_layer_reports_once_per_host_with_why_it_is_untrusted() {
     let client = layer.layer(service_fn(|request: http::Request<()>| async move {
         Ok::<_, std::convert::Infallible>(request.headers().clone())
     }));
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    for uri in ["http://127.0.0.1:3000/a", "http://127.0.0.1:3000/b", "http://10.0.0.7/"]
-        .iter()
-        .cycle()
-        .take(30)
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for uri in [
+        "http://127.0.0.1:3000/a",
+        "http://127.0.0.1:3000/b",
+        "http://10.0.0.7/",
+    ]
+    .iter()
+    .cycle()
+    .take(30)
     {
-        let call = client.clone().oneshot(http::Request::get(*uri).body(()).unwrap());
-        let sent = runtime.block_on(TENANT.scope_future("acme".into(), call)).unwrap();
+        let call = client
+            .clone()
+            .oneshot(http::Request::get(*uri).body(()).unwrap());
+        let sent = runtime
+            .block_on(TENANT.scope_future("acme".into(), call))
+            .unwrap();
         assert!(!sent.contains_key("baggage"));
     }
     let local = records_with(&[
@@ -169,5 +202,9 @@ fn the_report_is_a_tracing_debug_event_too() {
     let lines = traced().lines().into_iter();
     let lines: Vec<String> = lines.filter(|l| l.contains("tenant-traced (")).collect();
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].contains("DEBUG contextvars::trust:"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("DEBUG contextvars::trust:"),
+        "{}",
+        lines[0]
+    );
 }

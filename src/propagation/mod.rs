@@ -302,8 +302,8 @@ pub use self::trust::{is_private_address, Trust, TrustedHosts};
 
 use self::baggage::{parse_lines, Writer, BAGGAGE, FORWARDED};
 use self::explain::{Flags, Notes};
-use crate::diagnostics::{Kind, Reported};
 use self::trace_context::Watched;
+use crate::diagnostics::{Kind, Reported};
 
 /// The request id of the current request or message, set by [`Propagation::extract`] (and so by
 /// every server and consumer integration) unless another variable was chosen with
@@ -861,7 +861,13 @@ impl Propagation {
             .filter(|id| id.len() <= config.max_request_id_len && is_visible_ascii(id))
             .map(str::to_owned);
         match (raw, &sent, trusted) {
-            (None, ..) => notes.note(Part::RequestId, header, false, false, "missing: a new id is generated"),
+            (None, ..) => notes.note(
+                Part::RequestId,
+                header,
+                false,
+                false,
+                "missing: a new id is generated",
+            ),
             (Some(_), None, _) => notes.note(
                 Part::RequestId,
                 header,
@@ -909,7 +915,10 @@ impl Propagation {
             .flatten();
         if notes.looking() && !owned && carrier.get(trace_context::TRACEPARENT).is_some() {
             let (passes, reason) = match (trusted, trace.is_some()) {
-                (false, _) => (false, "the caller is untrusted: not read, a new trace starts"),
+                (false, _) => (
+                    false,
+                    "the caller is untrusted: not read, a new trace starts",
+                ),
                 (true, true) => (true, "the caller is trusted: kept and forwarded unchanged"),
                 (true, false) => (false, "malformed: dropped"),
             };
@@ -943,7 +952,13 @@ impl Propagation {
                         return notes.note(Part::Baggage, key, false, true, reason);
                     }
                     if let Ok(next) = (registered.extract)(&member.value, ctx.clone()) {
-                        notes.note(Part::Baggage, key, true, false, "registered: sets its variable");
+                        notes.note(
+                            Part::Baggage,
+                            key,
+                            true,
+                            false,
+                            "registered: sets its variable",
+                        );
                         ctx = next;
                         if member.escaped().is_some() {
                             as_received.push_received(member);
