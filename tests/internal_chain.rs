@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use axum::body::Bytes;
 use axum::routing::get;
 use axum::Router;
-use common::http::{body_text, client, get_request, runtime, serve};
+use common::http::{body_text, client, echoed_id, get_request, runtime, serve};
 use contextvars::tower::{ClientContextLayer, ContextLayer, Propagation, Trust, REQUEST_ID};
 use contextvars::ContextVar;
 use http_body_util::Empty;
@@ -91,10 +91,7 @@ fn one_request_id_crosses_both_internal_hops_behind_the_edge() {
                 .request(get_request(edge_addr, "/", &headers))
                 .await
                 .unwrap();
-            let id = response.headers()["x-request-id"]
-                .to_str()
-                .unwrap()
-                .to_owned();
+            let id = echoed_id(&response);
             assert_ne!(id, "ext-1", "a stranger's id is never the request id");
             let body = body_text(response.into_body()).await;
             assert_eq!(

@@ -305,10 +305,7 @@ fn callers_with_a_private_peer_address_are_trusted_when_asked() {
             let peer = SocketAddr::from((peer, 40000));
             request.extensions_mut().insert(ConnectInfo(peer));
             let response = app.clone().oneshot(request).await.unwrap();
-            let echoed = response.headers()["x-request-id"]
-                .to_str()
-                .unwrap()
-                .to_owned();
+            let echoed = common::http::echoed_id(&response);
             let body = body_text(response.into_body()).await;
             match trusted {
                 true => assert_eq!(body, r#"Some("int-1")|Some("acme")"#, "{peer}"),

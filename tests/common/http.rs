@@ -100,6 +100,12 @@ pub(crate) fn get_request(
     request.body(Empty::new()).unwrap()
 }
 
+/// The `x-request-id` a response echoed.
+pub(crate) fn echoed_id<B>(response: &axum::http::Response<B>) -> String {
+    let id = response.headers()["x-request-id"].to_str().unwrap();
+    id.to_owned()
+}
+
 /// The whole body, as UTF-8.
 pub(crate) async fn body_text(
     body: impl axum::body::HttpBody<Data = Bytes, Error = impl std::fmt::Debug>,
