@@ -101,4 +101,29 @@ impl<D: ?Sized> Destinations<D> {
             Destinations::If(trusted) => trusted(destination),
         })
     }
+
+    /// Why [`trust_of`](Destinations::trust_of) decides as it does, in words:
+    /// `host 127.0.0.1 matches none of ["localhost"]`.
+    pub(crate) fn why(
+        &self,
+        destination: &D,
+        host: impl FnOnce(&D) -> Option<(&str, Option<u16>)>,
+    ) -> String {
+        match self {
+            Destinations::Hosts(hosts) => match host(destination) {
+                None => format!("no host in the URI, so on no list of {hosts:?}"),
+                Some((host, port)) => {
+                    let shown = match port {
+                        Some(port) => format!("{host}:{port}"),
+                        None => host.to_owned(),
+                    };
+                    match hosts.contains(host, port) {
+                        true => format!("host {shown} is on {hosts:?}"),
+                        false => format!("host {shown} matches none of {hosts:?}"),
+                    }
+                }
+            },
+            Destinations::If(_) => "the trust_destinations_if predicate".to_owned(),
+        }
+    }
 }

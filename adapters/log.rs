@@ -340,3 +340,17 @@ impl Drop for Formatting {
         FORMATTING.with(|f| f.set(false));
     }
 }
+
+/// The trust rules' diagnostics as `log` debug records of target `contextvars::trust` (see
+/// `crate::diagnostics`).
+pub(crate) struct TrustRecords;
+
+impl crate::diagnostics::Sink for TrustRecords {
+    fn enabled() -> bool {
+        ::log::log_enabled!(target: crate::diagnostics::TARGET, ::log::Level::Debug)
+    }
+
+    fn report(message: &str) {
+        ::log::debug!(target: crate::diagnostics::TARGET, "{message}");
+    }
+}

@@ -89,7 +89,10 @@
 //! can serve both sides with [`ContextLayer::trust_callers_if`] (a header your gateway sets, the
 //! peer address), one client with [`ClientContextLayer::trusted_hosts`]. See
 //! [the propagation's Security section](crate::propagation#security) for the table and the
-//! reasons for the default.
+//! reasons for the default. What the rules hold back is reported once as a debug event of
+//! target `contextvars::trust` (features `tracing`, `log`), and
+//! [`ContextLayer::explain`] / [`ClientContextLayer::explain`] say what a request would carry
+//! and why.
 //!
 //! # Bad input
 //!
@@ -102,9 +105,51 @@
 //!
 //! # Examples
 //!
-//! An edge service, reachable from the internet, calling the company's own services behind it:
-//! strangers choose nothing but the locale, and only calls to your own hosts carry more than the
-//! request id.
+//! First, the services behind your edge: trusted both ways, each keeps the request id its
+//! caller sent and the baggage, and sends them on to the next (both sides must say so: an
+//! internal service left at the default restarts the id, a client left at the default withholds
+//! the baggage). The same `Propagation` serves the layer and the client:
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use contextvars::tower::{ClientContextLayer, ContextLayer, Propagation, Trust, REQUEST_ID};
+//! use contextvars::ContextVar;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use tower::{Layer, ServiceExt};
+//!
+//! static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let propagation = Propagation::builder()
+//!     .baggage_str(&TENANT, "tenant")
+//!     .inbound(Trust::Trusted)
+//!     .outbound(Trust::Trusted)
+//!     .build();
+//! let app = Router::new()
+//!     .route("/", get(|| async { format!("{:?} {:?}", REQUEST_ID.get(), TENANT.get()) }))
+//!     .layer(ContextLayer::new(propagation.clone()));
+//! // Its calls to the next service carry the same id and baggage:
+//! let client = ClientContextLayer::new(propagation)
+//!     .layer(Client::builder(TokioExecutor::new()).build_http::<axum::body::Body>());
+//! # let _ = client;
+//!
+//! let request = http::Request::get("/")
+//!     .header("x-request-id", "req-1")
+//!     .header("baggage", "tenant=acme,other=kept")
+//!     .body(axum::body::Body::empty())
+//!     .unwrap();
+//! let response = app.oneshot(request).await.unwrap();
+//! assert_eq!(response.headers()["x-request-id"], "req-1");
+//! let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+//! assert_eq!(body, r#"Some("req-1") Some("acme")"#);
+//! # }
+//! ```
+//!
+//! Then the edge, reachable from the internet, calling those services: strangers choose nothing
+//! but the locale, and only calls to your own hosts carry more than the request id (the edge's
+//! own, generated for each request, which the services behind it keep).
 //!
 //! ```
 //! use axum::{routing::post, Router};
@@ -134,39 +179,6 @@
 //!     .trusted_hosts(["*.svc.cluster.local"])
 //!     .layer(Client::builder(TokioExecutor::new()).build_http::<axum::body::Body>());
 //! # let _ = (app, client);
-//! ```
-//!
-//! An internal service, whose callers are your own services:
-//!
-//! ```
-//! use axum::{routing::get, Router};
-//! use contextvars::tower::{ContextLayer, Propagation, Trust, REQUEST_ID};
-//! use contextvars::ContextVar;
-//! use tower::ServiceExt;
-//!
-//! static TENANT: ContextVar<String> = ContextVar::new("tenant").with_display();
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
-//! let propagation = Propagation::builder()
-//!     .baggage_str(&TENANT, "tenant")
-//!     .inbound(Trust::Trusted)
-//!     .outbound(Trust::Trusted)
-//!     .build();
-//! let app = Router::new()
-//!     .route("/", get(|| async { format!("{:?} {:?}", REQUEST_ID.get(), TENANT.get()) }))
-//!     .layer(ContextLayer::new(propagation));
-//!
-//! let request = http::Request::get("/")
-//!     .header("x-request-id", "req-1")
-//!     .header("baggage", "tenant=acme,other=kept")
-//!     .body(axum::body::Body::empty())
-//!     .unwrap();
-//! let response = app.oneshot(request).await.unwrap();
-//! assert_eq!(response.headers()["x-request-id"], "req-1");
-//! let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
-//! assert_eq!(body, r#"Some("req-1") Some("acme")"#);
-//! # }
 //! ```
 //!
 //! # gRPC with tonic
@@ -266,17 +278,59 @@ use ::tower::{Layer, Service};
 use ::tower_http::request_id::{MakeRequestId, RequestId};
 use pin_project_lite::pin_project;
 
-use crate::propagation::{ExtractedFuture, Extractor};
+use crate::propagation::{Destination, Explanation, ExtractedFuture, Extractor};
 #[cfg(doc)]
 use crate::WithContext;
 
+pub use crate::propagation::{is_private_address, Trust, TrustedHosts, CALLER_REQUEST_ID};
 /// Moved to [`crate::propagation`], which needs no `http`; re-exported here so that code written
 /// against this module keeps compiling.
 pub use crate::propagation::{
     Baggage, BaggageMember, Propagation, PropagationBuilder, DEFAULT_MAX_REQUEST_ID_LEN,
     DEFAULT_REQUEST_ID_HEADER, MAX_BAGGAGE_BYTES, MAX_BAGGAGE_MEMBERS, REQUEST_ID,
 };
-pub use crate::propagation::{Trust, TrustedHosts, CALLER_REQUEST_ID};
+
+/// Whether the request's peer (the connection's remote address, which the server put in the
+/// request's extensions as an `A`) is a loopback or private-network address
+/// ([`is_private_address`]): an opt-in predicate for [`ContextLayer::trust_callers_if`], for a
+/// service whose private network holds only your own services, as Envoy treats such peers as
+/// internal by default. `A` is the extension holding the address: axum's
+/// `ConnectInfo<SocketAddr>` when the server was started with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, or any type of yours that
+/// dereferences to a [`SocketAddr`](std::net::SocketAddr). A request without it is untrusted.
+///
+/// A peer address is where the connection came from: behind a proxy or load balancer on the
+/// same network every caller is private, so there trust a header the proxy sets instead.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::SocketAddr;
+///
+/// use axum::extract::ConnectInfo;
+/// use contextvars::tower::{peer_is_private, ContextLayer, Propagation};
+///
+/// let layer = ContextLayer::new(Propagation::default())
+///     .trust_callers_if(peer_is_private::<ConnectInfo<SocketAddr>>);
+///
+/// let from = |peer: [u8; 4]| {
+///     let mut request = http::Request::builder().header("x-request-id", "req-1").body(()).unwrap();
+///     request.extensions_mut().insert(ConnectInfo(SocketAddr::from((peer, 50000))));
+///     request
+/// };
+/// assert!(layer.explain(&from([10, 0, 0, 7])).trust.is_trusted());
+/// assert!(layer.explain(&from([127, 0, 0, 1])).trust.is_trusted());
+/// assert!(!layer.explain(&from([203, 0, 113, 7])).trust.is_trusted());
+/// // Served without connect info: no address, so untrusted.
+/// assert!(!layer.explain(&http::Request::new(())).trust.is_trusted());
+/// ```
+pub fn peer_is_private<A>(head: &::http::request::Parts) -> bool
+where
+    A: std::ops::Deref<Target = std::net::SocketAddr> + Send + Sync + 'static,
+{
+    let peer = head.extensions.get::<A>();
+    peer.is_some_and(|peer| is_private_address(peer.ip()))
+}
 
 /// Decides per request whether its caller is trusted: see [`ContextLayer::trust_callers_if`].
 #[derive(Clone)]
@@ -343,10 +397,10 @@ impl Extractor for RequestHeaders<'_> {
 }
 
 /// The default request id generator: [`propagation::unique_request_id`] as a tower-http
-/// [`MakeRequestId`]: a random 64-bit prefix chosen once per process, then a counter, as 32
-/// lowercase hex digits. Unique within the process and, with overwhelming likelihood, across
-/// processes; cheaper than a UUID (no system call per request). Not a secret: ids are
-/// predictable from one another.
+/// [`MakeRequestId`]: 32 lowercase hex digits that look random (a per-process counter mixed
+/// through a bijection keyed once per process). Unique within the process and, with
+/// overwhelming likelihood, across processes; cheaper than a UUID (no system call per
+/// request). Not a secret.
 ///
 /// Any other tower-http [`MakeRequestId`] can replace it ([`ContextLayer::make_request_id`]).
 ///
@@ -496,7 +550,9 @@ impl<M> ContextLayer<M> {
     /// server was started with `into_make_service_with_connect_info`).
     ///
     /// Trust a header only if your gateway sets it and strips it from what strangers send;
-    /// trust a peer address only if it cannot be spoofed on your network.
+    /// trust a peer address only if it cannot be spoofed on your network. For callers on the
+    /// loopback or a private network, pass the named predicate [`peer_is_private`]:
+    /// `.trust_callers_if(peer_is_private::<ConnectInfo<SocketAddr>>)` with axum.
     ///
     /// # Examples
     ///
@@ -533,6 +589,52 @@ impl<M> ContextLayer<M> {
     {
         self.trust = Some(CallerTrust(Arc::new(trusted)));
         self
+    }
+
+    /// What this layer would accept from `request` and what it would set aside, with its
+    /// decision on the caller's trust and why (its [`trust_callers_if`] predicate, or the
+    /// propagation's `inbound` setting); see [`Explanation`]. For tests and for debugging a
+    /// chain whose id restarts at a hop.
+    ///
+    /// [`trust_callers_if`]: ContextLayer::trust_callers_if
+    ///
+    /// ```
+    /// use contextvars::tower::{ContextLayer, Propagation, Trust};
+    ///
+    /// let layer = ContextLayer::new(Propagation::default())
+    ///     .trust_callers_if(|head| head.headers.contains_key("x-from-gateway"));
+    /// let request = http::Request::builder().header("x-request-id", "ext-1").body(()).unwrap();
+    /// let explanation = layer.explain(&request);
+    /// assert_eq!(explanation.trust, Trust::Untrusted);
+    /// assert_eq!(explanation.held_back(), ["x-request-id"]);
+    /// assert_eq!(
+    ///     explanation.to_string(),
+    ///     "inbound from an untrusted caller (the trust_callers_if predicate returned false)\n  \
+    ///      set aside request id `x-request-id`: the caller is untrusted: a fresh id is \
+    ///      generated, theirs kept in caller_request_id for correlation"
+    /// );
+    /// ```
+    pub fn explain<B>(&self, request: &Request<B>) -> Explanation {
+        let propagation = &self.propagation;
+        let (trust, why) = match &self.trust {
+            Some(CallerTrust(trusted)) => {
+                let mut head = Request::new(()).into_parts().0;
+                head.method = request.method().clone();
+                head.uri = request.uri().clone();
+                head.version = request.version();
+                head.headers = request.headers().clone();
+                head.extensions = request.extensions().clone();
+                let trusted = trusted(&head);
+                let why = format!("the trust_callers_if predicate returned {trusted}");
+                (Trust::from_bool(trusted), why)
+            }
+            None => (
+                propagation.inbound_trust(),
+                "the propagation's inbound setting".to_owned(),
+            ),
+        };
+        let propagation = propagation.with_inbound(trust);
+        propagation.explain_inbound_because(request.headers(), why)
     }
 
     /// The configuration this layer uses.
@@ -827,6 +929,10 @@ impl ClientContextLayer {
     /// URI, as a tonic `Channel` sees) is untrusted: for a client bound to one destination,
     /// set the propagation's `outbound` instead.
     ///
+    /// Hosts are compared as the URL writes them, never resolved: `trusted_hosts(["localhost"])`
+    /// does not trust `http://127.0.0.1:3000`. List every form your URLs use
+    /// (`["localhost", "127.0.0.1", "[::1]"]`), and check with [`explain`](Self::explain).
+    ///
     /// # Examples
     ///
     /// ```
@@ -880,6 +986,46 @@ impl ClientContextLayer {
         self.destinations = Some(DestinationTrust::If(Arc::new(trusted)));
         self
     }
+
+    /// What a request to `uri`, made now, would carry and what would be withheld from it, with
+    /// this layer's decision on the destination's trust and why (its host list, its predicate,
+    /// or the propagation's `outbound` setting); see [`Explanation`]. For tests and for
+    /// debugging a chain that loses its baggage. A host list matches the URI's host as written:
+    /// `localhost` does not match `127.0.0.1`.
+    ///
+    /// ```
+    /// use contextvars::tower::{ClientContextLayer, Propagation, Trust};
+    /// use contextvars::ContextVar;
+    ///
+    /// static TENANT: ContextVar<String> = ContextVar::new("tenant");
+    ///
+    /// let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
+    /// let layer = ClientContextLayer::new(propagation).trusted_hosts(["localhost"]);
+    /// let uri: http::Uri = "http://127.0.0.1:3000/stock".parse().unwrap();
+    /// let explanation = TENANT.scope("acme".into(), || layer.explain(&uri));
+    /// assert_eq!(explanation.trust, Trust::Untrusted);
+    /// assert_eq!(explanation.why, r#"host 127.0.0.1:3000 matches none of ["localhost"]"#);
+    /// assert_eq!(explanation.held_back(), ["tenant"]);
+    /// assert_eq!(
+    ///     explanation.to_string(),
+    ///     "outbound to an untrusted destination (host 127.0.0.1:3000 matches none of [\"localhost\"])\n  \
+    ///      withheld  baggage `tenant`: private (not made public): sent to trusted destinations only"
+    /// );
+    /// ```
+    pub fn explain(&self, uri: &::http::Uri) -> Explanation {
+        let propagation = &self.propagation;
+        match &self.destinations {
+            Some(destinations) => {
+                let trust = destinations.trust_of(uri, host_and_port);
+                let why = destinations.why(uri, host_and_port);
+                propagation.explain_outbound_because(trust, why)
+            }
+            None => propagation.explain_outbound_because(
+                propagation.outbound_trust(),
+                "the propagation's outbound setting".to_owned(),
+            ),
+        }
+    }
 }
 
 impl<S> Layer<S> for ClientContextLayer {
@@ -929,10 +1075,19 @@ where
     fn call(&mut self, mut request: Request<B>) -> S::Future {
         match &self.destinations {
             Some(destinations) => {
-                let trust = destinations.trust_of(request.uri(), host_and_port);
-                self.propagation
-                    .with_outbound(trust)
-                    .inject(request.headers_mut());
+                let (mut head, body) = request.into_parts();
+                let uri = &head.uri;
+                let trust = destinations.trust_of(uri, host_and_port);
+                // Only asked when what is withheld is reported (once per host).
+                let why = || destinations.why(uri, host_and_port);
+                let destination = Destination {
+                    key: uri.host().unwrap_or_default(),
+                    why: &why,
+                };
+                let context = crate::Context::current();
+                let propagation = self.propagation.with_outbound(trust);
+                propagation.inject_to(&context, &mut head.headers, Some(destination));
+                request = Request::from_parts(head, body);
             }
             None => self.propagation.inject(request.headers_mut()),
         }

@@ -980,3 +980,17 @@ impl crate::ambient::Ambient for ::tracing::Span {
     ) {
     }
 }
+
+/// The trust rules' diagnostics as `tracing` debug events of target `contextvars::trust` (see
+/// `crate::diagnostics`).
+pub(crate) struct TrustEvents;
+
+impl crate::diagnostics::Sink for TrustEvents {
+    fn enabled() -> bool {
+        ::tracing::enabled!(target: crate::diagnostics::TARGET, ::tracing::Level::DEBUG)
+    }
+
+    fn report(message: &str) {
+        ::tracing::debug!(target: crate::diagnostics::TARGET, "{message}");
+    }
+}

@@ -51,3 +51,20 @@ type Otel = ();
 type Span = ::tracing::Span;
 #[cfg(not(feature = "tracing"))]
 type Span = ();
+
+// ---------------------------------------------------------------------------------------------
+// Where the trust rules' diagnostics go (the diagnostics seam): a `tracing` event, a `log`
+// record, both or neither. See `crate::diagnostics`.
+
+/// The diagnostics sinks compiled in, each `()` when its feature is off.
+pub(crate) type Diagnostics = (TracingEvents, LogRecords);
+
+#[cfg(feature = "tracing")]
+type TracingEvents = crate::tracing::TrustEvents;
+#[cfg(not(feature = "tracing"))]
+type TracingEvents = ();
+
+#[cfg(feature = "log")]
+type LogRecords = crate::log::TrustRecords;
+#[cfg(not(feature = "log"))]
+type LogRecords = ();

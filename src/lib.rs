@@ -253,6 +253,7 @@ mod ambient;
 mod capture;
 mod context;
 mod debug_value;
+mod diagnostics;
 pub mod executor;
 #[cfg(any(feature = "tracing", feature = "log"))]
 mod fields;

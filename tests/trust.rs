@@ -266,6 +266,58 @@ fn one_server_trusts_only_requests_its_gateway_marked() {
     });
 }
 
+/// `peer_is_private`: a caller on the loopback (a real connection to 127.0.0.1) is trusted, one
+/// whose peer address is public (given through the same extension) is not.
+#[test]
+fn callers_with_a_private_peer_address_are_trusted_when_asked() {
+    use std::net::SocketAddr;
+
+    use axum::extract::ConnectInfo;
+    use contextvars::tower::peer_is_private;
+
+    let layer =
+        ContextLayer::new(edge()).trust_callers_if(peer_is_private::<ConnectInfo<SocketAddr>>);
+    let app = Router::new()
+        .route(
+            "/",
+            get(|| async { format!("{:?}|{:?}", REQUEST_ID.get(), TENANT.get()) }),
+        )
+        .layer(layer);
+    runtime(2).block_on(async {
+        let (addr, stop) = common::http::serve_with_connect_info(app.clone()).await;
+        let headers = [("x-request-id", "int-1"), ("baggage", "tenant=acme")];
+        let response = client(1)
+            .request(get_request(addr, "/", &headers))
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["x-request-id"], "int-1");
+        let body = body_text(response.into_body()).await;
+        assert_eq!(body, r#"Some("int-1")|Some("acme")"#);
+        stop.now();
+
+        for (peer, trusted) in [
+            ([203, 0, 113, 7], false),
+            ([172, 32, 0, 1], false),
+            ([172, 20, 0, 1], true),
+            ([192, 168, 0, 9], true),
+        ] {
+            let mut request = get_request(addr, "/", &headers);
+            let peer = SocketAddr::from((peer, 40000));
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let response = app.clone().oneshot(request).await.unwrap();
+            let echoed = common::http::echoed_id(&response);
+            let body = body_text(response.into_body()).await;
+            match trusted {
+                true => assert_eq!(body, r#"Some("int-1")|Some("acme")"#, "{peer}"),
+                false => {
+                    assert_ne!(echoed, "int-1", "{peer}");
+                    assert_eq!(body, format!("Some({echoed:?})|None"), "{peer}");
+                }
+            }
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // A client and the destination it calls.
 

@@ -198,6 +198,32 @@
 //! # let _ = to_backends;
 //! ```
 //!
+//! **Seeing what the rules did.** Nothing fails when trust holds something back, so two
+//! services configured apart (one side trusted, the other not) lose their id or baggage
+//! silently. Two ways to see it:
+//!
+//! - With the `tracing` or `log` feature, a debug event of target `contextvars::trust` names
+//!   what was held back and why: an untrusted caller's request id or baggage members set aside,
+//!   members or private variables withheld from an untrusted destination (with the client
+//!   layer, its host and why it is untrusted: `host 127.0.0.1:3000 matches none of
+//!   ["localhost"]`). Each is reported once per [`Propagation`] (and, for a client layer, per
+//!   host), not per request; with the target's debug level off it costs one check per request
+//!   that holds something back.
+//! - [`Propagation::explain_outbound`] and [`Propagation::explain_inbound`] (and the layers'
+//!   `explain`, which apply their own per-request rules) say what would be sent or accepted,
+//!   and why, as an [`Explanation`]: for tests, and for a chain that loses its id.
+//!
+//! ```
+//! use contextvars::propagation::{Propagation, Trust};
+//! use std::collections::HashMap;
+//!
+//! let inventory = Propagation::default(); // forgot `.inbound(Trust::Trusted)`
+//! let from_edge = HashMap::from([("x-request-id".to_string(), "ext-1".to_string())]);
+//! let explanation = inventory.explain_inbound(&from_edge);
+//! assert_eq!(explanation.trust, Trust::Untrusted);
+//! assert_eq!(explanation.held_back(), ["x-request-id"]);
+//! ```
+//!
 //! What the limits protect: the sizes and counts (a request id of at most
 //! [`max_request_id_len`](PropagationBuilder::max_request_id_len) bytes, at most
 //! [`MAX_BAGGAGE_MEMBERS`] members and [`MAX_BAGGAGE_BYTES`] bytes of baggage, each read and
@@ -261,19 +287,23 @@ use crate::{integrations, Context, ContextExt, ContextVar, WithContext};
 
 pub(crate) mod baggage;
 pub(crate) mod carrier;
+pub(crate) mod explain;
 pub(crate) mod trace_context;
 pub(crate) mod trust;
 
 pub use self::baggage::{Baggage, BaggageMember, MAX_BAGGAGE_BYTES, MAX_BAGGAGE_MEMBERS};
 pub(crate) use self::carrier::is_token;
 pub use self::carrier::{Extractor, Injector};
+pub use self::explain::{Decision, Direction, Explanation, Part};
 pub use self::trace_context::{
     TraceContext, TraceParent, TraceState, MAX_TRACESTATE_MEMBERS, TRACE_ID,
 };
-pub use self::trust::{Trust, TrustedHosts};
+pub use self::trust::{is_private_address, Trust, TrustedHosts};
 
 use self::baggage::{parse_lines, Writer, BAGGAGE, FORWARDED};
+use self::explain::{Flags, Notes};
 use self::trace_context::Watched;
+use crate::diagnostics::{Kind, Reported};
 
 /// The request id of the current request or message, set by [`Propagation::extract`] (and so by
 /// every server and consumer integration) unless another variable was chosen with
@@ -334,11 +364,14 @@ pub const DEFAULT_MAX_REQUEST_ID_LEN: usize = 128;
 
 type ExtractFn = dyn Fn(&str, Context) -> Result<Context, Context> + Send + Sync;
 type InjectFn = dyn Fn(&Context, &mut dyn FnMut(&str)) + Send + Sync;
+type IsSetFn = dyn Fn(&Context) -> bool + Send + Sync;
 
 struct Registered {
     key: Box<str>,
     extract: Box<ExtractFn>,
     inject: Box<InjectFn>,
+    /// Whether the context has the variable (asked only to report what is withheld).
+    is_set: Box<IsSetFn>,
     /// Read from untrusted callers too ([`PropagationBuilder::accept_from_untrusted`]).
     from_untrusted: bool,
     /// Sent to untrusted destinations too ([`PropagationBuilder::public`]).
@@ -351,6 +384,8 @@ struct Config {
     caller_request_id_var: Option<&'static ContextVar<String>>,
     max_request_id_len: usize,
     registered: Vec<Registered>,
+    /// What the diagnostics said already, for every clone and trust of this configuration.
+    reported: Reported,
 }
 
 /// What crosses the network: the request id's header and variable, and which context variables
@@ -602,6 +637,7 @@ impl Propagation {
                 caller_request_id_var: Some(&CALLER_REQUEST_ID),
                 max_request_id_len: DEFAULT_MAX_REQUEST_ID_LEN,
                 registered: Vec::new(),
+                reported: Reported::default(),
             },
             inbound: Trust::Untrusted,
             outbound: Trust::Untrusted,
@@ -767,20 +803,94 @@ impl Propagation {
         }
     }
 
-    /// This crate's context from `carrier`, and whether its request id was the one received.
+    /// This crate's context from `carrier`, and whether its request id was the one received;
+    /// what the caller's trust set aside is reported once (see `crate::diagnostics`).
     fn read<C: Extractor + ?Sized>(
         &self,
         carrier: &C,
         make_id: impl FnOnce() -> Option<String>,
     ) -> (Context, bool) {
+        let mut flags = Flags::default();
+        let read = self.read_noting(carrier, make_id, &mut flags);
+        if flags.request_id || flags.baggage {
+            self.report_inbound(carrier, &flags);
+        }
+        read
+    }
+
+    /// Reports, once per kind, what an untrusted caller's request set aside.
+    #[cold]
+    fn report_inbound<C: Extractor + ?Sized>(&self, carrier: &C, flags: &Flags) {
+        let reported = &self.config.reported;
+        let explain = || self.explain_inbound(carrier);
+        if flags.request_id {
+            reported.once(Kind::CallerIdSetAside, "", || {
+                let held = explain().held_back_by_trust(Part::RequestId);
+                format!(
+                    "request id of an untrusted caller set aside: {held}; trust your own callers \
+                     with PropagationBuilder::inbound or the server's trust_callers_if"
+                )
+            });
+        }
+        if flags.baggage {
+            reported.once(Kind::CallerBaggageSetAside, "", || {
+                let held = explain().held_back_by_trust(Part::Baggage);
+                format!(
+                    "baggage of an untrusted caller set aside: {held}; trust your own callers \
+                     with PropagationBuilder::inbound or the server's trust_callers_if, or allow \
+                     a harmless key with accept_from_untrusted"
+                )
+            });
+        }
+    }
+
+    /// [`read`](Propagation::read), telling `notes` every decision.
+    fn read_noting<C: Extractor + ?Sized>(
+        &self,
+        carrier: &C,
+        make_id: impl FnOnce() -> Option<String>,
+        notes: &mut impl Notes,
+    ) -> (Context, bool) {
         let config = &*self.config;
         let trusted = self.inbound.is_trusted();
         let mut ctx = Context::new();
 
-        let sent = carrier
-            .get(&config.request_id_header)
+        let header = &*config.request_id_header;
+        let raw = carrier.get(header);
+        let sent = raw
             .filter(|id| id.len() <= config.max_request_id_len && is_visible_ascii(id))
             .map(str::to_owned);
+        match (raw, &sent, trusted) {
+            (None, ..) => notes.note(
+                Part::RequestId,
+                header,
+                false,
+                false,
+                "missing: a new id is generated",
+            ),
+            (Some(_), None, _) => notes.note(
+                Part::RequestId,
+                header,
+                false,
+                false,
+                "invalid (empty, too long or not visible ASCII): replaced by a generated id",
+            ),
+            (Some(_), Some(_), true) => notes.note(
+                Part::RequestId,
+                header,
+                true,
+                true,
+                "the caller is trusted: it is the request id",
+            ),
+            (Some(_), Some(_), false) => notes.note(
+                Part::RequestId,
+                header,
+                false,
+                true,
+                "the caller is untrusted: a fresh id is generated, theirs kept in \
+                 caller_request_id for correlation",
+            ),
+        }
         // An untrusted caller's id never becomes the request id: it is kept apart, for
         // correlation only.
         let (mut request_id, caller_request_id) = match trusted {
@@ -799,9 +909,22 @@ impl Propagation {
         }
         // A trusted caller's trace context, kept to be forwarded unchanged (an untrusted
         // caller's is not read; nor is any when the user's own propagator reads it).
-        let trace = (trusted && !integrations::Ambient::owns_trace_context())
+        let owned = integrations::Ambient::owns_trace_context();
+        let trace = (trusted && !owned)
             .then(|| TraceContext::from_headers(carrier))
             .flatten();
+        if notes.looking() && !owned && carrier.get(trace_context::TRACEPARENT).is_some() {
+            let (passes, reason) = match (trusted, trace.is_some()) {
+                (false, _) => (
+                    false,
+                    "the caller is untrusted: not read, a new trace starts",
+                ),
+                (true, true) => (true, "the caller is trusted: kept and forwarded unchanged"),
+                (true, false) => (false, "malformed: dropped"),
+            };
+            let name = trace_context::TRACEPARENT;
+            notes.note(Part::TraceContext, name, passes, !trusted, reason);
+        }
         if let Some(trace) = trace {
             ctx = ctx.with_value(&TRACE_ID, trace.parent().trace_id_hex());
             ctx = ctx.with_value(&trace_context::RECEIVED, trace);
@@ -814,17 +937,28 @@ impl Propagation {
         let mut as_received = Baggage::new();
         let mut parsed = vec![false; config.registered.len()];
         let mut kept = 0;
+        const LIMIT: &str = "past the limit of 64 members: dropped";
         parse_lines(carrier.get_all(BAGGAGE), |member| {
-            match config.registered.iter().position(|r| *r.key == *member.key) {
+            let key = member.key;
+            match config.registered.iter().position(|r| *r.key == *key) {
                 Some(index) => {
                     if !parsed[index] && kept >= MAX_BAGGAGE_MEMBERS {
-                        return;
+                        return notes.note(Part::Baggage, key, false, false, LIMIT);
                     }
                     let registered = &config.registered[index];
                     if !trusted && !registered.from_untrusted {
-                        return;
+                        let reason = "registered, but the caller is untrusted and the key is \
+                                      not accepted from untrusted callers";
+                        return notes.note(Part::Baggage, key, false, true, reason);
                     }
                     if let Ok(next) = (registered.extract)(&member.value, ctx.clone()) {
+                        notes.note(
+                            Part::Baggage,
+                            key,
+                            true,
+                            false,
+                            "registered: sets its variable",
+                        );
                         ctx = next;
                         if member.escaped().is_some() {
                             as_received.push_received(member);
@@ -835,17 +969,27 @@ impl Propagation {
                             parsed[index] = true;
                             kept += 1;
                         }
+                    } else {
+                        let reason = "registered, but its parse function rejected the value";
+                        notes.note(Part::Baggage, key, false, false, reason);
                     }
                 }
                 // Nothing an untrusted caller sent is passed on.
-                None if !trusted => {}
+                None if !trusted => {
+                    let reason = "not registered, and the caller is untrusted: not forwarded";
+                    notes.note(Part::Baggage, key, false, true, reason);
+                }
                 None => {
                     let known = forwarded.get(member.key).is_some();
                     if known || kept < MAX_BAGGAGE_MEMBERS {
+                        let reason = "not registered: forwarded as received";
+                        notes.note(Part::Baggage, key, true, false, reason);
                         forwarded.push_received(member);
                         if !known {
                             kept += 1;
                         }
+                    } else {
+                        notes.note(Part::Baggage, key, false, false, LIMIT);
                     }
                 }
             }
@@ -902,13 +1046,32 @@ impl Propagation {
     /// assert_eq!(headers["x-request-id"], "req-2");
     /// ```
     pub fn inject_context<C: Injector + ?Sized>(&self, ctx: &Context, carrier: &mut C) {
+        self.inject_to(ctx, carrier, None);
+    }
+
+    /// [`inject_context`](Propagation::inject_context) for a destination a client integration
+    /// named (its host, and why it has its trust), so that what is withheld from it is reported
+    /// once per host rather than once for the whole propagation.
+    pub(crate) fn inject_to<C: Injector + ?Sized>(
+        &self,
+        ctx: &Context,
+        carrier: &mut C,
+        destination: Option<Destination<'_>>,
+    ) {
         let config = &*self.config;
         if let Some(id) = ctx.get_ref(config.request_id_var) {
             if is_header_text(id) {
                 carrier.set(&config.request_id_header, id.clone());
             }
         }
-        let mut out = self.baggage_writer(ctx);
+        let mut flags = Flags {
+            looking: !self.outbound.is_trusted() && crate::diagnostics::enabled(),
+            ..Flags::default()
+        };
+        let mut out = self.baggage_writer(ctx, &mut flags);
+        if flags.baggage {
+            self.report_withheld(ctx, destination);
+        }
         // What travels beside the context (with the `opentelemetry` feature, the current OTel
         // context): its own fields (the trace context), and the members of its baggage that
         // changed and may go to this destination.
@@ -941,16 +1104,155 @@ impl Propagation {
         }
     }
 
+    /// What [`inject`](Propagation::inject) would write from the current context for a
+    /// destination of trust `trust`, and what it would withhold, with the reasons: the request
+    /// id, each registered variable that is set, each forwarded member, a trusted caller's
+    /// trace context. For tests and debugging; client layers have an `explain` that applies
+    /// their own per-destination rules (`ClientContextLayer::explain` with feature `tower`).
+    ///
+    /// ```
+    /// use contextvars::propagation::{Propagation, Trust, REQUEST_ID};
+    /// use contextvars::ContextVar;
+    ///
+    /// static TENANT: ContextVar<String> = ContextVar::new("tenant");
+    /// static LOCALE: ContextVar<String> = ContextVar::new("locale");
+    ///
+    /// let propagation = Propagation::builder()
+    ///     .baggage_str(&TENANT, "tenant")
+    ///     .baggage_str(&LOCALE, "locale")
+    ///     .public("locale")
+    ///     .build();
+    /// let context = contextvars::Context::new()
+    ///     .with_value(&REQUEST_ID, "req-1".to_string())
+    ///     .with_value(&TENANT, "acme".to_string())
+    ///     .with_value(&LOCALE, "fr".to_string());
+    /// let explanation = context.run(|| propagation.explain_outbound(Trust::Untrusted));
+    /// assert_eq!(explanation.passed(), ["x-request-id", "locale"]);
+    /// assert_eq!(explanation.held_back(), ["tenant"]);
+    /// println!("{explanation}");
+    /// // outbound to an untrusted destination (as asked)
+    /// //   sent      request id `x-request-id`: the request id goes to every destination
+    /// //   withheld  baggage `tenant`: private (not made public): sent to trusted destinations only
+    /// //   sent      baggage `locale`: public: sent to any destination
+    /// let to_our_own = context.run(|| propagation.explain_outbound(Trust::Trusted));
+    /// assert_eq!(to_our_own.held_back(), Vec::<&str>::new());
+    /// ```
+    pub fn explain_outbound(&self, trust: Trust) -> Explanation {
+        self.explain_outbound_because(trust, "as asked".to_owned())
+    }
+
+    /// [`explain_outbound`](Propagation::explain_outbound), saying `why` the destination has
+    /// that trust.
+    pub(crate) fn explain_outbound_because(&self, trust: Trust, why: String) -> Explanation {
+        let ctx = Context::current();
+        let config = &*self.config;
+        let mut explanation = Explanation::new(Direction::Outbound, trust, why);
+        if ctx.get_ref(config.request_id_var).is_some() {
+            let reason = "the request id goes to every destination";
+            let header = &*config.request_id_header;
+            explanation.note(Part::RequestId, header, true, false, reason);
+        }
+        self.with_outbound(trust)
+            .baggage_writer(&ctx, &mut explanation);
+        if ctx.get_ref(&trace_context::RECEIVED).is_some() {
+            let reason = "a trusted caller's trace context goes to every destination, unchanged";
+            let name = trace_context::TRACEPARENT;
+            explanation.note(Part::TraceContext, name, true, false, reason);
+        }
+        explanation
+    }
+
+    /// What [`extract`](Propagation::extract) would accept from `carrier`, by this
+    /// propagation's [inbound trust](Propagation::inbound_trust), and what it would set aside,
+    /// with the reasons: the request id header, each baggage member, the trace context. For
+    /// tests and debugging; the server layers have an `explain` that applies their own
+    /// per-request rules (`ContextLayer::explain` with feature `tower`).
+    ///
+    /// ```
+    /// use contextvars::propagation::{Propagation, Trust};
+    /// use contextvars::ContextVar;
+    /// use std::collections::HashMap;
+    ///
+    /// static TENANT: ContextVar<String> = ContextVar::new("tenant");
+    ///
+    /// let propagation = Propagation::builder().baggage_str(&TENANT, "tenant").build();
+    /// let headers = HashMap::from([
+    ///     ("x-request-id".to_string(), "ext-1".to_string()),
+    ///     ("baggage".to_string(), "tenant=acme,other=1".to_string()),
+    /// ]);
+    /// let explanation = propagation.explain_inbound(&headers);
+    /// assert_eq!(explanation.held_back(), ["x-request-id", "tenant", "other"]);
+    /// assert!(explanation.to_string().starts_with(
+    ///     "inbound from an untrusted caller (the propagation's inbound setting)\n  \
+    ///      set aside request id `x-request-id`: the caller is untrusted"
+    /// ));
+    /// let trusted = propagation.with_inbound(Trust::Trusted).explain_inbound(&headers);
+    /// assert_eq!(trusted.passed(), ["x-request-id", "tenant", "other"]);
+    /// ```
+    pub fn explain_inbound<C: Extractor + ?Sized>(&self, carrier: &C) -> Explanation {
+        let why = "the propagation's inbound setting".to_owned();
+        self.explain_inbound_because(carrier, why)
+    }
+
+    /// [`explain_inbound`](Propagation::explain_inbound), saying `why` the caller has this
+    /// propagation's inbound trust.
+    pub(crate) fn explain_inbound_because<C: Extractor + ?Sized>(
+        &self,
+        carrier: &C,
+        why: String,
+    ) -> Explanation {
+        let mut explanation = Explanation::new(Direction::Inbound, self.inbound, why);
+        self.read_noting(carrier, || None, &mut explanation);
+        explanation
+    }
+
+    /// Reports, once per destination, the members withheld from an untrusted one.
+    #[cold]
+    fn report_withheld(&self, ctx: &Context, destination: Option<Destination<'_>>) {
+        let (key, why) = match destination {
+            Some(Destination { key, why }) => (key, Some(why)),
+            None => ("", None),
+        };
+        self.config.reported.once(Kind::Withheld, key, || {
+            let mut explanation = Explanation::new(Direction::Outbound, self.outbound, "");
+            self.baggage_writer(ctx, &mut explanation);
+            let held = explanation.held_back_by_trust(Part::Baggage);
+            let to = match why {
+                Some(why) => format!("destination {key} ({})", why()),
+                None => "destination".to_owned(),
+            };
+            format!(
+                "baggage withheld from an untrusted {to}: {held}; trust your own destinations \
+                 with PropagationBuilder::outbound or the client's trusted_hosts, or make a \
+                 harmless key public"
+            )
+        });
+    }
+
     /// This crate's members of the outgoing `baggage`, for this propagation's destination: the
     /// registered variables that are set (to an untrusted destination, the public ones), then
-    /// (to a trusted one) the forwarded members.
-    fn baggage_writer(&self, ctx: &Context) -> Writer {
+    /// (to a trusted one) the forwarded members. `notes` hears of each.
+    fn baggage_writer(&self, ctx: &Context, notes: &mut impl Notes) -> Writer {
         let config = &*self.config;
         let trusted = self.outbound.is_trusted();
         let mut out = Writer::default();
         let as_received = ctx.get_ref(&REGISTERED_AS_RECEIVED);
-        let registered = config.registered.iter();
-        for registered in registered.filter(|r| trusted || r.public) {
+        for registered in &config.registered {
+            let key = &*registered.key;
+            if !trusted && !registered.public {
+                if notes.looking() && (registered.is_set)(ctx) {
+                    let reason = "private (not made public): sent to trusted destinations only";
+                    notes.note(Part::Baggage, key, false, true, reason);
+                }
+                continue;
+            }
+            if notes.looking() && (registered.is_set)(ctx) {
+                let reason = match trusted {
+                    true => "registered: the destination is trusted",
+                    false => "public: sent to any destination",
+                };
+                notes.note(Part::Baggage, key, true, false, reason);
+            }
             (registered.inject)(ctx, &mut |value| {
                 // A value that formats to what was received goes out as it came in.
                 let encoded = as_received
@@ -960,9 +1262,19 @@ impl Propagation {
                 out.member(&registered.key, value, encoded, "");
             });
         }
-        if let Some(forwarded) = ctx.get_ref(&FORWARDED).filter(|_| trusted) {
+        if !trusted && !notes.looking() {
+            return out;
+        }
+        if let Some(forwarded) = ctx.get_ref(&FORWARDED) {
             for m in forwarded {
-                out.member(&m.key, &m.value, m.encoded.as_deref(), &m.properties);
+                if trusted {
+                    out.member(&m.key, &m.value, m.encoded.as_deref(), &m.properties);
+                }
+                let reason = match trusted {
+                    true => "forwarded: the destination is trusted",
+                    false => "forwarded from a trusted caller: sent to trusted destinations only",
+                };
+                notes.note(Part::Baggage, &m.key, trusted, !trusted, reason);
             }
         }
         out
@@ -975,7 +1287,7 @@ impl Propagation {
     fn accepted_baggage(&self, ctx: &Context) -> Baggage {
         let written = self
             .with_outbound(Trust::Trusted)
-            .baggage_writer(ctx)
+            .baggage_writer(ctx, &mut Flags::default())
             .finish();
         Baggage::parse(written.as_deref().unwrap_or_default())
     }
@@ -986,6 +1298,14 @@ impl Propagation {
         self.outbound.is_trusted()
             || (self.config.registered.iter()).any(|r| r.public && &*r.key == key)
     }
+}
+
+/// A destination a client integration names: its host (what a diagnostic is reported once
+/// for) and why it has the trust it has.
+#[derive(Clone, Copy)]
+pub(crate) struct Destination<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) why: &'a dyn Fn() -> String,
 }
 
 /// Merges `changes` (members changed beside the context, see [`BaggageChange`]) into the
@@ -1324,6 +1644,7 @@ impl PropagationBuilder {
                     write(&format(value));
                 }
             }),
+            is_set: Box::new(move |ctx| ctx.contains(var)),
         });
         self
     }
@@ -1346,10 +1667,12 @@ impl PropagationBuilder {
 // ---------------------------------------------------------------------------------------------
 // Request ids and tokens.
 
-/// A new request id: a random 64-bit prefix chosen once per process, then a counter, as 32
-/// lowercase hex digits. Unique within the process and, with overwhelming likelihood, across
-/// processes; cheaper than a UUID (no system call per id). Not a secret: ids are predictable
-/// from one another. [`Propagation::extract`] generates missing ids with it.
+/// A new request id: 32 lowercase hex digits that look random. Each is a per-process counter
+/// passed through a bijection keyed by 128 random bits chosen once per process, so ids are
+/// unique within the process (the counter never repeats, and the bijection maps distinct
+/// counts to distinct ids) and, with overwhelming likelihood, across processes; cheaper than a
+/// UUID (no system call per id). Not a secret: the mixing hides nothing from someone who wants
+/// to predict ids. [`Propagation::extract`] generates missing ids with it.
 ///
 /// # Examples
 ///
@@ -1358,14 +1681,30 @@ impl PropagationBuilder {
 ///
 /// let (a, b) = (unique_request_id(), unique_request_id());
 /// assert_eq!(a.len(), 32);
+/// assert!(a.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
 /// assert_ne!(a, b);
 /// ```
 pub fn unique_request_id() -> String {
-    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static KEYS: OnceLock<[u64; 2]> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| RandomState::new().hash_one(std::process::id()));
+    let [k0, k1] = *KEYS.get_or_init(|| {
+        let random = RandomState::new();
+        let pid = std::process::id();
+        [random.hash_one((pid, 0u8)), random.hash_one((pid, 1u8))]
+    });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix:016x}{n:016x}")
+    // The low half alone is a bijection of the counter: ids never repeat within the process.
+    let low = mix64(n ^ k0);
+    let high = mix64(n.wrapping_add(k1)) ^ k0.rotate_left(32);
+    format!("{high:016x}{low:016x}")
+}
+
+/// SplitMix64's finalizer: a bijection on 64 bits (xor-shifts and odd multipliers are each
+/// invertible) in which every input bit changes about half the output bits.
+fn mix64(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// A usable request id: non-empty, visible ASCII only.

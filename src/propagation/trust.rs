@@ -1,6 +1,7 @@
 //! Trust boundaries: whom a server believes, and what a client tells whom.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Whether the other side of a hop belongs to your own system.
@@ -66,6 +67,39 @@ impl Trust {
     }
 }
 
+/// Whether `ip` is a loopback or private-network address: IPv4 loopback (`127.0.0.0/8`) and
+/// RFC 1918 (`10.0.0.0/8`, `172.16.0.0/12`, `192.168.0.0/16`); IPv6 loopback (`::1`) and unique
+/// local addresses (`fc00::/7`); and those IPv4 addresses written as IPv6 (`::ffff:10.0.0.7`).
+/// Not link-local addresses, carrier-grade NAT (`100.64.0.0/10`) or anything public.
+///
+/// The set Envoy treats as internal by default: an opt-in for a server whose private network
+/// holds only your own services, as a predicate on the caller's address (the tower layer's
+/// `peer_is_private` applies it to the connection's peer). It says where a packet came from,
+/// not who sent it: behind a proxy or load balancer on the same network, every caller has a
+/// private address, so trust the proxy's own header instead.
+///
+/// # Examples
+///
+/// ```
+/// use contextvars::propagation::is_private_address;
+///
+/// for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1", "::1", "fd12::1", "::ffff:10.0.0.7"] {
+///     assert!(is_private_address(private.parse().unwrap()), "{private}");
+/// }
+/// for public in ["203.0.113.7", "172.32.0.1", "8.8.8.8", "169.254.169.254", "100.64.0.1", "2001:db8::1", "fe80::1", "0.0.0.0"] {
+///     assert!(!is_private_address(public.parse().unwrap()), "{public}");
+/// }
+/// ```
+pub fn is_private_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => ip.is_loopback() || ip.is_private(),
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(ip) => is_private_address(IpAddr::V4(ip)),
+            None => ip.is_loopback() || (ip.segments()[0] & 0xfe00) == 0xfc00,
+        },
+    }
+}
+
 /// A list of trusted destinations, by host: what client integrations use to decide, per
 /// request, whether the destination is part of your system
 /// ([`ClientContextLayer::trusted_hosts`](crate::tower::ClientContextLayer::trusted_hosts) and
@@ -76,6 +110,15 @@ impl Trust {
 /// domain (`*.svc.cluster.local`, which does not match `svc.cluster.local` itself). Hosts
 /// compare without regard to ASCII case; a trailing dot is ignored. A destination with no host
 /// (a relative URI) is never trusted by a list.
+///
+/// **Names and addresses are compared as written, never resolved.** The list is matched against
+/// the host of the URL a request is made to: `localhost` does not match a request to
+/// `http://127.0.0.1:3000`, `127.0.0.1` does not match `http://localhost:3000`, and
+/// `orders.internal` does not match the address it resolves to. List each form your code
+/// uses (both, when in doubt); an IPv6 address is written in brackets, as in a URL. Ask a
+/// client layer what it decides for a URL with its `explain` (see
+/// `ClientContextLayer::explain` with feature `tower`), and watch the debug events of target
+/// `contextvars::trust`, which name a host that matched nothing.
 ///
 /// # Examples
 ///
@@ -88,6 +131,14 @@ impl Trust {
 /// assert!(hosts.contains("127.0.0.1", Some(8080)));
 /// assert!(!hosts.contains("127.0.0.1", Some(9090)));
 /// assert!(!hosts.contains("api.partner.example", Some(443)));
+///
+/// // Names and IP literals are different hosts: list every form your URLs use.
+/// let local = TrustedHosts::new(["localhost"]);
+/// assert!(local.contains("localhost", Some(3000)));
+/// assert!(!local.contains("127.0.0.1", Some(3000)));
+/// let local = TrustedHosts::new(["localhost", "127.0.0.1", "[::1]"]);
+/// assert!(local.contains("127.0.0.1", Some(3000)));
+/// assert!(local.contains("[::1]", Some(3000)));
 /// ```
 #[derive(Clone, Default)]
 pub struct TrustedHosts {

@@ -25,16 +25,34 @@ pub(crate) fn runtime(workers: usize) -> tokio::runtime::Runtime {
 /// Serves `app` on a free loopback port, in a task of the current runtime, until the returned
 /// [`Stop`] is used or dropped.
 pub(crate) async fn serve(app: Router) -> (SocketAddr, Stop) {
+    serve_as(app, false).await
+}
+
+/// [`serve`], with each request's peer address in its extensions as axum's
+/// `ConnectInfo<SocketAddr>`.
+pub(crate) async fn serve_with_connect_info(app: Router) -> (SocketAddr, Stop) {
+    serve_as(app, true).await
+}
+
+async fn serve_as(app: Router, connect_info: bool) -> (SocketAddr, Stop) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (signal, stopped) = oneshot::channel::<()>();
+    let stopped = async move {
+        let _ = stopped.await;
+    };
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap()
+        match connect_info {
+            true => {
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                serve.await.unwrap()
+            }
+            false => {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                serve.await.unwrap()
+            }
+        }
     });
     (addr, Stop { signal, server })
 }
@@ -80,6 +98,12 @@ pub(crate) fn get_request(
         request = request.header(*name, *value);
     }
     request.body(Empty::new()).unwrap()
+}
+
+/// The `x-request-id` a response echoed.
+pub(crate) fn echoed_id<B>(response: &axum::http::Response<B>) -> String {
+    let id = response.headers()["x-request-id"].to_str().unwrap();
+    id.to_owned()
 }
 
 /// The whole body, as UTF-8.
