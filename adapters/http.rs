@@ -103,7 +103,9 @@ impl<D: ?Sized> Destinations<D> {
     }
 
     /// Why [`trust_of`](Destinations::trust_of) decides as it does, in words:
-    /// `host 127.0.0.1 matches none of ["localhost"]`.
+    /// `host 127.0.0.1 matches none of ["localhost"]`. The tower client's explanations and
+    /// diagnostics use it; reqwest's middleware reports per propagation, not per host, so far.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn why(
         &self,
         destination: &D,

@@ -1,4 +1,4 @@
-//! The guide's FastAPI section on actix-web: `POST /orders` creates an order, reserves stock in a
+//! The Python contextvars guide's FastAPI section on actix-web: `POST /orders` creates an order, reserves stock in a
 //! blocking job and starts a background notification that runs after the response is sent.
 //! Every log line, from the handler, the blocking job and the background task, carries the
 //! request's id, through `ContextMiddleware` and the `log` integration.

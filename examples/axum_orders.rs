@@ -1,4 +1,4 @@
-//! The guide's FastAPI section in Rust: `POST /orders` creates an order and starts a background
+//! The Python contextvars guide's FastAPI section in Rust: `POST /orders` creates an order and starts a background
 //! notification that runs after the response is sent; both log lines carry the request id.
 //!
 //! `cargo run --example axum_orders --features tower,tokio,tracing`, then

@@ -1,4 +1,4 @@
-//! The guide's `create_task_with_context`, on tokio: a background task sees the request id only
+//! The Python contextvars guide's `create_task_with_context`, on tokio: a background task sees the request id only
 //! when it is spawned with the helper.
 //!
 //! `cargo run --example create_task --features tokio`

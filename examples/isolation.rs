@@ -1,4 +1,4 @@
-//! The guide's "Context Isolation": each task gets a copy; what a child sets never reaches the
+//! The Python contextvars guide's "Context Isolation": each task gets a copy; what a child sets never reaches the
 //! parent.
 //!
 //! `cargo run --example isolation --features tokio`

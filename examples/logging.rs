@@ -1,4 +1,4 @@
-//! The guide's first three sections with `tracing`: every log line inside a request carries its
+//! The Python contextvars guide's first three sections with `tracing`: every log line inside a request carries its
 //! request id, in the parent, in the task spawned with the helper, in the blocking job and in the
 //! decorated function; the task spawned without the helper has none.
 //!

@@ -1,4 +1,4 @@
-//! The guide's "Passing Arguments": the closure captures them, and the result comes back
+//! The Python contextvars guide's "Passing Arguments": the closure captures them, and the result comes back
 //! through the join handle.
 //!
 //! `cargo run --example passing_arguments --features tokio`

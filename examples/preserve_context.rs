@@ -1,4 +1,4 @@
-//! The guide's `@preserve_context` decorator: an `async fn` whose future carries the context of
+//! The Python contextvars guide's `@preserve_context` decorator: an `async fn` whose future carries the context of
 //! its call site, however it is scheduled.
 //!
 //! `cargo run --example preserve_context --features tokio`

@@ -1,4 +1,4 @@
-//! The guide's `run_in_executor_with_context`, on tokio: sync work on the blocking pool sees the
+//! The Python contextvars guide's `run_in_executor_with_context`, on tokio: sync work on the blocking pool sees the
 //! caller's context.
 //!
 //! `cargo run --example run_in_executor --features tokio`

@@ -1,4 +1,4 @@
-//! The guide's "With Task Names", on tokio.
+//! The Python contextvars guide's "With Task Names", on tokio.
 //!
 //! tokio names tasks only when built with `RUSTFLAGS="--cfg tokio_unstable"` and its `tracing`
 //! feature (its `task::Builder`); then this example uses `spawn_named_with_context`. Either way, a name that
