@@ -14,9 +14,14 @@ use std::sync::Mutex;
 
 use crate::integrations;
 
-/// The target (tracing) and log target of every diagnostic: `contextvars::trust`.
-#[cfg_attr(not(any(feature = "tracing", feature = "log")), allow(dead_code))]
-pub(crate) const TARGET: &str = "contextvars::trust";
+/// The target of the trust rules' debug events (with the `tracing` feature, a `tracing` event;
+/// with `log`, a `log` record): `contextvars::trust`. Enable it to see, once each, what the trust
+/// rules withheld or set aside, e.g. `RUST_LOG=contextvars::trust=debug`.
+///
+/// ```
+/// assert_eq!(contextvars::propagation::TRUST_DIAGNOSTICS_TARGET, "contextvars::trust");
+/// ```
+pub const TARGET: &str = "contextvars::trust";
 
 /// Where diagnostics go: a logger, asked first whether it takes debug events of [`TARGET`].
 pub(crate) trait Sink {

@@ -299,6 +299,7 @@ pub use self::trace_context::{
     TraceContext, TraceParent, TraceState, MAX_TRACESTATE_MEMBERS, TRACE_ID,
 };
 pub use self::trust::{is_private_address, Trust, TrustedHosts};
+pub use crate::diagnostics::TARGET as TRUST_DIAGNOSTICS_TARGET;
 
 use self::baggage::{parse_lines, Writer, BAGGAGE, FORWARDED};
 use self::explain::{Flags, Notes};
