@@ -64,6 +64,7 @@
 //! assert_eq!(REQUEST_ID.get(), None);
 //! ```
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::Context;
@@ -107,7 +108,8 @@ pub trait Executor: Sync {
 
     /// On a worker thread of this executor that may run its other units of work while it waits
     /// (rayon's `yield_now`): runs one, if one is ready, and says whether it did. `None` on any
-    /// other thread (the default).
+    /// other thread (the default). Asked only where [`in_unit_of_work`](Executor::in_unit_of_work)
+    /// says yes.
     ///
     /// A [`JobHandle::join`](crate::JobHandle::join) called on such a worker calls it
     /// until the joined job has finished, so that joining from inside the pool that must run the
@@ -167,6 +169,7 @@ pub fn register(executor: &'static dyn Executor) {
     if !list.iter().any(|known| std::ptr::addr_eq(*known, executor)) {
         list.push(executor);
         *registered = Some(list.into());
+        ANY_REGISTERED.store(true, Ordering::Release);
     }
 }
 
@@ -175,8 +178,14 @@ pub fn register(executor: &'static dyn Executor) {
 /// of them may `set`, and so come back here).
 static REGISTERED: Mutex<Option<Arc<[&'static dyn Executor]>>> = Mutex::new(None);
 
+/// Whether [`REGISTERED`] holds any: until then (the common case) nobody takes its lock.
+static ANY_REGISTERED: AtomicBool = AtomicBool::new(false);
+
 /// The executors registered so far (none: `None`).
 pub(crate) fn registered() -> Option<Arc<[&'static dyn Executor]>> {
+    if !ANY_REGISTERED.load(Ordering::Acquire) {
+        return None;
+    }
     REGISTERED
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

@@ -17,8 +17,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use std::thread;
 
 use crate::capture::Captured;
-use crate::executor::{self, Executor};
-use crate::{integrations, state, Context};
+use crate::{state, Context};
 
 /// The panic payload a [`JobHandle`] reports when its job was dropped without running.
 const DROPPED: &str = "contextvars: the job was dropped before it ran (its pool shut down)";
@@ -226,26 +225,20 @@ impl<T> JobHandle<T> {
     }
 
     /// On a worker of a pool that can run its other work meanwhile (rayon's; see
-    /// [`Executor::run_one_while_waiting`]), blocking could starve the very pool that must run
-    /// the job (a one-thread pool, or every worker joining): keep running the pool's work
-    /// instead, and sleep briefly only when the pool has nothing to run.
+    /// [`crate::executor::Executor::run_one_while_waiting`]), blocking could starve the very pool
+    /// that must run the job (a one-thread pool, or every worker joining): keep running the
+    /// pool's work instead, and sleep briefly only when the pool has nothing to run.
     fn help_until_finished(&self) {
         if self.is_finished() {
             return;
         }
         // Each unit of work run meanwhile gets a frame of its own with the empty context: it
         // must see neither the joiner's context nor what an earlier one set.
-        let help = |executor: &dyn Executor| {
-            state::run_in(Context::new(), || executor.run_one_while_waiting())
+        let Some(executor) = state::current_executor() else {
+            return;
         };
-        let registered = executor::registered();
-        let executors = integrations::EXECUTORS
-            .iter()
-            .chain(registered.iter().flat_map(|list| list.iter()));
-        let Some((executor, mut ran)) = executors
-            .into_iter()
-            .find_map(|executor| Some((*executor, help(*executor)?)))
-        else {
+        let help = || state::run_in(Context::new(), || executor.run_one_while_waiting());
+        let Some(mut ran) = help() else {
             return;
         };
         while !self.is_finished() {
@@ -259,7 +252,7 @@ impl<T> JobHandle<T> {
                         .wait_timeout(state, std::time::Duration::from_millis(1));
                 }
             }
-            ran = help(executor).unwrap_or(false);
+            ran = help().unwrap_or(false);
         }
     }
 

@@ -197,8 +197,10 @@ pub(crate) fn set_is_confined() -> Result<(), Refusal> {
                 .map_or(true, |guards| !guards.is_empty())
         })
         .unwrap_or(false);
-    match executor_of_unit_of_work() {
-        Some(executor) if !guarded => Err(Refusal::NoFrame { executor }),
+    match current_executor() {
+        Some(executor) if !guarded => Err(Refusal::NoFrame {
+            executor: executor.name(),
+        }),
         _ => Ok(()),
     }
 }
@@ -594,16 +596,13 @@ pub(crate) fn detach(id: u64) {
 }
 
 /// The executor (see `crate::executor`) whose unit of work (a task, a blocking job, a pool job)
-/// this thread is running, outside any frame of this crate: those compiled in first, then those
-/// registered. Where a runtime offers no way to tell, its adapter's docs say so.
-fn executor_of_unit_of_work() -> Option<&'static str> {
+/// this thread is running: those compiled in first, then those registered. Where a runtime
+/// offers no way to tell, its adapter's docs say so.
+pub(crate) fn current_executor() -> Option<&'static dyn Executor> {
     let found = |executor: &&&dyn Executor| executor.in_unit_of_work();
     if let Some(executor) = integrations::EXECUTORS.iter().find(found) {
-        return Some(executor.name());
+        return Some(*executor);
     }
     let registered = executor::registered()?;
-    registered
-        .iter()
-        .find(found)
-        .map(|executor| executor.name())
+    registered.iter().find(found).copied()
 }
